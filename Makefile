@@ -1,0 +1,30 @@
+# The project's habits. `make deps` then `make test` on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: deps test lint bench demo clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+deps: $(BIN)/python
+	$(BIN)/pip install -e '.[test]'
+
+test:
+	$(BIN)/pytest
+
+lint:
+	$(BIN)/ruff check machinery tests examples benchmarks
+	$(BIN)/mypy --strict
+
+bench:
+	$(BIN)/pip install -e '.[test,bench]'
+	$(BIN)/python benchmarks/codec.py
+
+demo:
+	$(BIN)/machinery demo
+
+clean:
+	rm -rf build dist *.egg-info machinery/_speedups/*.c machinery/_speedups/*.so

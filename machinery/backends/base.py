@@ -1,0 +1,50 @@
+"""The ResultBackend protocol: where task states and results are kept for callers to read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from machinery.jsonvalues import JSONValue
+from machinery.states import TaskResult
+
+__all__ = ["ResultBackend"]
+
+
+@runtime_checkable
+class ResultBackend(Protocol):
+    """Task UUID -> TaskResult, plus group bookkeeping for chords. All methods are thread-safe;
+    failures raise ``ResultBackendError``."""
+
+    def set(self, result: TaskResult) -> None:
+        """Store ``result`` as the latest state of its task (it expires after the configured time)."""
+        ...
+
+    def get(self, task_uuid: str) -> TaskResult | None:
+        """The latest stored state, or None when nothing is stored (PENDING or expired)."""
+        ...
+
+    def wait(self, task_uuid: str, timeout: float) -> TaskResult | None:
+        """Block up to ``timeout`` seconds until the task's state is final; the latest state seen."""
+        ...
+
+    def group_start(self, group_uuid: str, task_uuids: Sequence[str]) -> None:
+        """Record a group's members in order (before any of them is sent)."""
+        ...
+
+    def group_add_result(self, group_uuid: str, task_uuid: str, result: JSONValue) -> list[JSONValue] | None:
+        """Record one member's result. When every member has one, return all results in group
+        order (each later call returns them again until ``group_done``); None before that."""
+        ...
+
+    def group_done(self, group_uuid: str) -> None:
+        """The chord callback was sent: forget the group's bookkeeping."""
+        ...
+
+    def forget(self, task_uuid: str) -> None:
+        """Drop what is stored for ``task_uuid``."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...

@@ -1,0 +1,134 @@
+"""The Broker protocol: what every broker offers. Brokers move bytes and know nothing of tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "Broker",
+    "Delivery",
+    "OutgoingMessage",
+    "QueueDepth",
+    "REASON_HEADER",
+    "dead_letter_queue",
+]
+
+#: Header that carries why a message was dead-lettered.
+REASON_HEADER = "x-machinery-reason"
+
+
+def dead_letter_queue(queue: str) -> str:
+    """The name of the dead-letter queue beside ``queue``."""
+    return f"{queue}.dead"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message to publish: its queue, body, and when and how urgently it should run."""
+
+    queue: str
+    body: bytes
+    delay: float = 0.0
+    """Seconds from now before any consumer may receive it (held by the broker, not in memory)."""
+    priority: int = 0
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message handed to a consumer. It must be settled exactly once: ``ack``, ``nack`` or
+    ``dead_letter``. Until then the broker holds it for this consumer (a lease or an unacked
+    AMQP delivery); a consumer that dies without settling it gets it delivered again elsewhere."""
+
+    queue: str
+    body: bytes
+    tag: int
+    """The broker's receipt for this delivery (row id, AMQP delivery tag...)."""
+    delivery_count: int = 1
+    """How many times this message has been delivered, this time included (1 = first time).
+    Brokers that cannot count exactly give a lower bound (2 for a redelivered AMQP message)."""
+    priority: int = 0
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """How many messages a queue holds, by where they are."""
+
+    queue: str
+    ready: int
+    """Deliverable now."""
+    delayed: int
+    """Waiting for their delay to pass."""
+    in_flight: int
+    """Delivered and not yet settled (-1 when the broker cannot tell)."""
+    dead: int
+    """In the dead-letter queue beside this queue."""
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """Moves message bytes between producers and consumers with at-least-once delivery.
+
+    Thread safety: ``publish``, ``publish_many``, ``ack``, ``nack``, ``dead_letter``, ``extend``,
+    ``depth`` and ``wake`` may be called from any thread; ``fetch`` from one thread at a time.
+    Failures to reach the broker after bounded retries raise ``BrokerError``.
+    """
+
+    def declare(self, queues: Sequence[str]) -> None:
+        """Make sure ``queues`` (and what they need beside them: dead-letter, delay) exist."""
+        ...
+
+    def publish(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        delay: float = 0.0,
+        priority: int = 0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Store one message durably; returns only once the broker has accepted it."""
+        ...
+
+    def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Store several messages, pipelined; returns once all were accepted, or raises
+        ``BrokerError`` (then some may have been stored: at-least-once)."""
+        ...
+
+    def fetch(self, queues: Sequence[str], max_messages: int, timeout: float) -> list[Delivery]:
+        """Up to ``max_messages`` deliverable messages from ``queues``, highest priority first, then
+        oldest first. Waits up to ``timeout`` seconds for the first one; returns [] if none came
+        (or ``wake`` was called)."""
+        ...
+
+    def ack(self, delivery: Delivery) -> None:
+        """The message was handled: remove it for good."""
+        ...
+
+    def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        """Give the message back to its queue, deliverable again after ``delay`` seconds."""
+        ...
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move the message to ``<queue>.dead`` with ``reason`` in its ``REASON_HEADER``."""
+        ...
+
+    def extend(self, deliveries: Sequence[Delivery]) -> None:
+        """Renew the hold on deliveries still being worked on (a no-op where holds never expire)."""
+        ...
+
+    def depth(self, queue: str) -> QueueDepth:
+        """How many messages ``queue`` holds, by where they are."""
+        ...
+
+    def wake(self) -> None:
+        """Make a ``fetch`` blocked in another thread return early (used at shutdown)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files. Unsettled deliveries go back to their queue (at once or
+        when their hold expires)."""
+        ...

@@ -1,0 +1,59 @@
+"""The registry: task names mapped to the Task objects a worker runs for them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from machinery.errors import TaskNotRegistered
+from machinery.task import Task, as_task
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """Task names to Tasks. Names are unique; registering a name twice replaces the first task
+    only when ``replace=True`` is given, so a typo cannot silently shadow a task."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+
+    def register(self, name: str, task: Task | Callable[..., object], *, replace: bool = False) -> Task:
+        """Register ``task`` (a Task object or a plain function) under ``name``; returns the Task."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"task name must be a non-empty str, got {name!r}")
+        if name in self._tasks and not replace:
+            raise ValueError(f"task {name!r} is already registered (pass replace=True to replace it)")
+        wrapped = as_task(task, name)
+        self._tasks[name] = wrapped
+        return wrapped
+
+    def register_many(self, tasks: Mapping[str, Task | Callable[..., object]]) -> None:
+        """Register every name -> task of ``tasks``; nothing is registered if one is invalid."""
+        staged = Registry()
+        for name, task in tasks.items():
+            staged.register(name, task)
+            if name in self._tasks:
+                raise ValueError(f"task {name!r} is already registered")
+        self._tasks.update(staged._tasks)
+
+    def get(self, name: str) -> Task:
+        """The Task registered as ``name``; ``TaskNotRegistered`` if there is none."""
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise TaskNotRegistered(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def names(self) -> list[str]:
+        """The registered names, sorted."""
+        return sorted(self._tasks)

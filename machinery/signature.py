@@ -1,0 +1,188 @@
+"""The Signature: one task call as it travels on the wire, immutable from end to end."""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from machinery.jsonvalues import EMPTY_DICT, FrozenDict, JSONInput, JSONValue, freeze, freeze_mapping
+
+__all__ = ["MAX_PRIORITY", "Signature", "new_task_id"]
+
+#: Priorities run from 0 (the default, lowest) to this, as in AMQP's ``x-max-priority``.
+MAX_PRIORITY = 255
+
+
+def new_task_id() -> str:
+    """A fresh task UUID in Go Machinery's form, ``task_<uuid4>``."""
+    return f"task_{_uuid.uuid4()}"
+
+
+def _check_str(value: object, where: str) -> str:
+    if type(value) is str:
+        return value
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"Signature.{where} must be str, got {type(value).__name__}")
+
+
+def _check_int(value: object, where: str, low: int, high: int | None = None) -> int:
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"Signature.{where} must be int, got {type(value).__name__}")
+        value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ValueError(f"Signature.{where} must be {bound}, got {value}")
+    return value
+
+
+def _check_signatures(value: object, where: str) -> tuple[Signature, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, Signature):
+        raise TypeError(f"Signature.{where} must be a sequence of Signature, got one Signature")
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"Signature.{where} must be a sequence of Signature, got {type(value).__name__}")
+    for i, item in enumerate(value):
+        if not isinstance(item, Signature):
+            raise TypeError(f"Signature.{where}[{i}] must be a Signature, got {type(item).__name__}")
+    return tuple(value)
+
+
+def _check_eta(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"Signature.eta must be a datetime or None, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("Signature.eta must be timezone-aware (for example datetime.now(timezone.utc))")
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Signature:
+    """A task call: the registered task's name, its arguments, options and callbacks.
+
+    It is frozen all the way down: ``args`` is a tuple of frozen JSON values, ``headers`` a
+    :class:`~machinery.FrozenDict`, callbacks tuples of Signatures. Construction validates every
+    field and raises ``TypeError``/``ValueError`` naming the field. ``immutable`` decides whether the
+    result of this task is prepended to the args of its ``on_success`` callbacks (False) or not (True).
+    """
+
+    name: str
+    args: tuple[JSONValue, ...]
+    routing_key: str
+    immutable: bool
+    on_success: tuple[Signature, ...]
+    on_error: tuple[Signature, ...]
+    uuid: str
+    eta: datetime | None
+    group_uuid: str
+    group_task_count: int
+    headers: FrozenDict
+    priority: int
+    retry_count: int
+    retry_timeout: int
+    chord_callback: Signature | None
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[JSONInput] = (),
+        *,
+        routing_key: str = "",
+        immutable: bool = False,
+        on_success: Sequence[Signature] | None = (),
+        on_error: Sequence[Signature] | None = (),
+        uuid: str | None = None,
+        eta: datetime | None = None,
+        group_uuid: str = "",
+        group_task_count: int = 0,
+        headers: Mapping[str, JSONInput] | None = None,
+        priority: int = 0,
+        retry_count: int = 0,
+        retry_timeout: int = 0,
+        chord_callback: Signature | None = None,
+    ) -> None:
+        setter = object.__setattr__
+        name = _check_str(name, "name")
+        if not name:
+            raise ValueError("Signature.name must be a non-empty task name")
+        setter(self, "name", name)
+        if isinstance(args, (str, bytes, bytearray)) or not isinstance(args, Sequence):
+            raise TypeError(f"Signature.args must be a list or tuple, got {type(args).__name__}")
+        setter(self, "args", tuple([freeze(a, f"Signature.args[{i}]") for i, a in enumerate(args)]))
+        setter(self, "routing_key", _check_str(routing_key, "routing_key"))
+        if type(immutable) is not bool:
+            raise TypeError(f"Signature.immutable must be bool, got {type(immutable).__name__}")
+        setter(self, "immutable", immutable)
+        setter(self, "on_success", _check_signatures(on_success, "on_success"))
+        setter(self, "on_error", _check_signatures(on_error, "on_error"))
+        setter(self, "uuid", new_task_id() if uuid is None else _check_str(uuid, "uuid"))
+        setter(self, "eta", _check_eta(eta))
+        setter(self, "group_uuid", _check_str(group_uuid, "group_uuid"))
+        setter(self, "group_task_count", _check_int(group_task_count, "group_task_count", 0))
+        if headers is None or headers is EMPTY_DICT:
+            frozen_headers = EMPTY_DICT
+        elif isinstance(headers, Mapping):
+            frozen_headers = freeze_mapping(headers, "Signature.headers")
+        else:
+            raise TypeError(f"Signature.headers must be a mapping, got {type(headers).__name__}")
+        setter(self, "headers", frozen_headers)
+        setter(self, "priority", _check_int(priority, "priority", 0, MAX_PRIORITY))
+        setter(self, "retry_count", _check_int(retry_count, "retry_count", 0))
+        setter(self, "retry_timeout", _check_int(retry_timeout, "retry_timeout", 0))
+        if chord_callback is not None and not isinstance(chord_callback, Signature):
+            raise TypeError(
+                f"Signature.chord_callback must be a Signature or None, got {type(chord_callback).__name__}"
+            )
+        setter(self, "chord_callback", chord_callback)
+
+    # -- derived signatures -------------------------------------------------------------------
+
+    def replace(self, **changes: Any) -> Signature:
+        """A copy with ``changes`` applied (validated like the constructor)."""
+        return replace(self, **changes)
+
+    def with_args(self, args: Sequence[JSONInput]) -> Signature:
+        """A copy with ``args`` in place of this signature's args."""
+        return replace(self, args=args)  # type: ignore[arg-type]  # __init__ freezes them
+
+    def with_result(self, result: JSONInput) -> Signature:
+        """This callback as sent after a task returned ``result``: ``result`` prepended to args."""
+        return replace(self, args=(freeze(result, "result"), *self.args))
+
+    def set_immutable(self, immutable: bool = True) -> Signature:
+        """A copy whose ``immutable`` flag is ``immutable``."""
+        return replace(self, immutable=immutable)
+
+    def link(self, *callbacks: Signature) -> Signature:
+        """A copy with ``callbacks`` added to ``on_success``."""
+        return replace(self, on_success=(*self.on_success, *callbacks))
+
+    def link_error(self, *callbacks: Signature) -> Signature:
+        """A copy with ``callbacks`` added to ``on_error``."""
+        return replace(self, on_error=(*self.on_error, *callbacks))
+
+    def delay_until(self, eta: datetime) -> Signature:
+        """A copy that no worker runs before ``eta`` (timezone-aware)."""
+        return replace(self, eta=eta)
+
+    def countdown(self, seconds: float) -> Signature:
+        """A copy that no worker runs before ``seconds`` from now."""
+        return replace(self, eta=datetime.now(UTC) + timedelta(seconds=seconds))
+
+    def walk(self) -> Iterable[Signature]:
+        """This signature and every signature nested in it (callbacks, chord callback), depth first."""
+        stack: list[Signature] = [self]
+        while stack:
+            sig = stack.pop()
+            yield sig
+            if sig.chord_callback is not None:
+                stack.append(sig.chord_callback)
+            stack.extend(reversed(sig.on_error))
+            stack.extend(reversed(sig.on_success))

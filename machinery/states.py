@@ -1,0 +1,47 @@
+"""Task states (Go Machinery's names) and the record a result backend keeps for each task."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from machinery.jsonvalues import JSONValue
+
+__all__ = ["FINAL_STATES", "TaskResult", "TaskState"]
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its life. ``SUCCESS`` and ``FAILURE`` are final."""
+
+    PENDING = "PENDING"
+    RECEIVED = "RECEIVED"
+    STARTED = "STARTED"
+    RETRY = "RETRY"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILURE})
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """What a result backend holds for one task UUID."""
+
+    task_uuid: str
+    state: TaskState
+    name: str = ""
+    result: JSONValue = None
+    error: str = ""
+    updated_at: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.state.is_final

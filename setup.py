@@ -1,0 +1,63 @@
+"""Builds the compiled codec with Cython, or a pure-Python package when that is not possible.
+
+``MACHINERY_NO_EXTENSIONS=1`` (or a non-CPython interpreter) builds no extension; a missing
+compiler falls back to the pure package with a loud message, unless ``MACHINERY_REQUIRE_EXTENSIONS=1``.
+"""
+
+import os
+import platform
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+NO_EXTENSIONS = bool(os.environ.get("MACHINERY_NO_EXTENSIONS")) or platform.python_implementation() != "CPython"
+REQUIRE_EXTENSIONS = bool(os.environ.get("MACHINERY_REQUIRE_EXTENSIONS"))
+BANNER = "*" * 78
+
+
+def say(message: str) -> None:
+    print(f"{BANNER}\n* machinery: {message}\n{BANNER}", file=sys.stderr)
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that falls back to the pure-Python twin when compiling fails."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:
+            self._fallback(exc)
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            self._fallback(exc)
+        else:
+            say(f"built the compiled codec {ext.name}")
+
+    def _fallback(self, exc: Exception) -> None:
+        if REQUIRE_EXTENSIONS:
+            raise
+        say(f"could not compile the codec ({exc}); installing the pure-Python build (slower)")
+
+
+if NO_EXTENSIONS:
+    say("MACHINERY_NO_EXTENSIONS is set (or not CPython): building the pure-Python package")
+    ext_modules = []
+else:
+    from Cython.Build import cythonize
+
+    ext_modules = cythonize(
+        [Extension("machinery._speedups._codec_c", ["machinery/_speedups/_codec_c.pyx"])],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "initializedcheck": False,
+            "cdivision": True,
+        },
+    )
+
+setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})
