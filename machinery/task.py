@@ -60,11 +60,11 @@ def as_task(obj: Task | Callable[..., object], name: str) -> Task:
     """``obj`` as a Task: Task objects as they are, plain callables wrapped in FunctionTask."""
     if isinstance(obj, FunctionTask):
         return obj
+    if isinstance(obj, type):
+        raise TypeError(f"task {name!r}: register an instance of {obj.__name__}, not the class itself")
     run = getattr(obj, "run", None)
     if run is not None and callable(run):
         return obj  # type: ignore[return-value]
-    if isinstance(obj, type):
-        raise TypeError(f"task {name!r}: register an instance of {obj.__name__}, not the class itself")
     if callable(obj):
         return FunctionTask(obj, name)
     raise TypeError(f"task {name!r}: {type(obj).__name__} has no run(args) method and is not callable")
