@@ -1,0 +1,26 @@
+"""User-style mistakes; every line marked 'E:' must be reported by mypy --strict, no other line."""
+
+from __future__ import annotations
+
+from machinery import JSONValue, Signature, Task, chain, parse_number_args
+
+
+class AddTask:
+    def run(self, args: tuple[JSONValue, ...]) -> float:
+        return sum(parse_number_args(args))
+
+
+class NotATask:
+    def execute(self, args: tuple[JSONValue, ...]) -> float:
+        return 0.0
+
+
+Signature("add", [1, 1], priority="high")  # E: wrong field type
+Signature(42)  # E: name must be str
+Signature("add", [1, 1], immutable="yes")  # E: immutable must be bool
+AddTask().run(42)  # E: run called with the wrong type
+task: Task = NotATask()  # E: no run method
+sig = Signature("add")
+sig.name = "other"  # E: frozen
+count: int = sig.args  # E: args is a tuple
+chain(sig, "multiply")  # E: chain takes signatures
