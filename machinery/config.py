@@ -1,18 +1,52 @@
-"""Configuration: one frozen dataclass (loading from YAML and the environment is added below it)."""
+"""Configuration: one frozen dataclass, and ``load_config`` that builds it from defaults, a YAML file,
+``MACHINERY_*`` environment variables and explicit arguments (later wins)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from machinery.jsonvalues import EMPTY_DICT, FrozenDict
+import yaml
 
-__all__ = ["Config"]
+from machinery.errors import ConfigError
+from machinery.jsonvalues import EMPTY_DICT, FrozenDict, freeze_mapping
+
+__all__ = ["CONFIG_ENV", "Config", "load_config", "masked_url"]
+
+#: The environment variable naming a YAML file to read when ``load_config`` gets no path.
+CONFIG_ENV = "MACHINERY_CONFIG"
+
+_ENV_PREFIX = "MACHINERY_"
 
 
-@dataclass(frozen=True, slots=True)
+def masked_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (``amqp://guest:***@host/``), for logs and reprs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority_end = len(rest)
+    for stop in "?#":
+        pos = rest.find(stop)
+        if pos != -1:
+            authority_end = min(authority_end, pos)
+    at = rest.rfind("@", 0, authority_end)
+    if at == -1:
+        return url
+    user, colon, _password = rest[:at].partition(":")
+    if not colon:
+        return url
+    return f"{scheme}://{user}:***{rest[at:]}"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Config:
     """Everything an App needs. The defaults run with no server: SQLite files in the working
-    directory for the broker and the results."""
+    directory for the broker and the results. Construction checks every value (``ConfigError``)."""
 
     broker_url: str = "sqlite:///machinery.sqlite3"
     result_backend: str = "sqlite:///machinery.sqlite3"
@@ -24,6 +58,7 @@ class Config:
     default_queue: str = "machinery_tasks"
     binding_key: str = "machinery_task"
     prefetch_count: int = 16
+    """Most messages a worker holds beyond the ones it is running (and AMQP's basic.qos)."""
     queue_declare_args: FrozenDict = field(default=EMPTY_DICT)
     """Extra arguments for declaring AMQP queues, e.g. {"x-max-priority": 10} or {"x-queue-type": "quorum"}."""
     visibility_timeout: float = 30.0
@@ -32,3 +67,191 @@ class Config:
     """Deliveries of a message naming a task not registered here before it is dead-lettered."""
     concurrency: int = 4
     """Task threads per worker process."""
+    retry_backoff_max: float = 60.0
+    """Longest wait, in seconds, between retries of a task whose signature sets no retry_timeout."""
+    track_started: bool = True
+    """Record RECEIVED and STARTED states; False writes only RETRY and the final state (faster)."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "queue_declare_args" and not isinstance(value, FrozenDict):
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f.name, "a mapping", value)
+                object.__setattr__(self, f.name, freeze_mapping(value, f.name))
+                continue
+            _coerce(f.name, value, "")
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _URL_FIELDS:
+                value = masked_url(value)
+            parts.append(f"{f.name}={value!r}")
+        return f"Config({', '.join(parts)})"
+
+    def replace(self, **changes: object) -> Config:
+        """A copy with ``changes`` applied (checked like the constructor)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+_URL_FIELDS = frozenset({"broker_url", "result_backend"})
+_FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(Config)}
+
+#: Go Machinery's config.yml keys that differ from ours.
+_GO_TOP_KEYS = {"broker": "broker_url"}
+_GO_AMQP_KEYS = frozenset({"exchange", "exchange_type", "binding_key", "prefetch_count", "queue_declare_args"})
+
+_EXCHANGE_TYPES = frozenset({"direct", "fanout", "topic", "headers"})
+
+
+def _check_url(value: str, *, allow_none: bool) -> bool:
+    if allow_none and value == "none":
+        return True
+    scheme, sep, _ = value.partition("://")
+    return bool(sep) and scheme.isascii() and scheme.replace("+", "").isalnum()
+
+
+def _int_at_least(low: int) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, int) and v >= low
+
+
+def _seconds(*, positive: bool) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, float) and (v > 0 if positive else v >= 0) and v != float("inf")
+
+
+_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "broker_url": (lambda v: _check_url(str(v), allow_none=False), "a URL such as sqlite:///machinery.sqlite3"),
+    "result_backend": (lambda v: _check_url(str(v), allow_none=True), 'a URL such as sqlite:///results.db, or "none"'),
+    "results_expire_in": (_int_at_least(0), "an integer >= 0 (seconds)"),
+    "exchange_type": (lambda v: v in _EXCHANGE_TYPES, "one of direct, fanout, topic, headers"),
+    "default_queue": (bool, "a non-empty queue name"),
+    "prefetch_count": (_int_at_least(0), "an integer >= 0"),
+    "visibility_timeout": (_seconds(positive=True), "a finite number of seconds > 0"),
+    "max_redeliveries": (_int_at_least(0), "an integer >= 0"),
+    "concurrency": (_int_at_least(1), "an integer >= 1"),
+    "retry_backoff_max": (_seconds(positive=False), "a finite number of seconds >= 0"),
+}
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _coerce(key: str, value: object, source: str, *, from_text: bool = False) -> object:
+    """``value`` as the type of field ``key`` (parsing text from the environment), checked."""
+    kind = _FIELD_TYPES[key]
+    out: object
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(key, "a string", value, source=source)
+        out = value
+    elif kind == "int":
+        if from_text and isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ConfigError(key, "an integer", value, source=source) from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, "an integer", value, source=source)
+        out = value
+    elif kind == "float":
+        if from_text and isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ConfigError(key, "a number", value, source=source) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise ConfigError(key, "a number", value, source=source)
+        out = float(value)
+    elif kind == "bool":
+        if from_text and isinstance(value, str):
+            text = value.strip().lower()
+            if text not in _TRUE | _FALSE:
+                raise ConfigError(key, "true or false", value, source=source)
+            value = text in _TRUE
+        if not isinstance(value, bool):
+            raise ConfigError(key, "true or false", value, source=source)
+        out = value
+    else:  # FrozenDict
+        if from_text and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ConfigError(key, "a JSON object", value, source=source) from None
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, "a mapping", value, source=source)
+        try:
+            out = freeze_mapping(value, key)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(key, f"a mapping of JSON values ({exc})", source=source) from None
+    check = _CHECKS.get(key)
+    if check is not None and not check[0](out):
+        raise ConfigError(key, check[1], out, source=source)
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, object]:
+    """The settings in YAML file ``path``, in our key names (Go Machinery's layout translated)."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("file", "a readable YAML file", source=f"{source}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("file", f"valid YAML ({str(exc).splitlines()[0]})", source=source) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("file", "a mapping of settings at the top level", type(data).__name__, source=source)
+    out: dict[str, object] = {}
+    for raw_key, value in data.items():
+        key = str(raw_key)
+        if key == "amqp":
+            if not isinstance(value, dict):
+                raise ConfigError("amqp", "a mapping", value, source=source)
+            for sub, sub_value in value.items():
+                if sub not in _GO_AMQP_KEYS:
+                    raise ConfigError(f"amqp.{sub}", "one of " + ", ".join(sorted(_GO_AMQP_KEYS)), source=source)
+                out[str(sub)] = _coerce(str(sub), sub_value, source)
+            continue
+        name = _GO_TOP_KEYS.get(key, key)
+        if name not in _FIELD_TYPES:
+            raise ConfigError(key, "a known setting (" + ", ".join(sorted(_FIELD_TYPES)) + ")", source=source)
+        out[name] = _coerce(name, value, source)
+    return out
+
+
+def _read_env(environ: Mapping[str, str]) -> dict[str, object]:
+    """Settings from ``MACHINERY_<FIELD>`` variables (other MACHINERY_ variables are not ours)."""
+    out: dict[str, object] = {}
+    for name in _FIELD_TYPES:
+        var = _ENV_PREFIX + name.upper()
+        if var in environ:
+            out[name] = _coerce(name, environ[var], f"environment {var}", from_text=True)
+    return out
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **overrides: object,
+) -> Config:
+    """A Config from defaults, then the YAML file ``path`` (or ``$MACHINERY_CONFIG``), then
+    ``MACHINERY_*`` environment variables, then ``overrides``; later wins. Bad files, unknown keys
+    and bad values raise ``ConfigError`` naming the key and what was expected."""
+    env = os.environ if environ is None else environ
+    settings: dict[str, object] = {}
+    if path is None and env.get(CONFIG_ENV):
+        path = env[CONFIG_ENV]
+    if path is not None:
+        settings.update(_read_yaml(Path(path)))
+    settings.update(_read_env(env))
+    for key, value in overrides.items():
+        if key not in _FIELD_TYPES:
+            raise ConfigError(key, "a known setting (" + ", ".join(sorted(_FIELD_TYPES)) + ")", source="arguments")
+        settings[key] = _coerce(key, value, "arguments")
+    return Config(**settings)  # type: ignore[arg-type]

@@ -1,0 +1,99 @@
+"""The in-memory result backend: task states in this process's memory, for tests and embedding."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from machinery.jsonvalues import JSONValue
+from machinery.states import TaskResult
+
+__all__ = ["MemoryBackend"]
+
+_NAMED: dict[str, MemoryBackend] = {}
+_NAMED_LOCK = threading.Lock()
+
+
+class _GroupRecord:
+    __slots__ = ("members", "results")
+
+    def __init__(self, members: Sequence[str]) -> None:
+        self.members = list(members)
+        self.results: dict[str, JSONValue] = {}
+
+
+class MemoryBackend:
+    """A ResultBackend in memory. ``MemoryBackend.named(name)`` gives one shared instance per name,
+    so an app's producer and worker built from the same ``memory://name`` URL meet."""
+
+    def __init__(self, *, expires_in: float = 3600.0) -> None:
+        self.expires_in = expires_in
+        self._cond = threading.Condition(threading.Lock())
+        self._results: dict[str, tuple[TaskResult, float]] = {}
+        self._groups: dict[str, _GroupRecord] = {}
+
+    @classmethod
+    def named(cls, name: str, *, expires_in: float = 3600.0) -> MemoryBackend:
+        """The process-wide backend called ``name`` (created on first use)."""
+        with _NAMED_LOCK:
+            backend = _NAMED.get(name)
+            if backend is None:
+                backend = _NAMED[name] = cls(expires_in=expires_in)
+            return backend
+
+    def _current(self, task_uuid: str, now: float) -> TaskResult | None:
+        entry = self._results.get(task_uuid)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del self._results[task_uuid]
+            return None
+        return entry[0]
+
+    def set(self, result: TaskResult) -> None:
+        now = time.monotonic()
+        if result.updated_at == 0.0:
+            result = TaskResult(result.task_uuid, result.state, result.name, result.result, result.error, time.time())
+        with self._cond:
+            self._results[result.task_uuid] = (result, now + self.expires_in)
+            self._cond.notify_all()
+
+    def get(self, task_uuid: str) -> TaskResult | None:
+        with self._cond:
+            return self._current(task_uuid, time.monotonic())
+
+    def wait(self, task_uuid: str, timeout: float) -> TaskResult | None:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                current = self._current(task_uuid, now)
+                if (current is not None and current.ready) or now >= deadline:
+                    return current
+                self._cond.wait(deadline - now)
+
+    def group_start(self, group_uuid: str, task_uuids: Sequence[str]) -> None:
+        with self._cond:
+            self._groups[group_uuid] = _GroupRecord(task_uuids)
+
+    def group_add_result(self, group_uuid: str, task_uuid: str, result: JSONValue) -> list[JSONValue] | None:
+        with self._cond:
+            record = self._groups.get(group_uuid)
+            if record is None:
+                return None
+            record.results[task_uuid] = result
+            if len(record.results) < len(record.members) or any(m not in record.results for m in record.members):
+                return None
+            return [record.results[m] for m in record.members]
+
+    def group_done(self, group_uuid: str) -> None:
+        with self._cond:
+            self._groups.pop(group_uuid, None)
+
+    def forget(self, task_uuid: str) -> None:
+        with self._cond:
+            self._results.pop(task_uuid, None)
+
+    def close(self) -> None:
+        """Nothing to release."""
