@@ -1,0 +1,228 @@
+"""SQLite plumbing shared by the SQLite broker and result backend: URL parsing, a pool of
+connections in WAL mode, and bounded retries of "database is locked" turned into clear errors.
+
+Connections are pooled rather than kept per thread so that short-lived threads (a web server's)
+do not leak them; each operation borrows one connection and returns it. Every connection uses
+``busy_timeout``; a statement still refused as locked is retried a few times, then the caller's
+error class is raised. A pool noticed in a forked child is dropped (a SQLite connection must
+not cross ``fork``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+from machinery.errors import ConfigError, MachineryError
+
+__all__ = ["ConnectionPool", "SQLiteOptions", "parse_sqlite_url"]
+
+T = TypeVar("T")
+
+_SYNC_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_LOCKED_RETRIES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class SQLiteOptions:
+    """Where the database file is and how it is opened."""
+
+    path: str
+    synchronous: str = "NORMAL"
+    """SQLite's ``PRAGMA synchronous`` in WAL mode. NORMAL: a commit survives a crash of the
+    process, the last commits may be lost on power failure or OS crash; FULL: survives those too."""
+    busy_timeout: float = 5.0
+    """Seconds a statement waits for another connection's write lock before it is retried."""
+
+
+def parse_sqlite_url(url: str, key: str = "broker_url") -> SQLiteOptions:
+    """``sqlite:///relative/path``, ``sqlite:////absolute/path``, with optional query
+    ``?synchronous=normal|full|extra|off&busy_timeout=5``. ``:memory:`` is refused: an in-memory
+    database cannot be shared between the processes of a worker and its senders."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise ConfigError(key, "a sqlite:///path URL", url)
+    if parts.netloc:
+        raise ConfigError(key, "sqlite:///path (three slashes, then the file path)", url)
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not path:
+        raise ConfigError(key, "sqlite:///path with a file path", url)
+    if path == ":memory:" or path.startswith("file::memory:"):
+        raise ConfigError(
+            key, "a database file path (an in-memory SQLite database cannot be shared between processes)", url
+        )
+    synchronous = "NORMAL"
+    busy_timeout = 5.0
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name == "synchronous":
+            synchronous = value.upper()
+            if synchronous not in _SYNC_LEVELS:
+                raise ConfigError(f"{key} synchronous", "one of off, normal, full, extra", value)
+        elif name == "busy_timeout":
+            try:
+                busy_timeout = float(value)
+            except ValueError:
+                raise ConfigError(f"{key} busy_timeout", "a number of seconds", value) from None
+            if busy_timeout < 0:
+                raise ConfigError(f"{key} busy_timeout", "a number of seconds >= 0", value)
+        else:
+            raise ConfigError(key, "only the query options synchronous and busy_timeout", name)
+    return SQLiteOptions(path=path, synchronous=synchronous, busy_timeout=busy_timeout)
+
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class ConnectionPool:
+    """Connections to one database file, borrowed per operation, with bounded lock retries."""
+
+    def __init__(
+        self,
+        options: SQLiteOptions,
+        *,
+        schema: Iterable[str],
+        error: type[MachineryError],
+        what: str,
+    ) -> None:
+        self.options = options
+        self._schema = tuple(schema)
+        self._error = error
+        self._what = what
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._all: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._closed = False
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"<ConnectionPool {self.options.path!r} synchronous={self.options.synchronous}>"
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.options.path,
+            timeout=self.options.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=256,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout * 1000)}")
+            if not self._ready:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                if mode is None or str(mode[0]).lower() != "wal":
+                    raise self._error(f"{self._what}: {self.options.path} cannot use WAL mode (got {mode!r})")
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in self._schema:
+                    conn.execute(statement)
+                conn.execute("COMMIT")
+                self._ready = True
+            conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            conn.close()
+            raise
+        return conn
+
+    def _acquire(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            # Inherited through fork: forget the parent's connections without touching them.
+            with self._lock:
+                self._idle, self._all, self._pid = [], [], os.getpid()
+        if self._closed:
+            raise self._error(f"{self._what} is closed")
+        try:
+            return self._idle.pop()
+        except IndexError:
+            pass
+        conn = self._open()
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        if self._closed or self._pid != os.getpid():
+            conn.close()
+            return
+        self._idle.append(conn)
+
+    def _discard(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+
+    def _after_error(self, conn: sqlite3.Connection, exc: sqlite3.Error) -> None:
+        """Roll back what ``conn`` left open; keep it unless it may be broken."""
+        try:
+            if conn.in_transaction:
+                conn.rollback()
+        except sqlite3.Error:
+            self._discard(conn)
+            return
+        if isinstance(exc, sqlite3.OperationalError) and not _is_locked(exc):
+            self._discard(conn)
+        else:
+            self._release(conn)
+
+    def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation`` with a borrowed connection, retrying it when the database stays
+        locked; any other SQLite failure raises the pool's error class at once."""
+        attempt = 0
+        while True:
+            try:
+                conn = self._acquire()
+            except sqlite3.Error as exc:
+                if _is_locked(exc) and attempt < _LOCKED_RETRIES:
+                    attempt += 1
+                    time.sleep(0.01 * attempt)
+                    continue
+                raise self._error(f"{self._what}: cannot open {self.options.path}: {exc}") from exc
+            try:
+                result = operation(conn)
+            except sqlite3.Error as exc:
+                self._after_error(conn, exc)
+                if _is_locked(exc) and attempt < _LOCKED_RETRIES:
+                    attempt += 1
+                    time.sleep(0.01 * attempt)
+                    continue
+                if _is_locked(exc):
+                    raise self._error(
+                        f"{self._what}: {self.options.path} stayed locked after {attempt + 1} tries: {exc}"
+                    ) from exc
+                raise self._error(f"{self._what}: {self.options.path}: {exc}") from exc
+            except BaseException:
+                if conn.in_transaction:
+                    try:
+                        conn.rollback()
+                    except sqlite3.Error:
+                        pass
+                self._release(conn)
+                raise
+            self._release(conn)
+            return result
+
+    def close(self) -> None:
+        """Close every connection; later operations raise the pool's error."""
+        with self._lock:
+            self._closed = True
+            conns, self._all, self._idle = self._all, [], []
+        if self._pid != os.getpid():
+            return
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
