@@ -4,6 +4,8 @@ callbacks, groups, chords, retries and delays."""
 from __future__ import annotations
 
 from machinery._speedups import USING_EXTENSIONS, decode, encode, parse_number_args
+from machinery.app import App, TaskFunction, init_app
+from machinery.config import Config, load_config, masked_url
 from machinery.errors import (
     ArgumentError,
     BrokerError,
@@ -19,25 +21,33 @@ from machinery.errors import (
 )
 from machinery.jsonvalues import FrozenDict, JSONInput, JSONValue, freeze, thaw
 from machinery.registry import Registry
+from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.signature import Signature, new_task_id
 from machinery.states import TaskResult, TaskState
 from machinery.task import FunctionTask, Task
+from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group, chain, chord, group
 
 __version__ = "0.1.0"
 
 __all__ = [
     "USING_EXTENSIONS",
+    "App",
     "ArgumentError",
+    "AsyncResult",
     "BrokerError",
     "Chain",
+    "ChainResult",
     "Chord",
+    "ChordResult",
+    "Config",
     "ConfigError",
     "DecodeError",
     "EncodeError",
     "FrozenDict",
     "FunctionTask",
     "Group",
+    "GroupResult",
     "JSONInput",
     "JSONValue",
     "MachineryError",
@@ -48,6 +58,7 @@ __all__ = [
     "Signature",
     "Task",
     "TaskFailed",
+    "TaskFunction",
     "TaskNotRegistered",
     "TaskResult",
     "TaskState",
@@ -60,11 +71,16 @@ __all__ = [
     "new_task_id",
     "parse_number_args",
     "thaw",
+    "init_app",
+    "load_config",
+    "masked_url",
+    "Worker",
 ]
 
 for _name in ("ArgumentError", "BrokerError", "ConfigError", "DecodeError", "EncodeError", "MachineryError",
               "ResultBackendError", "ResultTimeout", "Retry", "TaskFailed", "TaskNotRegistered", "FrozenDict",
               "FunctionTask", "Registry", "Signature", "Task", "TaskResult", "TaskState", "Chain", "Chord",
-              "Group"):
+              "Group", "App", "Config", "Worker", "AsyncResult", "ChainResult", "GroupResult", "ChordResult",
+              "TaskFunction"):
     globals()[_name].__module__ = "machinery"
 del _name

@@ -1,0 +1,274 @@
+"""The App: configuration, registered tasks, the broker and the result backend, and sending."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+
+from machinery.backends import open_backend
+from machinery.backends.base import ResultBackend
+from machinery.brokers import open_broker
+from machinery.brokers.base import Broker, OutgoingMessage
+from machinery.config import Config, load_config, masked_url
+from machinery.errors import ConfigError
+from machinery.jsonvalues import JSONInput
+from machinery.registry import Registry
+from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
+from machinery.routing import outgoing
+from machinery.signature import Signature
+from machinery.task import Task
+from machinery.workflows import Chain, Chord, Group
+
+if TYPE_CHECKING:
+    from machinery.worker import Worker
+
+__all__ = ["App", "TaskDecorator", "TaskFunction", "init_app"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class TaskFunction(Generic[P, R]):
+    """A function registered by ``@app.task``: still callable directly (in this process), and it
+    builds signatures and sends itself by name."""
+
+    __slots__ = ("__wrapped__", "app", "name")
+
+    def __init__(self, app: App, name: str, function: Callable[P, R]) -> None:
+        self.app = app
+        self.name = name
+        self.__wrapped__ = function
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.__wrapped__(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+    def signature(
+        self,
+        *args: JSONInput,
+        routing_key: str = "",
+        immutable: bool = False,
+        priority: int = 0,
+        retry_count: int = 0,
+        retry_timeout: int = 0,
+        eta: datetime | None = None,
+    ) -> Signature:
+        """A Signature calling this task with ``args`` (JSON values) and the given options."""
+        return Signature(
+            self.name,
+            args,
+            routing_key=routing_key,
+            immutable=immutable,
+            priority=priority,
+            retry_count=retry_count,
+            retry_timeout=retry_timeout,
+            eta=eta,
+        )
+
+    s = signature
+
+    def delay(self, *args: JSONInput) -> AsyncResult:
+        """Send this task with ``args`` now; its result handle."""
+        return self.app.send_task(self.signature(*args))
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(name=...)`` returns: registers the function it decorates."""
+
+    def __call__(self, function: Callable[P, R], /) -> TaskFunction[P, R]: ...
+
+
+class App:
+    """A machinery application: the seed's App. Build it from a Config (``load_config()`` when
+    none is given), register tasks, send them, and run workers with ``app.worker()``.
+
+    The broker and result backend are opened on first use from the config's URLs, unless given.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        broker: Broker | None = None,
+        backend: ResultBackend | None = None,
+    ) -> None:
+        self.config = config if config is not None else load_config()
+        self.registry = Registry()
+        self._lock = threading.Lock()
+        self._broker = broker
+        self._backend = backend
+        self._backend_opened = backend is not None
+        self._declared: set[str] = set()
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"<App broker={masked_url(c.broker_url)!r} backend={masked_url(c.result_backend)!r}>"
+
+    # -- transport ----------------------------------------------------------------------------
+
+    @property
+    def broker(self) -> Broker:
+        """The broker (opened from ``config.broker_url`` on first use)."""
+        broker = self._broker
+        if broker is None:
+            with self._lock:
+                if self._broker is None:
+                    self._broker = open_broker(self.config)
+                broker = self._broker
+        return broker
+
+    @property
+    def backend(self) -> ResultBackend | None:
+        """The result backend, or None when ``config.result_backend`` is "none"."""
+        if not self._backend_opened:
+            with self._lock:
+                if not self._backend_opened:
+                    self._backend = open_backend(self.config)
+                    self._backend_opened = True
+        return self._backend
+
+    def close(self) -> None:
+        """Close the broker and the result backend (they reopen on next use)."""
+        with self._lock:
+            broker, backend = self._broker, self._backend
+            self._broker, self._backend, self._backend_opened = None, None, False
+            self._declared.clear()
+        if broker is not None:
+            broker.close()
+        if backend is not None:
+            backend.close()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- registering --------------------------------------------------------------------------
+
+    def register_task(self, name: str, task: Task | Callable[..., object], *, replace: bool = False) -> Task:
+        """Register ``task`` (an object with ``run(args)`` or a plain function) as ``name``."""
+        return self.registry.register(name, task, replace=replace)
+
+    def register_tasks(self, tasks: Mapping[str, Task | Callable[..., object]]) -> None:
+        """Register every name -> task of ``tasks`` (all or none)."""
+        self.registry.register_many(tasks)
+
+    @overload
+    def task(self, function: Callable[P, R], /) -> TaskFunction[P, R]: ...
+
+    @overload
+    def task(self, *, name: str | None = None, replace: bool = False) -> TaskDecorator: ...
+
+    def task(
+        self, function: Callable[..., Any] | None = None, *, name: str | None = None, replace: bool = False
+    ) -> Any:
+        """Register a function as a task, named ``name`` or the function's ``__name__``:
+        ``@app.task`` or ``@app.task(name="add")``. The function stays callable."""
+
+        def register(fn: Callable[..., Any]) -> TaskFunction[..., Any]:
+            task_name = name or fn.__name__
+            self.registry.register(task_name, fn, replace=replace)
+            return TaskFunction(self, task_name, fn)
+
+        if function is not None:
+            return register(function)
+        return register
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _declare(self, queues: Sequence[str]) -> None:
+        new = [q for q in queues if q not in self._declared]
+        if new:
+            self.broker.declare(new)
+            self._declared.update(new)
+
+    def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        self._declare(sorted({m.queue for m in messages}))
+        if len(messages) == 1:
+            m = messages[0]
+            self.broker.publish(m.queue, m.body, delay=m.delay, priority=m.priority)
+        else:
+            self.broker.publish_many(messages)
+
+    @overload
+    def send_task(self, work: Signature) -> AsyncResult: ...
+    @overload
+    def send_task(self, work: Chain) -> ChainResult: ...
+    @overload
+    def send_task(self, work: Group) -> GroupResult: ...
+    @overload
+    def send_task(self, work: Chord) -> ChordResult: ...
+
+    def send_task(self, work: Signature | Chain | Group | Chord) -> AsyncResult | GroupResult | ChordResult:
+        """Send a task, chain, group or chord; returns a handle on its result. Nothing is stored
+        in the result backend on send (no stored state means PENDING)."""
+        queue = self.config.default_queue
+        if isinstance(work, Signature):
+            self._publish([outgoing(work, queue)])
+            return AsyncResult(work.uuid, self.backend, name=work.name)
+        if isinstance(work, Chain):
+            self._publish([outgoing(work.head, queue)])
+            backend = self.backend
+            steps = [AsyncResult(s.uuid, backend, name=s.name) for s in work.steps]
+            return ChainResult(steps, backend)
+        if isinstance(work, Group):
+            return self._send_group(work)
+        if isinstance(work, Chord):
+            if self.backend is None:
+                raise ConfigError(
+                    "result_backend", "a result backend to run a chord (it collects the members' results)", "none"
+                )
+            group_result = self._send_group(work.group)
+            return ChordResult(group_result, AsyncResult(work.callback.uuid, self.backend, name=work.callback.name))
+        raise TypeError(f"send_task() takes a Signature, Chain, Group or Chord, got {type(work).__name__}")
+
+    def _send_group(self, grp: Group) -> GroupResult:
+        backend = self.backend
+        if backend is not None:
+            backend.group_start(grp.group_uuid, [s.uuid for s in grp.tasks])
+        queue = self.config.default_queue
+        self._publish([outgoing(s, queue) for s in grp.tasks])
+        return GroupResult(grp.group_uuid, [AsyncResult(s.uuid, backend, name=s.name) for s in grp.tasks])
+
+    def send_tasks(self, works: Sequence[Signature | Chain]) -> list[AsyncResult]:
+        """Send several tasks or chains in one batch (``publish_many``); their result handles."""
+        queue = self.config.default_queue
+        backend = self.backend
+        messages: list[OutgoingMessage] = []
+        results: list[AsyncResult] = []
+        for work in works:
+            if isinstance(work, Chain):
+                messages.append(outgoing(work.head, queue))
+                results.append(ChainResult([AsyncResult(s.uuid, backend, name=s.name) for s in work.steps], backend))
+            elif isinstance(work, Signature):
+                messages.append(outgoing(work, queue))
+                results.append(AsyncResult(work.uuid, backend, name=work.name))
+            else:
+                raise TypeError(f"send_tasks() takes Signatures and Chains, got {type(work).__name__}")
+        if messages:
+            self._publish(messages)
+        return results
+
+    def result(self, task_uuid: str) -> AsyncResult:
+        """A handle on the task ``task_uuid`` sent earlier (from any process)."""
+        return AsyncResult(task_uuid, self.backend)
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def worker(
+        self, *, concurrency: int | None = None, queues: Sequence[str] | None = None, prefetch: int | None = None
+    ) -> Worker:
+        """A Worker for this app (the seed's ``InitWorker``); ``launch()`` runs it."""
+        from machinery.worker import Worker
+
+        return Worker(self, concurrency=concurrency, queues=queues, prefetch=prefetch)
+
+
+def init_app(config: Config | None = None) -> App:
+    """The seed's ``InitApp``: an App for ``config``."""
+    return App(config)

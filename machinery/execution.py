@@ -1,0 +1,202 @@
+"""Handling one delivery: decode, run the task, record its state, send follow-ups, settle.
+
+The order is what makes delivery at-least-once: the result and every follow-up message (callbacks,
+retry, chord callback) are stored before the delivery is acknowledged. If any of that fails, the
+delivery is given back (``nack``) and the task runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from machinery._speedups import decode
+from machinery.backends.base import ResultBackend
+from machinery.brokers.base import Broker, Delivery, OutgoingMessage
+from machinery.config import Config
+from machinery.errors import DecodeError, Retry, TaskNotRegistered
+from machinery.jsonvalues import FrozenDict, JSONValue, freeze
+from machinery.registry import Registry
+from machinery.routing import outgoing
+from machinery.signature import Signature
+from machinery.states import TaskResult, TaskState
+
+__all__ = ["NOT_REGISTERED_DELAY", "RETRIES_HEADER", "Executor", "error_text"]
+
+log = logging.getLogger("machinery.worker")
+
+#: Seconds before a message naming a task not registered here is offered again (maybe to a
+#: worker that has it).
+NOT_REGISTERED_DELAY = 1.0
+
+#: Signature header counting the retries so far (drives the back-off when retry_timeout is 0).
+RETRIES_HEADER = "machinery_retries"
+
+#: Seconds before a delivery whose follow-ups could not be stored is tried again.
+_SETTLE_RETRY_DELAY = 1.0
+
+
+def error_text(exc: BaseException) -> str:
+    """The text recorded for a failed task and prepended to its error callbacks' args:
+    ``str(exc)``, or the exception's class name when that is empty."""
+    return str(exc) or type(exc).__name__
+
+
+class NotJSONResult(TypeError):
+    """A task returned something that is not a JSON value."""
+
+
+def _check_finite(value: JSONValue) -> None:
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise NotJSONResult(f"returned {value!r}, which JSON cannot carry")
+    elif type(value) is tuple:
+        for item in value:
+            _check_finite(item)
+    elif type(value) is FrozenDict:
+        for item in value.values():
+            _check_finite(item)
+
+
+def as_json_result(value: object, task_name: str) -> JSONValue:
+    """``value`` as a frozen JSON value, or ``NotJSONResult`` explaining why it is not one."""
+    try:
+        frozen = freeze(value, "result")
+    except (TypeError, ValueError) as exc:
+        raise NotJSONResult(f"task {task_name} returned a value that is not JSON: {exc}") from None
+    try:
+        _check_finite(frozen)
+    except NotJSONResult as exc:
+        raise NotJSONResult(f"task {task_name} {exc}") from None
+    return frozen
+
+
+class Executor:
+    """Runs deliveries for a worker. Thread-safe: each call to ``handle`` stands alone."""
+
+    def __init__(self, config: Config, registry: Registry, broker: Broker, backend: ResultBackend | None) -> None:
+        self.config = config
+        self.registry = registry
+        self.broker = broker
+        self.backend = backend
+        self.default_queue = config.default_queue
+        self.track_started = config.track_started and backend is not None
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _record(self, sig: Signature, state: TaskState, result: JSONValue = None, error: str = "") -> None:
+        if self.backend is not None:
+            self.backend.set(TaskResult(sig.uuid, state, sig.name, result, error, time.time()))
+
+    def _message(self, sig: Signature, delay: float = 0.0) -> OutgoingMessage:
+        return outgoing(sig, self.default_queue, delay)
+
+    def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        if len(messages) == 1:
+            m = messages[0]
+            self.broker.publish(m.queue, m.body, delay=m.delay, priority=m.priority)
+        elif messages:
+            self.broker.publish_many(messages)
+
+    def _log(self, sig: Signature, state: TaskState, started: float, detail: str = "") -> None:
+        if log.isEnabledFor(logging.INFO):
+            ms = (time.perf_counter() - started) * 1000.0
+            extra = f": {detail}" if detail else ""
+            log.info("task %s[%s] %s in %.1f ms%s", sig.name, sig.uuid, state, ms, extra)
+
+    # -- one delivery -------------------------------------------------------------------------
+
+    def handle(self, delivery: Delivery) -> None:
+        """Process ``delivery`` to the end and settle it (ack, nack or dead letter) exactly once."""
+        try:
+            sig = decode(delivery.body)
+        except DecodeError as exc:
+            reason = f"undecodable message: {exc}"
+            log.error("dead-lettering a message from queue %s: %s", delivery.queue, reason)
+            self.broker.dead_letter(delivery, reason)
+            return
+        try:
+            task = self.registry.get(sig.name)
+        except TaskNotRegistered:
+            self._not_registered(delivery, sig)
+            return
+        try:
+            self._run(delivery, sig, task.run)
+        except Exception:
+            log.exception("task %s[%s]: could not store its outcome; it will run again", sig.name, sig.uuid)
+            try:
+                self.broker.nack(delivery, delay=_SETTLE_RETRY_DELAY)
+            except Exception:
+                log.exception("could not give back the delivery of %s; its lease will expire", sig.uuid)
+
+    def _not_registered(self, delivery: Delivery, sig: Signature) -> None:
+        if delivery.delivery_count <= self.config.max_redeliveries:
+            log.warning(
+                "task %s[%s] is not registered here (delivery %d of %d); giving it back",
+                sig.name, sig.uuid, delivery.delivery_count, self.config.max_redeliveries + 1,
+            )
+            self.broker.nack(delivery, delay=NOT_REGISTERED_DELAY)
+            return
+        reason = f"task {sig.name!r} is not registered (delivered {delivery.delivery_count} times)"
+        log.error("dead-lettering %s from queue %s: %s", sig.uuid, delivery.queue, reason)
+        self._record(sig, TaskState.FAILURE, error=reason)
+        self.broker.dead_letter(delivery, reason)
+
+    def _run(self, delivery: Delivery, sig: Signature, run: Callable[[tuple[JSONValue, ...]], object]) -> None:
+        started = time.perf_counter()
+        if self.track_started:
+            self._record(sig, TaskState.RECEIVED)
+            self._record(sig, TaskState.STARTED)
+        try:
+            value = run(sig.args)
+            result = as_json_result(value, sig.name)
+        except Exception as exc:
+            self._failed(delivery, sig, exc, started)
+            return
+        self._succeeded(delivery, sig, result, started)
+
+    def _succeeded(self, delivery: Delivery, sig: Signature, result: JSONValue, started: float) -> None:
+        follow_ups = [
+            self._message(cb if sig.immutable else cb.with_result(result)) for cb in sig.on_success
+        ]
+        chord_group = ""
+        callback = sig.chord_callback
+        if callback is not None and sig.group_uuid and self.backend is not None:
+            results = self.backend.group_add_result(sig.group_uuid, sig.uuid, result)
+            if results is not None:
+                if not callback.immutable:
+                    callback = callback.with_args((*results, *callback.args))
+                follow_ups.append(self._message(callback))
+                chord_group = sig.group_uuid
+        self._record(sig, TaskState.SUCCESS, result)
+        self._publish(follow_ups)
+        if chord_group and self.backend is not None:
+            self.backend.group_done(chord_group)
+        self.broker.ack(delivery)
+        self._log(sig, TaskState.SUCCESS, started)
+
+    def _failed(self, delivery: Delivery, sig: Signature, exc: Exception, started: float) -> None:
+        error = error_text(exc)
+        if sig.retry_count > 0:
+            retries = sig.headers.get(RETRIES_HEADER, 0)
+            done = retries if isinstance(retries, int) and not isinstance(retries, bool) else 0
+            if isinstance(exc, Retry) and exc.countdown is not None:
+                delay = max(exc.countdown, 0.0)
+            elif sig.retry_timeout > 0:
+                delay = float(sig.retry_timeout)
+            else:
+                delay = min(2.0 ** min(done, 32), self.config.retry_backoff_max)
+            again = sig.replace(
+                retry_count=sig.retry_count - 1, headers={**sig.headers, RETRIES_HEADER: done + 1}, eta=None
+            )
+            self._record(sig, TaskState.RETRY, error=error)
+            self._publish([self._message(again, delay)])
+            self.broker.ack(delivery)
+            self._log(sig, TaskState.RETRY, started, f"{error} (again in {delay:g}s, {again.retry_count} left)")
+            return
+        self._record(sig, TaskState.FAILURE, error=error)
+        self._publish([self._message(cb.with_result(error)) for cb in sig.on_error])
+        self.broker.ack(delivery)
+        self._log(sig, TaskState.FAILURE, started, error)
