@@ -1,0 +1,27 @@
+"""Run a worker for the example app (the seed's ``go run examples/worker/worker.go``):
+
+    python examples/worker.py
+
+It consumes the default queue until Ctrl-C / SIGTERM, then stops cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # so `examples` imports from anywhere
+
+from examples.app import app
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = app.worker()
+    worker.launch()
+    app.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The ``machinery`` command line: run a worker, send a task, read a result, show queue depths,
+and a demo that needs no server."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from machinery.app import App
+from machinery.config import Config, load_config
+from machinery.errors import MachineryError, ResultTimeout, TaskFailed
+from machinery.jsonvalues import JSONInput, JSONValue, thaw
+from machinery.signature import Signature
+
+__all__ = ["CommandError", "load_app", "main", "parse_arg", "show_value"]
+
+log = logging.getLogger("machinery.cli")
+
+
+class CommandError(Exception):
+    """Bad input on the command line: printed as one line, exit status 2."""
+
+
+def parse_arg(text: str) -> JSONInput:
+    """A command-line task argument: JSON when it parses (``1``, ``2.5``, ``[1,2]``, ``"x"``,
+    ``null``), else the text itself as a string."""
+    try:
+        value: JSONInput = json.loads(text)
+    except ValueError:
+        return text
+    return value
+
+
+def show_value(value: JSONValue) -> str:
+    """``value`` as JSON for printing."""
+    return json.dumps(thaw(value), ensure_ascii=False)
+
+
+def load_app(spec: str) -> App:
+    """The App named by ``module:attribute`` (the current directory is importable)."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise CommandError(f"-A expects module:attribute (for example examples.app:app), got {spec!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CommandError(f"cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise CommandError(f"{spec} is not a machinery App (got {type(app).__name__})")
+    return app
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    app = load_app(args.app)
+    if args.config is not None:
+        app.config = load_config(args.config)
+    worker = app.worker(concurrency=args.concurrency, queues=args.queues or None)
+    try:
+        worker.launch()
+    finally:
+        app.close()
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    with App(_config(args)) as app:
+        try:
+            sig = Signature(args.name, [parse_arg(a) for a in args.args], routing_key=args.queue or "")
+        except (TypeError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        result = app.send_task(sig)
+        print(result.task_uuid, flush=True)
+        if not args.wait:
+            return 0
+        try:
+            value = result.get(timeout=args.timeout)
+        except TaskFailed as exc:
+            print(f"FAILURE: {exc.error}", file=sys.stderr)
+            return 1
+        except ResultTimeout as exc:
+            print(f"machinery: {exc}", file=sys.stderr)
+            return 1
+        print(show_value(value))
+    return 0
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    with App(_config(args)) as app:
+        handle = app.result(args.uuid)
+        if args.wait:
+            try:
+                handle.get(timeout=args.timeout)
+            except (TaskFailed, ResultTimeout):
+                pass
+        info = handle.info()
+        if info.state.value == "FAILURE":
+            print(f"{info.state} {info.error}")
+            return 1
+        line = str(info.state) if info.state.value != "SUCCESS" else f"{info.state} {show_value(info.result)}"
+        print(line)
+    return 0
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    with App(_config(args)) as app:
+        names = args.queues or [app.config.default_queue]
+        print(f"{'queue':<32} {'ready':>8} {'delayed':>8} {'in flight':>10} {'dead':>8}")
+        for name in names:
+            d = app.broker.depth(name)
+            in_flight = "?" if d.in_flight < 0 else str(d.in_flight)
+            print(f"{name:<32} {d.ready:>8} {d.delayed:>8} {in_flight:>10} {d.dead:>8}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from machinery.demo_run import run_demo
+
+    return run_demo(timeout=args.timeout, concurrency=args.concurrency)
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="machinery", description="A typed task queue: run workers, send tasks, read results."
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (default: $MACHINERY_CONFIG, else defaults)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("worker", help="run a worker until SIGINT/SIGTERM", description="Run a worker for an App.")
+    p.add_argument("-A", "--app", required=True, metavar="MODULE:APP", help="the App to run, e.g. examples.app:app")
+    p.add_argument("-c", "--concurrency", type=_positive_int, metavar="N",
+                   help="task threads (default: config.concurrency)")
+    p.add_argument("-Q", "--queue", dest="queues", action="append", metavar="QUEUE",
+                   help="queue to consume (repeatable; default: config.default_queue)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("send", help="send one task", description="Send one task; prints its UUID.")
+    p.add_argument("name", help="registered task name")
+    p.add_argument("args", nargs="*", help="arguments, each parsed as JSON or else taken as a string")
+    p.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)")
+    p.add_argument("--queue", metavar="Q", help="queue to send to (default: config.default_queue)")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("result", help="show a task's state and result", description="Show a task's state.")
+    p.add_argument("uuid", help="the task's UUID")
+    p.add_argument("--wait", action="store_true", help="wait until it is final")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)")
+    p.set_defaults(func=cmd_result)
+
+    p = sub.add_parser("queues", help="show queue depths", description="Ready, delayed, in-flight, dead messages.")
+    p.add_argument("queues", nargs="*", help="queues to show (default: config.default_queue)")
+    p.set_defaults(func=cmd_queues)
+
+    p = sub.add_parser(
+        "demo", help="run the seed's examples with no server",
+        description="Start a worker process on temporary SQLite files, send the seed's examples, print results.",
+    )
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait per result")
+    p.add_argument("-c", "--concurrency", type=_positive_int, default=2, metavar="N", help="worker threads (default 2)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        status: int = args.func(args)
+    except CommandError as exc:
+        print(f"machinery {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except MachineryError as exc:
+        print(f"machinery {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
