@@ -8,10 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker
-from tests.transport.factories import BROKER_FACTORIES, BrokerFactory, FactoryContext
+from tests.transport.factories import (
+    BACKEND_FACTORIES,
+    BROKER_FACTORIES,
+    BackendFactory,
+    BrokerFactory,
+    FactoryContext,
+)
 
 MakeBroker = Callable[..., Broker]
+MakeBackend = Callable[..., ResultBackend]
 
 
 @pytest.fixture
@@ -48,3 +56,28 @@ def make_broker(
     yield make
     for broker in made:
         broker.close()
+
+
+@pytest.fixture(params=sorted(BACKEND_FACTORIES))
+def backend_factory(request: pytest.FixtureRequest) -> BackendFactory:
+    """Each registered result backend kind in turn."""
+    return BACKEND_FACTORIES[str(request.param)]
+
+
+@pytest.fixture
+def make_backend(
+    backend_factory: BackendFactory, request: pytest.FixtureRequest, tmp_path: Path, token: str
+) -> Iterator[MakeBackend]:
+    """``make_backend(expires_in=3600.0)``: a new client of this test's result store, closed at the end."""
+    service_url = str(request.getfixturevalue(backend_factory.requires)) if backend_factory.requires else None
+    made: list[ResultBackend] = []
+
+    def make(expires_in: float = 3600.0) -> ResultBackend:
+        ctx = FactoryContext(tmp_path, token, service_url, expires_in=expires_in)
+        backend = backend_factory.make(ctx)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()

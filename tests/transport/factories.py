@@ -12,11 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from machinery.backends.base import ResultBackend
+from machinery.backends.memory import MemoryBackend
+from machinery.backends.redis import RedisBackend
+from machinery.backends.sqlite import SQLiteBackend
 from machinery.brokers.base import Broker
 from machinery.brokers.memory import MemoryBroker
 from machinery.brokers.sqlite import SQLiteBroker
 
-__all__ = ["BROKER_FACTORIES", "BrokerFactory", "FactoryContext"]
+__all__ = ["BACKEND_FACTORIES", "BROKER_FACTORIES", "BackendFactory", "BrokerFactory", "FactoryContext"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,15 @@ class BrokerFactory:
     """Make a consumer disappear as a killed process would (its deliveries must come back)."""
 
 
+@dataclass(frozen=True, slots=True)
+class BackendFactory:
+    """How to build one kind of result backend for the contract suite."""
+
+    make: Callable[[FactoryContext], ResultBackend]
+    requires: str | None = None
+    """The name of the fixture giving ``service_url`` (e.g. "redis_url"), or None."""
+
+
 def _memory_broker(ctx: FactoryContext) -> Broker:
     return MemoryBroker.named(f"contract-{ctx.token}", visibility_timeout=ctx.visibility_timeout)
 
@@ -54,7 +67,26 @@ def _sqlite_broker(ctx: FactoryContext) -> Broker:
     return SQLiteBroker(str(ctx.tmp_path / "broker.sqlite3"), visibility_timeout=ctx.visibility_timeout)
 
 
+def _memory_backend(ctx: FactoryContext) -> ResultBackend:
+    return MemoryBackend.named(f"contract-{ctx.token}", expires_in=ctx.expires_in)
+
+
+def _sqlite_backend(ctx: FactoryContext) -> ResultBackend:
+    return SQLiteBackend(str(ctx.tmp_path / "results.sqlite3"), expires_in=ctx.expires_in)
+
+
+def _redis_backend(ctx: FactoryContext) -> ResultBackend:
+    assert ctx.service_url is not None
+    return RedisBackend(ctx.service_url, expires_in=ctx.expires_in, prefix=f"machinery-test:{ctx.token}:")
+
+
 BROKER_FACTORIES: dict[str, BrokerFactory] = {
     "memory": BrokerFactory(_memory_broker),
     "sqlite": BrokerFactory(_sqlite_broker),
+}
+
+BACKEND_FACTORIES: dict[str, BackendFactory] = {
+    "memory": BackendFactory(_memory_backend),
+    "sqlite": BackendFactory(_sqlite_backend),
+    "redis": BackendFactory(_redis_backend, requires="redis_url"),
 }

@@ -1,0 +1,74 @@
+"""Task results as JSON text, as the SQLite and Redis result backends store them.
+
+Result values are frozen JSON values: they are thawed to write and frozen again when read, so
+arrays come back as tuples and objects as ``FrozenDict``. Values JSON cannot carry (NaN,
+infinities) are refused with ``ResultBackendError`` rather than stored as invalid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from machinery.errors import ResultBackendError
+from machinery.jsonvalues import JSONValue, freeze, thaw
+from machinery.states import TaskResult, TaskState
+
+__all__ = ["decode_record", "decode_value", "encode_record", "encode_value", "stamped"]
+
+
+def encode_value(value: JSONValue, task_uuid: str = "") -> str:
+    """``value`` as compact JSON text, or ``ResultBackendError`` naming the task."""
+    try:
+        return json.dumps(thaw(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ResultBackendError(f"the result of task {task_uuid or '?'} cannot be stored as JSON: {exc}") from exc
+
+
+def decode_value(text: str | bytes | None) -> JSONValue:
+    """The frozen JSON value stored as ``text`` (None for no text)."""
+    if text is None:
+        return None
+    try:
+        return freeze(json.loads(text))
+    except (TypeError, ValueError) as exc:
+        raise ResultBackendError(f"a stored result is not valid JSON: {exc}") from exc
+
+
+def stamped(result: TaskResult) -> TaskResult:
+    """``result`` with ``updated_at`` set to now when the caller left it at 0."""
+    if result.updated_at:
+        return result
+    return TaskResult(result.task_uuid, result.state, result.name, result.result, result.error, time.time())
+
+
+def encode_record(result: TaskResult) -> str:
+    """A whole TaskResult as one JSON object (Redis stores it as one value)."""
+    record = {
+        "task_uuid": result.task_uuid,
+        "state": str(result.state),
+        "name": result.name,
+        "result": thaw(result.result),
+        "error": result.error,
+        "updated_at": result.updated_at,
+    }
+    try:
+        return json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ResultBackendError(f"the result of task {result.task_uuid} cannot be stored as JSON: {exc}") from exc
+
+
+def decode_record(text: str | bytes) -> TaskResult:
+    """The TaskResult stored by :func:`encode_record`."""
+    try:
+        data = json.loads(text)
+        return TaskResult(
+            task_uuid=str(data["task_uuid"]),
+            state=TaskState(data["state"]),
+            name=str(data.get("name", "")),
+            result=freeze(data.get("result")),
+            error=str(data.get("error", "")),
+            updated_at=float(data.get("updated_at", 0.0)),
+        )
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ResultBackendError(f"a stored task result is malformed: {exc}") from exc
