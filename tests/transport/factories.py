@@ -67,6 +67,18 @@ def _sqlite_broker(ctx: FactoryContext) -> Broker:
     return SQLiteBroker(str(ctx.tmp_path / "broker.sqlite3"), visibility_timeout=ctx.visibility_timeout)
 
 
+def _amqp_broker(ctx: FactoryContext) -> Broker:
+    from tests.amqp.support import new_broker
+
+    assert ctx.service_url is not None
+    return new_broker(ctx.service_url, ctx.token)
+
+
+def _close(broker: Broker) -> None:
+    """An AMQP consumer whose connection is gone: RabbitMQ gives its unacked deliveries back."""
+    broker.close()
+
+
 def _memory_backend(ctx: FactoryContext) -> ResultBackend:
     return MemoryBackend.named(f"contract-{ctx.token}", expires_in=ctx.expires_in)
 
@@ -83,6 +95,7 @@ def _redis_backend(ctx: FactoryContext) -> ResultBackend:
 BROKER_FACTORIES: dict[str, BrokerFactory] = {
     "memory": BrokerFactory(_memory_broker),
     "sqlite": BrokerFactory(_sqlite_broker),
+    "amqp": BrokerFactory(_amqp_broker, requires="rabbitmq_url", abandon=_close),
 }
 
 BACKEND_FACTORIES: dict[str, BackendFactory] = {
