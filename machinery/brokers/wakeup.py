@@ -23,8 +23,9 @@ from pathlib import Path
 
 __all__ = ["Listener", "WakeupChannel", "wake_directory"]
 
-#: Unix socket paths are limited to 108 bytes on Linux (104 on macOS); leave room for the names.
-_MAX_DIR_LENGTH = 80
+#: Unix socket paths are limited to 107 bytes on Linux (103 on macOS); a listener's name takes up to
+#: 28 (topic 13, pid 7, dot, random 6) plus the slash.
+_MAX_DIR_LENGTH = 72
 #: Seconds a cached directory listing is trusted when the directory's mtime has not changed. A
 #: listing taken within this time of the mtime is rescanned (coarse kernel timestamps: the racy-git rule).
 _RACY_WINDOW = 0.05
@@ -44,7 +45,7 @@ def _topic_prefix(topic: str) -> str:
     """The file-name prefix of listeners for ``topic`` ("" is the catch-all topic)."""
     if not topic:
         return "all."
-    return hashlib.blake2b(topic.encode(), digest_size=8).hexdigest() + "."
+    return hashlib.blake2b(topic.encode(), digest_size=6).hexdigest() + "."
 
 
 class Listener:
@@ -52,7 +53,7 @@ class Listener:
 
     def __init__(self, directory: Path, topic: str = "") -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        name = f"{_topic_prefix(topic)}{os.getpid()}.{secrets.token_hex(4)}"
+        name = f"{_topic_prefix(topic)}{os.getpid()}.{secrets.token_hex(3)}"
         self.path = str(directory / name)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
