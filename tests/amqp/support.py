@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import atexit
+import os
+import sqlite3
+import sys
 import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import pika
 
 from machinery.brokers.amqp import AMQPBroker
 from machinery.brokers.amqp_topology import DELAY_BUCKETS, delay_exchange, delay_queue
 from machinery.brokers.base import dead_letter_queue
+from machinery.config import Config
+from tests.conftest import RABBITMQ_URL, require_service
 
-__all__ = ["delete_topology", "forget_at_exit", "new_broker", "unique_name"]
+__all__ = [
+    "REPO_ROOT",
+    "amqp_config",
+    "config_env",
+    "delete_topology",
+    "effects",
+    "eventually",
+    "forget_at_exit",
+    "new_broker",
+    "unique_name",
+    "worker_command",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _made: list[tuple[str, str, tuple[str, ...]]] = []
 _lock = threading.Lock()
@@ -73,3 +93,61 @@ def new_broker(
         prefetch_count=prefetch_count,
         queue_declare_args=queue_declare_args,
     )
+
+
+def amqp_config(tmp: Path, url: str = RABBITMQ_URL) -> Config:
+    """A Config on RabbitMQ with an exchange and queue unique to the test (deleted when the tests
+    end) and SQLite results in ``tmp``; skips (or fails under CI) when RabbitMQ is not there."""
+    require_service("RabbitMQ", "MACHINERY_REQUIRE_RABBITMQ", "127.0.0.1", 5672)
+    exchange, queue = unique_name("ex"), unique_name("tasks")
+    forget_at_exit(url, exchange, (queue,))
+    return Config(
+        broker_url=url,
+        result_backend=f"sqlite:///{tmp / 'results.sqlite3'}",
+        exchange=exchange,
+        default_queue=queue,
+        binding_key=queue,
+        visibility_timeout=5.0,
+    )
+
+
+def config_env(config: Config, **extra: str) -> dict[str, str]:
+    """The environment for a ``machinery`` process in another process using ``config``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MACHINERY_") or k == "MACHINERY_NO_EXTENSIONS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    env.update(
+        MACHINERY_BROKER_URL=config.broker_url,
+        MACHINERY_RESULT_BACKEND=config.result_backend,
+        MACHINERY_EXCHANGE=config.exchange,
+        MACHINERY_DEFAULT_QUEUE=config.default_queue,
+        MACHINERY_BINDING_KEY=config.binding_key,
+        MACHINERY_PREFETCH_COUNT=str(config.prefetch_count),
+    )
+    env.update(extra)
+    return env
+
+
+def worker_command(*args: str, app_spec: str = "tests.amqp.worker_app:app") -> list[str]:
+    """``python -m machinery worker -A app_spec args...`` with this interpreter."""
+    return [sys.executable, "-m", "machinery", "--log-level", "WARNING", "worker", "-A", app_spec, *args]
+
+
+def effects(path: Path) -> list[str]:
+    """The keys recorded by ``record`` tasks in the SQLite side channel ``path``, in order."""
+    if not path.exists():
+        return []
+    with sqlite3.connect(path, timeout=30.0) as db:
+        try:
+            return [row[0] for row in db.execute("SELECT key FROM effects ORDER BY rowid")]
+        except sqlite3.OperationalError:
+            return []
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> bool:
+    """True once ``check()`` is true, False if it is not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()

@@ -1,0 +1,194 @@
+"""What the AMQP broker adds to the broker contract: topology, confirms, delays, delivery counts,
+reconnection and heartbeats, against the real RabbitMQ."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import pika
+import pytest
+
+from machinery.brokers.amqp import AMQPBroker
+from machinery.brokers.amqp_topology import DELAY_BUCKETS, bucket_for, mask_url
+from machinery.brokers.base import OutgoingMessage
+from machinery.errors import BrokerError
+from tests.amqp.proxy import TCPProxy
+from tests.amqp.support import forget_at_exit, new_broker, unique_name
+
+
+@pytest.fixture
+def token() -> str:
+    return unique_name("amqp")
+
+
+@pytest.fixture
+def broker(rabbitmq_url: str, token: str) -> Iterator[AMQPBroker]:
+    b = new_broker(rabbitmq_url, token)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def proxy() -> Iterator[TCPProxy]:
+    p = TCPProxy()
+    yield p
+    p.close()
+
+
+def test_a_delay_waits_in_the_largest_bucket_that_does_not_pass_it() -> None:
+    assert bucket_for(0.2) == 0
+    assert bucket_for(1000) == 9
+    assert bucket_for(1024) == 10
+    assert bucket_for(10 * 365 * 86_400_000) == DELAY_BUCKETS - 1
+
+
+def test_a_masked_url_hides_only_the_password() -> None:
+    assert mask_url("amqps://user:s3cret@host:5671/vh") == "amqps://user:***@host:5671/vh"
+    assert mask_url("amqp://host/") == "amqp://host/"
+
+
+def test_the_repr_never_shows_the_password() -> None:
+    broker = AMQPBroker("amqp://guest:hunter2hunter2@127.0.0.1:1/")
+    assert "hunter2" not in repr(broker)
+
+
+def test_an_unreachable_server_is_a_broker_error_after_bounded_retries_without_the_password() -> None:
+    broker = AMQPBroker("amqp://guest:hunter2hunter2@127.0.0.1:1/", connect_attempts=2)
+    started = time.monotonic()
+    with pytest.raises(BrokerError) as info:
+        broker.publish("q", b"x")
+    broker.close()
+    assert time.monotonic() - started < 10
+    assert "hunter2" not in str(info.value)
+    assert "127.0.0.1:1" in str(info.value)
+
+
+def test_an_unroutable_message_is_a_broker_error(rabbitmq_url: str, broker: AMQPBroker, token: str) -> None:
+    queue = f"q-{token}"
+    broker.declare([queue])
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    connection.channel().queue_delete(queue)
+    connection.close()
+    with pytest.raises(BrokerError, match="unroutable"):
+        broker.publish(queue, b"nowhere")
+
+
+def test_declaring_a_queue_with_other_arguments_than_it_has_is_a_broker_error(
+    rabbitmq_url: str, broker: AMQPBroker, token: str
+) -> None:
+    broker.declare([f"q-{token}"])
+    other = new_broker(rabbitmq_url, token, queue_declare_args={"x-max-priority": 7})
+    try:
+        with pytest.raises(BrokerError, match="PRECONDITION_FAILED"):
+            other.declare([f"q-{token}"])
+    finally:
+        other.close()
+
+
+def test_a_delayed_message_keeps_its_priority_and_headers(broker: AMQPBroker, token: str) -> None:
+    queue = f"q-{token}"
+    broker.publish(queue, b"later", delay=0.3, priority=4, headers={"k": "v"})
+    [delivery] = broker.fetch([queue], 1, 10.0)
+    assert (delivery.priority, dict(delivery.headers)) == (4, {"k": "v"})
+
+
+def test_a_long_delay_is_held_by_rabbitmq_not_delivered_early(broker: AMQPBroker, token: str) -> None:
+    queue = f"q-{token}"
+    broker.publish(queue, b"in an hour", delay=3600)
+    assert broker.fetch([queue], 1, 0.5) == []
+    assert broker.depth(queue).delayed == 1
+
+
+def test_publish_many_confirms_every_message(broker: AMQPBroker, token: str) -> None:
+    queue = f"q-{token}"
+    broker.publish_many([OutgoingMessage(queue, str(i).encode(), priority=i % 3) for i in range(2000)])
+    assert broker.depth(queue).ready == 2000
+
+
+def test_a_quorum_queue_counts_deliveries_exactly(rabbitmq_url: str, token: str) -> None:
+    def make() -> AMQPBroker:
+        return new_broker(rabbitmq_url, token, queue_declare_args={"x-queue-type": "quorum"})
+
+    queue = f"q-{token}"
+    first = make()
+    first.publish(queue, b"again and again")
+    for expected in (1, 2):
+        [delivery] = first.fetch([queue], 1, 10.0)
+        assert delivery.delivery_count == expected
+        first.close()  # gone without settling: RabbitMQ delivers it again
+        first = make()
+    [delivery] = first.fetch([queue], 1, 10.0)
+    assert delivery.delivery_count == 3
+    first.ack(delivery)
+    first.close()
+
+
+@pytest.mark.slow
+def test_heartbeats_flow_while_a_delivery_is_held_for_long(rabbitmq_url: str, token: str) -> None:
+    url = rabbitmq_url.rstrip("/") + "/%2F?heartbeat=1"
+    exchange, queue = f"ex-{token}", f"q-{token}"
+    forget_at_exit(rabbitmq_url, exchange, (queue,))
+    broker = AMQPBroker(url, exchange=exchange, default_queue=queue, binding_key=queue)
+    other = new_broker(rabbitmq_url, token)
+    try:
+        broker.publish(queue, b"long task")
+        [delivery] = broker.fetch([queue], 1, 10.0)
+        time.sleep(4.0)  # four heartbeat intervals: a starved connection would be closed by now
+        broker.ack(delivery)
+        assert other.fetch([queue], 1, 1.0) == []
+        broker.publish(queue, b"still connected")
+        [after] = broker.fetch([queue], 1, 10.0)
+        assert after.tag >> 48 == delivery.tag >> 48  # same connection generation: never reconnected
+    finally:
+        broker.close()
+        other.close()
+
+
+def test_a_publish_during_a_connection_cut_goes_through_after_reconnecting(
+    rabbitmq_url: str, proxy: TCPProxy, token: str
+) -> None:
+    exchange, queue = f"ex-{token}", f"q-{token}"
+    forget_at_exit(rabbitmq_url, exchange, (queue,))
+    producer = AMQPBroker(proxy.url(), exchange=exchange, default_queue=queue, binding_key=queue)
+    try:
+        producer.publish(queue, b"before")
+        cutter = threading.Thread(target=proxy.cut, args=(1.0,))
+        cutter.start()
+        time.sleep(0.1)
+        producer.publish(queue, b"during")
+        cutter.join()
+        bodies: list[bytes] = []
+        while len(bodies) < 2:
+            batch = producer.fetch([queue], 10, 10.0)
+            assert batch
+            bodies += [d.body for d in batch]
+            for d in batch:
+                producer.ack(d)
+        assert sorted(bodies) == [b"before", b"during"]
+    finally:
+        producer.close()
+
+
+def test_settling_a_delivery_from_a_lost_connection_is_dropped_with_a_warning(
+    rabbitmq_url: str, proxy: TCPProxy, token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    exchange, queue = f"ex-{token}", f"q-{token}"
+    forget_at_exit(rabbitmq_url, exchange, (queue,))
+    consumer = AMQPBroker(proxy.url(), exchange=exchange, default_queue=queue, binding_key=queue)
+    try:
+        consumer.publish(queue, b"in flight")
+        [old] = consumer.fetch([queue], 1, 10.0)
+        proxy.cut(0.2)
+        [again] = consumer.fetch([queue], 1, 15.0)  # redelivered on the new connection
+        assert again.body == b"in flight"
+        assert again.delivery_count == 2
+        with caplog.at_level(logging.WARNING, logger="machinery.brokers.amqp"):
+            consumer.ack(old)
+        assert "lost connection" in caplog.text
+        consumer.ack(again)
+        assert consumer.fetch([queue], 1, 0.5) == []
+    finally:
+        consumer.close()
