@@ -226,7 +226,10 @@ def _typed_value(type_name: str, value: object, where: str, depth: int) -> JSONV
             return value  # type: ignore[return-value]
     elif type_name in {"float32", "float64"}:
         if vt is int or vt is float:
-            return float(value)  # type: ignore[arg-type]
+            try:
+                return float(value)  # type: ignore[arg-type]
+            except OverflowError:
+                raise DecodeError(f"{where}: {_short_repr(value)} is out of range for {type_name}") from None
     elif type_name == "string":
         if vt is str:
             return _check_text(value, where)  # type: ignore[arg-type]
@@ -377,7 +380,11 @@ def decode(data: bytes) -> Signature:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"message: expected bytes, got {type(data).__name__}")
     try:
-        text = bytes(data).decode("utf-8")
+        raw = bytes(data)
+    except (ValueError, TypeError, BufferError) as exc:  # a released memoryview, for one
+        raise DecodeError(f"message: cannot read the bytes ({exc})") from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError(f"message: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
@@ -386,7 +393,27 @@ def decode(data: bytes) -> Signature:
         raise DecodeError(f"message: nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
         raise DecodeError(f"message: not JSON ({exc})") from None
+    _check_nesting(text)
     return _signature(obj, "message", 1)
+
+
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def _check_nesting(text: str) -> None:
+    """``DecodeError`` when arrays/objects in the JSON document ``text`` nest deeper than
+    MAX_DEPTH anywhere, under keys the decoder ignores too (``text`` is known to be valid JSON)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(text):
+        char = text[match.start()]
+        if char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise DecodeError(f"message: nested deeper than {MAX_DEPTH} levels")
+        elif char in "]}":
+            depth -= 1
 
 
 # -- number arguments -------------------------------------------------------------------------
@@ -407,7 +434,9 @@ def parse_number_args(args: Sequence[object]) -> list[float]:
             try:
                 out.append(float(arg))
             except OverflowError:
-                raise ArgumentError(f"args[{i}]: int {arg} is too large for a float", position=i) from None
+                raise ArgumentError(
+                    f"args[{i}]: int {_short_repr(arg)} is too large for a float", position=i
+                ) from None
             continue
         raise ArgumentError(
             f"args[{i}]: expected a number (int or float), got {t.__name__} {_short_repr(arg)}", position=i
@@ -416,5 +445,8 @@ def parse_number_args(args: Sequence[object]) -> list[float]:
 
 
 def _short_repr(value: object) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # an int past the int-digits limit, or a broken __repr__
+        text = f"<{type(value).__name__} object>"
     return text if len(text) <= 40 else text[:37] + "..."
