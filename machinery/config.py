@@ -27,8 +27,9 @@ _ENV_PREFIX = "MACHINERY_"
 def masked_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (``amqp://guest:***@host/``), for logs and reprs."""
     scheme, sep, rest = url.partition("://")
+    prefix = f"{scheme}://"
     if not sep:
-        return url
+        prefix, rest = "", url
     authority_end = len(rest)
     for stop in "?#":
         pos = rest.find(stop)
@@ -40,7 +41,7 @@ def masked_url(url: str) -> str:
     user, colon, _password = rest[:at].partition(":")
     if not colon:
         return url
-    return f"{scheme}://{user}:***{rest[at:]}"
+    return f"{prefix}{user}:***{rest[at:]}"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -187,7 +188,7 @@ def _coerce(key: str, value: object, source: str, *, from_text: bool = False) ->
             raise ConfigError(key, f"a mapping of JSON values ({exc})", source=source) from None
     check = _CHECKS.get(key)
     if check is not None and not check[0](out):
-        raise ConfigError(key, check[1], out, source=source)
+        raise ConfigError(key, check[1], masked_url(out) if isinstance(out, str) else out, source=source)
     return out
 
 
