@@ -1,0 +1,87 @@
+"""The codec suite runs against both implementations: the pure twin and the compiled module.
+
+``codec`` is parametrized over them (the compiled one marked ``c_extension``; it skips when the
+module is not built). The fixture is typed as a Protocol so strict mypy checks every call.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+import pytest
+
+from machinery._speedups import _codec_py
+from machinery.signature import Signature
+
+
+class CodecModule(Protocol):
+    """What both codec modules provide."""
+
+    def encode(self, signature: Signature) -> bytes: ...
+
+    def decode(self, data: bytes) -> Signature: ...
+
+    def parse_number_args(self, args: Sequence[object]) -> list[float]: ...
+
+
+class CompiledCodecModule(CodecModule, Protocol):
+    """The compiled module also exposes its fast paths alone (no hand-over to the twin)."""
+
+    def _encode_strict(self, signature: Signature) -> bytes: ...
+
+    def _decode_strict(self, data: bytes) -> Signature: ...
+
+
+def load_compiled() -> CompiledCodecModule | None:
+    """The compiled codec, or None when it was not built."""
+    try:
+        module = importlib.import_module("machinery._speedups._codec_c")
+    except ImportError:
+        return None
+    return cast(CompiledCodecModule, module)
+
+
+PY_CODEC: CodecModule = _codec_py
+C_CODEC = load_compiled()
+NO_C = pytest.mark.skipif(C_CODEC is None, reason="the compiled codec is not built")
+
+CODEC_PARAMS = [
+    pytest.param(PY_CODEC, id="py"),
+    pytest.param(C_CODEC, id="c", marks=[pytest.mark.c_extension, NO_C]),
+]
+
+
+@pytest.fixture(params=CODEC_PARAMS, scope="session")
+def codec(request: pytest.FixtureRequest) -> CodecModule:
+    """Each codec implementation in turn."""
+    return cast(CodecModule, request.param)
+
+
+@pytest.fixture(params=CODEC_PARAMS, scope="session")
+def encoder(request: pytest.FixtureRequest) -> CodecModule:
+    """Each implementation as the encoder (paired with every ``decoder``)."""
+    return cast(CodecModule, request.param)
+
+
+@pytest.fixture(params=CODEC_PARAMS, scope="session")
+def decoder(request: pytest.FixtureRequest) -> CodecModule:
+    """Each implementation as the decoder (paired with every ``encoder``)."""
+    return cast(CodecModule, request.param)
+
+
+@pytest.fixture(scope="session")
+def compiled() -> CompiledCodecModule:
+    """The compiled codec (skips when it is not built)."""
+    if C_CODEC is None:
+        pytest.skip("the compiled codec is not built")
+    return C_CODEC
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """An exception swallowed inside the compiled module (reported as "unraisable") fails the test."""
+    here = __file__.rsplit("/", 1)[0]
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"))
