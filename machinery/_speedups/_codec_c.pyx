@@ -32,13 +32,13 @@ __all__ = ["decode", "encode", "format_eta", "parse_eta", "parse_number_args", "
 
 
 cdef extern from "Python.h":
-    ctypedef unsigned int Py_UCS4
-    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    ctypedef unsigned int ucs4 "Py_UCS4"
+    object PyUnicode_New(Py_ssize_t size, ucs4 maxchar)
     void* PyUnicode_DATA(object o)
     int PyUnicode_KIND(object o)
     bint PyUnicode_IS_ASCII(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
-    Py_UCS4 PyUnicode_READ(int kind, void* data, Py_ssize_t index)
+    ucs4 PyUnicode_READ(int kind, void* data, Py_ssize_t index)
     object PyUnicode_FromKindAndData(int kind, const void* buffer, Py_ssize_t size)
     int PyUnicode_4BYTE_KIND
     double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) except? -1.0
@@ -227,7 +227,7 @@ for _c in range(128):
 cdef const char* HEX = b"0123456789abcdef"
 
 
-cdef inline void _w_escape(Writer* w, Py_UCS4 c) noexcept:
+cdef inline void _w_escape(Writer* w, ucs4 c) noexcept:
     """Write the json escape of ASCII ``c`` (room for 6 bytes was reserved)."""
     cdef char* out = w.buf + w.len
     out[0] = b'\\'
@@ -264,7 +264,7 @@ cdef int _w_str(Writer* w, object s) except -1:
     cdef const unsigned char* a
     cdef void* data = PyUnicode_DATA(s)
     cdef int kind
-    cdef Py_UCS4 c
+    cdef ucs4 c
     cdef char* out
     _w_reserve(w, n * 6 + 2)
     w.buf[w.len] = b'"'
@@ -589,10 +589,10 @@ cdef object _string_slow(Parser* p, Py_ssize_t start, bint build):
     cdef const unsigned char* s = p.s
     cdef Py_ssize_t i = start, close, j, n = 0
     cdef unsigned char c, c1, c2, c3
-    cdef Py_UCS4 cp = 0
+    cdef ucs4 cp = 0
     cdef int low
-    cdef Py_UCS4 stack[STACK_CHARS]
-    cdef Py_UCS4* out = stack
+    cdef ucs4 stack[STACK_CHARS]
+    cdef ucs4* out = stack
     # Find the closing quote.
     while True:
         c = s[i]
@@ -610,7 +610,7 @@ cdef object _string_slow(Parser* p, Py_ssize_t start, bint build):
             i += 1
     close = i
     if build and close - start > STACK_CHARS:
-        out = <Py_UCS4*>PyMem_Malloc((close - start) * sizeof(Py_UCS4))
+        out = <ucs4*>PyMem_Malloc((close - start) * sizeof(ucs4))
         if out == NULL:
             raise MemoryError()
     try:
@@ -636,7 +636,7 @@ cdef object _string_slow(Parser* p, Py_ssize_t start, bint build):
                     if j + 4 > close:
                         p.pos = j
                         _fail(p, "invalid \\uXXXX escape")
-                    cp = <Py_UCS4>_hex4(p, j)
+                    cp = <ucs4>_hex4(p, j)
                     j += 4
                     if 0xD800 <= cp <= 0xDBFF and j + 6 <= close and s[j] == 0x5C and s[j + 1] == 0x75:
                         low = _hex4(p, j + 2)
