@@ -63,6 +63,15 @@ _INSERT = (
 _RETURNING = "RETURNING id, queue, body, priority, headers, delivery_count"
 _SETTLE_WHERE = "WHERE id = ? AND lease_owner = ? AND delivery_count = ?"
 
+#: An acknowledged row is first marked (owner ``ACKED``, never visible): that rewrites one table page,
+#: where a DELETE would also rewrite the index. The broker that marked it deletes its marked rows in
+#: batches inside its next claim transaction (any leftovers of a killed process at a consumer's start).
+ACKED = ""
+NEVER = 9e18
+_PURGE_CHUNK = 500
+#: Marked rows are deleted once this many have gathered (a claim skips the few still marked).
+_PURGE_BATCH = 16
+
 
 def _candidates(n_queues: int) -> str:
     """SQL selecting the ids of up to N deliverable rows of ``n_queues`` queues, in delivery order.
@@ -79,6 +88,14 @@ def _claim_sql(n_queues: int) -> str:
         f"UPDATE {TABLE} SET visible_at = ?, lease_owner = ?, delivery_count = delivery_count + 1 "
         f"WHERE id IN ({_candidates(n_queues)}) {_RETURNING}"
     )
+
+
+def _delete_acked(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+    """Delete rows that were acknowledged (marked), by id; rows not marked are left alone."""
+    for start in range(0, len(ids), _PURGE_CHUNK):
+        chunk = ids[start : start + _PURGE_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        conn.execute(f"DELETE FROM {TABLE} WHERE id IN ({marks}) AND lease_owner = '{ACKED}'", chunk)
 
 
 def _encode_headers(headers: Mapping[str, str] | None) -> str | None:
@@ -127,6 +144,8 @@ class SQLiteBroker:
         self._listener: Listener | None = None
         self._listener_lock = threading.Lock()
         self._woken = threading.Event()
+        self._acked: list[int] = []
+        self._swept = False
         self._closed = False
         self._pool.run(lambda conn: None)  # create the file and schema now: fail early on a bad path
 
@@ -202,6 +221,10 @@ class SQLiteBroker:
         self._check_open()
         queue_list = list(dict.fromkeys(queues))
         deadline = time.monotonic() + max(timeout, 0.0)
+        if not self._swept:
+            # Acknowledged rows left marked by a process that died before deleting them.
+            self._pool.run(lambda conn: conn.execute(f"DELETE FROM {TABLE} WHERE lease_owner = '{ACKED}'"))
+            self._swept = True
         listener: Listener | None = None
         while True:
             if self._closed:
@@ -236,7 +259,24 @@ class SQLiteBroker:
         if len(queues) > 1:
             params.append(max_messages)
         sql = _claim_sql(len(queues))
-        rows = self._pool.run(lambda conn: conn.execute(sql, params).fetchall())
+        if len(self._acked) < _PURGE_BATCH:
+            acked: list[int] = []
+            rows = self._pool.run(lambda conn: conn.execute(sql, params).fetchall())
+        else:
+            acked, self._acked = self._acked, []
+
+            def purge_and_claim(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+                conn.execute("BEGIN IMMEDIATE")
+                _delete_acked(conn, acked)
+                claimed = conn.execute(sql, params).fetchall()
+                conn.execute("COMMIT")
+                return claimed
+
+            try:
+                rows = self._pool.run(purge_and_claim)
+            except BaseException:
+                self._acked.extend(acked)
+                raise
         if not rows:
             return []
         rows.sort(key=lambda r: (-r[3], r[0]))
@@ -286,10 +326,12 @@ class SQLiteBroker:
         return False
 
     def ack(self, delivery: Delivery) -> None:
-        """Delete the message (if this consumer still holds its lease)."""
+        """Remove the message for good (if this consumer still holds its lease): marked at once,
+        deleted with this broker's next claim."""
         self._check_open()
-        sql = f"DELETE FROM {TABLE} {_SETTLE_WHERE}"
-        self._settle(sql, (delivery.tag, self._owner, delivery.delivery_count), delivery, "ack")
+        sql = f"UPDATE {TABLE} SET lease_owner = '{ACKED}', visible_at = {NEVER} {_SETTLE_WHERE}"
+        if self._settle(sql, (delivery.tag, self._owner, delivery.delivery_count), delivery, "ack"):
+            self._acked.append(delivery.tag)
 
     def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         """Release the lease; the message is deliverable again after ``delay`` seconds."""
@@ -345,8 +387,8 @@ class SQLiteBroker:
             "SELECT "
             "COALESCE(SUM(queue = ?1 AND visible_at <= ?3), 0), "
             "COALESCE(SUM(queue = ?1 AND visible_at > ?3 AND lease_owner IS NULL), 0), "
-            "COALESCE(SUM(queue = ?1 AND visible_at > ?3 AND lease_owner IS NOT NULL), 0), "
-            "COALESCE(SUM(queue = ?2), 0) "
+            f"COALESCE(SUM(queue = ?1 AND visible_at > ?3 AND lease_owner != '{ACKED}'), 0), "
+            f"COALESCE(SUM(queue = ?2 AND (lease_owner IS NULL OR lease_owner != '{ACKED}')), 0) "
             f"FROM {TABLE} WHERE queue IN (?1, ?2)"
         )
         params = (queue, dead_letter_queue(queue), time.time())
@@ -366,9 +408,18 @@ class SQLiteBroker:
         database and the wake-up socket."""
         if self._closed:
             return
+        acked, self._acked = self._acked, []
+        release = f"UPDATE {TABLE} SET lease_owner = NULL, visible_at = ? WHERE lease_owner = ?"
+
+        def settle_all(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            _delete_acked(conn, acked)
+            count = conn.execute(release, (time.time(), self._owner)).rowcount
+            conn.execute("COMMIT")
+            return count
+
         try:
-            sql = f"UPDATE {TABLE} SET lease_owner = NULL, visible_at = ? WHERE lease_owner = ?"
-            released = self._pool.run(lambda conn: conn.execute(sql, (time.time(), self._owner)).rowcount)
+            released = self._pool.run(settle_all)
         except BrokerError as exc:
             log.warning("SQLite broker: could not release leases at close (they will expire): %s", exc)
             released = 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from machinery.brokers.base import OutgoingMessage
 from machinery.brokers.sqlite import SQLiteBroker
 from machinery.brokers.sqlite_pool import parse_sqlite_url
 from machinery.config import Config
@@ -183,3 +184,42 @@ def test_wake_before_fetch_makes_the_next_empty_fetch_return_at_once(db: str) ->
         assert time.monotonic() - started < 2.0
     finally:
         broker.close()
+
+
+def rows_in(db: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM machinery_messages").fetchone()[0])
+
+
+def test_acknowledged_messages_are_deleted_by_close(db: str) -> None:
+    broker = SQLiteBroker(db)
+    broker.publish_many([OutgoingMessage("q", b"x") for _ in range(5)])
+    for delivery in broker.fetch(["q"], 5, 5.0):
+        broker.ack(delivery)
+    broker.close()
+    assert rows_in(db) == 0
+
+
+def test_acknowledged_messages_are_deleted_in_batches_while_consuming(db: str) -> None:
+    broker = SQLiteBroker(db)
+    try:
+        broker.publish_many([OutgoingMessage("q", b"x") for _ in range(200)])
+        while deliveries := broker.fetch(["q"], 10, 0.1):
+            for delivery in deliveries:
+                broker.ack(delivery)
+        assert rows_in(db) < 40
+    finally:
+        broker.close()
+
+
+def test_acknowledgements_left_by_a_dead_consumer_are_swept_by_the_next_one(db: str) -> None:
+    dead = SQLiteBroker(db)
+    dead.publish("q", b"x")
+    [delivery] = dead.fetch(["q"], 1, 5.0)
+    dead.ack(delivery)  # marked, never deleted: this broker is abandoned without close
+    successor = SQLiteBroker(db)
+    try:
+        assert successor.fetch(["q"], 1, 0.1) == []
+        assert rows_in(db) == 0
+    finally:
+        successor.close()
