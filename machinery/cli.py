@@ -76,6 +76,15 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.processes > 1:
+        from machinery.supervisor import Supervisor
+
+        load_app(args.app)  # a bad -A is reported here, not by P workers dying over and over
+
+        child = ["--log-level", args.log_level, *(["--config", args.config] if args.config else [])]
+        child += ["worker", "-A", args.app, *(["-c", str(args.concurrency)] if args.concurrency else [])]
+        child += [arg for q in args.queues or [] for arg in ("-Q", q)]
+        return Supervisor(child, args.processes).run()
     app = load_app(args.app)
     if args.config is not None:
         app.config = load_config(args.config)
@@ -160,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="task threads (default: config.concurrency)")
     p.add_argument("-Q", "--queue", dest="queues", action="append", metavar="QUEUE",
                    help="queue to consume (repeatable; default: config.default_queue)")
+    p.add_argument("-P", "--processes", type=_positive_int, default=1, metavar="P",
+                   help="worker processes under a supervisor that restarts dead ones (default 1)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("send", help="send one task", description="Send one task; prints its UUID.")

@@ -566,10 +566,13 @@ class AMQPBroker:
             self._ack_scheduled = False
         gen = self._gen
         for full in acks:
-            if full >> _TAG_BITS == gen:
-                self._done.add(full & _TAG_MASK)
-            else:
+            tag = full & _TAG_MASK
+            if full >> _TAG_BITS != gen:
                 log.warning("dropping ack of a delivery from a lost connection (RabbitMQ delivers it again)")
+            elif tag <= self._floor or tag in self._acked_above or tag in self._done:
+                log.warning("dropping a second settlement of delivery %d", tag)
+            else:
+                self._done.add(tag)
         self._flush_acks()
 
     def _flush_acks(self) -> None:

@@ -31,3 +31,10 @@ def record(key: str, seconds: float = 0.0) -> str:
     time.sleep(seconds)
     record_effect(os.environ[EFFECTS_ENV], key)
     return key
+
+
+@app.task(name="pid")
+def pid(seconds: float = 0.0) -> int:
+    """Sleeps ``seconds``, then returns the id of the worker process that ran it."""
+    time.sleep(seconds)
+    return os.getpid()

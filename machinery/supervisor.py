@@ -1,0 +1,100 @@
+"""Several worker processes under one supervisor (``machinery worker --processes P``).
+
+The supervisor starts P ``machinery worker`` processes, starts again any that dies unexpectedly
+(with a capped back-off when one keeps dying at once), and forwards SIGTERM/SIGINT to all of them
+for a clean stop: each finishes its running tasks and gives back the rest. A second signal is
+forwarded too, which makes the workers exit at once. Each worker runs in its own process group,
+so a Ctrl-C at a terminal reaches it once, through the supervisor.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("machinery.supervisor")
+
+#: A worker that exits sooner than this after its start counts as failing at once.
+_QUICK_EXIT = 5.0
+_MAX_BACKOFF = 30.0
+
+
+class Supervisor:
+    """Runs ``processes`` copies of the command ``worker_argv`` (arguments of ``python -m machinery``)."""
+
+    def __init__(self, worker_argv: Sequence[str], processes: int) -> None:
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        self.command = [sys.executable, "-m", "machinery", *worker_argv]
+        self.processes = processes
+        self._children: list[subprocess.Popen[bytes] | None] = [None] * processes
+        self._started_at = [0.0] * processes
+        self._quick_exits = [0] * processes
+        self._next_start = [0.0] * processes
+        self._signals: list[int] = []
+
+    def _start(self, slot: int) -> None:
+        child = subprocess.Popen(self.command, process_group=0)
+        self._children[slot] = child
+        self._started_at[slot] = time.monotonic()
+        log.info("worker process %d started (pid %d)", slot, child.pid)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals.append(signum)
+
+    def _forward(self, signum: int) -> None:
+        for child in self._children:
+            if child is not None and child.poll() is None:
+                child.send_signal(signum)
+
+    def run(self) -> int:
+        """Supervise until a signal stops every worker; the exit status (0 when all stopped cleanly)."""
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.getsignal(sig) for sig in handled}
+        for sig in handled:
+            signal.signal(sig, self._on_signal)
+        forwarded = 0
+        try:
+            for slot in range(self.processes):
+                self._start(slot)
+            while True:
+                while forwarded < len(self._signals):
+                    signum = self._signals[forwarded]
+                    forwarded += 1
+                    log.info("signal %s: forwarding to %d worker processes", signal.Signals(signum).name,
+                             self.processes)
+                    self._forward(signum)
+                if self._signals:
+                    if all(c is None or c.poll() is not None for c in self._children):
+                        break
+                else:
+                    self._restart_dead()
+                time.sleep(0.1)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        codes = [c.returncode for c in self._children if c is not None]
+        return 0 if all(code == 0 for code in codes) else 1
+
+    def _restart_dead(self) -> None:
+        now = time.monotonic()
+        for slot, child in enumerate(self._children):
+            if child is not None and child.poll() is None:
+                continue
+            if child is not None:
+                quick = now - self._started_at[slot] < _QUICK_EXIT
+                self._quick_exits[slot] = self._quick_exits[slot] + 1 if quick else 0
+                backoff = min(_MAX_BACKOFF, 0.5 * 2 ** (self._quick_exits[slot] - 1)) if quick else 0.0
+                log.warning("worker process %d (pid %d) exited with status %s; starting another in %.1fs",
+                            slot, child.pid, child.returncode, backoff)
+                self._children[slot] = None
+                self._next_start[slot] = now + backoff
+            if now >= self._next_start[slot]:
+                self._start(slot)
