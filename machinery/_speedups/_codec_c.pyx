@@ -225,6 +225,10 @@ cdef unsigned char ESCAPE[128]
 for _c in range(128):
     ESCAPE[_c] = 1 if (_c < 0x20 or _c == 0x22 or _c == 0x5C) else 0
 cdef const char* HEX = b"0123456789abcdef"
+# 1 for the bytes a JSON string holds as they are: printable ASCII but '"' and '\\'.
+cdef unsigned char PLAIN[256]
+for _c in range(256):
+    PLAIN[_c] = 1 if (0x20 <= _c < 0x80 and _c != 0x22 and _c != 0x5C) else 0
 
 
 cdef inline void _w_escape(Writer* w, ucs4 c) noexcept:
@@ -716,14 +720,10 @@ cdef object _string(Parser* p, bint build):
     """The JSON string at ``p.pos`` (its opening quote) as a str, or None when not ``build``."""
     cdef const unsigned char* s = p.s
     cdef Py_ssize_t start = p.pos + 1, i = start, n
-    cdef unsigned char c
-    while True:
-        c = s[i]
-        if c == 0x22:
-            break
-        if c == 0x5C or c >= 0x80 or c < 0x20:
-            return _string_slow(p, start, build)
+    while PLAIN[s[i]]:
         i += 1
+    if s[i] != 0x22:
+        return _string_slow(p, start, build)
     p.pos = i + 1
     if not build:
         return None
@@ -1064,12 +1064,33 @@ cdef tuple _signatures(Parser* p, int depth):
         _vec_clear(&v)
 
 
-cdef int _key_index(Parser* p) except -2:
-    """The field index of the key at ``p.pos`` (its opening quote), or -1 for an unknown key."""
+# The wire keys in order, with their closing quote, to check the key a message most likely holds next.
+cdef const char* KEY_TEXT[NFIELDS]
+cdef Py_ssize_t KEY_LEN[NFIELDS]
+_KEY_BYTES = tuple(key.encode("ascii") + b'"' for key, _slot in _FIELDS)  # keeps the texts alive
+for _i in range(NFIELDS):
+    KEY_TEXT[_i] = _KEY_BYTES[_i]
+    KEY_LEN[_i] = len(_KEY_BYTES[_i])
+
+
+cdef inline int _key_index(Parser* p, int guess) except -2:
+    """The field index of the key at ``p.pos`` (its opening quote), or -1 for an unknown key;
+    ``guess`` is the index the key most likely has (keys usually come in wire order)."""
+    cdef Py_ssize_t start = p.pos + 1, n
+    if guess < 0 or guess >= NFIELDS:
+        return _key_index_scan(p)
+    n = KEY_LEN[guess]
+    if p.end - start >= n and memcmp(p.s + start, KEY_TEXT[guess], n) == 0:
+        p.pos = start + n
+        return guess
+    return _key_index_scan(p)
+
+
+cdef int _key_index_scan(Parser* p) except -2:
     cdef const unsigned char* s = p.s
     cdef Py_ssize_t start = p.pos + 1, i = start, n
     cdef const char* k
-    while 0x20 <= s[i] < 0x80 and s[i] != 0x22 and s[i] != 0x5C:
+    while PLAIN[s[i]]:
         i += 1
     if s[i] != 0x22:
         return _KEY_INDEX.get(_string(p, True), -1)
@@ -1135,6 +1156,7 @@ cdef object _field_value(Parser* p, int index, int depth):
     """The value of field ``index`` of the signature object at ``depth``, validated as the twin
     validates it; the value of an absent field for null."""
     cdef unsigned char c = p.s[p.pos]
+    cdef Py_ssize_t start = p.pos
     if index == F_UUID or index == F_ROUTING_KEY or index == F_GROUP_UUID:
         if c == 0x22:
             return _string(p, True)
@@ -1171,6 +1193,12 @@ cdef object _field_value(Parser* p, int index, int depth):
         return _EMPTY_TUPLE
     if index == F_HEADERS:
         if c == 0x7B:
+            p.pos += 1
+            _ws(p)
+            if p.s[p.pos] == 0x7D:  # {}: no dict to build
+                p.pos += 1
+                return _EMPTY_DICT
+            p.pos = start
             d = _dict(p, depth + 1)
             return _wrap_dict(d) if d else _EMPTY_DICT
         _literal(p, b"null", 4)
@@ -1194,7 +1222,7 @@ cdef object _signature(Parser* p, int depth):
     if depth > MAX_DEPTH:
         _fail(p, "nested too deep")
     cdef PyObject* values[NFIELDS]
-    cdef int i, index
+    cdef int i, index = -1
     memset(values, 0, sizeof(values))
     p.pos += 1
     try:
@@ -1205,7 +1233,7 @@ cdef object _signature(Parser* p, int depth):
             while True:
                 if p.s[p.pos] != 0x22:
                     _fail(p, "expecting a key")
-                index = _key_index(p)
+                index = _key_index(p, index + 1)
                 _expect_colon(p)
                 if index < 0:
                     _skip(p, depth + 1)
