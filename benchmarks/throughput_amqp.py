@@ -1,0 +1,565 @@
+"""Throughput and latency of machinery on RabbitMQ, with raw pika (the ceiling), Celery
+(``acks_late``) and Dramatiq as references, all in one run against the same RabbitMQ.
+
+No-op tasks, N of them (``--tasks``, default 20,000), one worker process. For each system:
+publish rate with publisher confirms (machinery: batched ``send_tasks``), then processing rate
+from a full queue, counted by a side channel (a FIFO each task writes one byte to, not queue
+depth), p50/p99 send-to-result latency and a 10-step chain's latency. machinery runs with results
+not stored, then stored in Redis. Prints a table with ratios to raw pika, the machine and its
+load, and writes a PNG chart to ``benchmarks/results/``.
+
+Run: ``.venv/bin/python -m benchmarks.throughput_amqp [--tasks N] [--quick] [--skip-peers]``
+(also ``benchmarks/throughput.py --broker amqp``). Celery, Dramatiq and matplotlib come from the
+``bench`` extra; a missing one is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pika
+from pika.adapters.select_connection import SelectConnection
+from pika.channel import Channel
+from pika.spec import Basic, BasicProperties
+
+ROOT = Path(__file__).resolve().parent.parent
+AMQP_URL = os.environ.get("MACHINERY_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS_URL = os.environ.get("MACHINERY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+FIFO_ENV = "BENCH_FIFO"
+
+__all__ = ["main"]
+
+
+# -- the side channel ---------------------------------------------------------------------------
+
+_fifo: list[int] = []
+
+
+def done() -> None:
+    """Called by every benchmark task: one byte into the FIFO named by ``BENCH_FIFO``."""
+    if not _fifo:
+        path = os.environ.get(FIFO_ENV)
+        if not path:
+            return
+        _fifo.append(os.open(path, os.O_WRONLY))
+    os.write(_fifo[0], b"x")
+
+
+class SideChannel:
+    """Counts completions written to a FIFO by any process, with the time of each."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "done.fifo"
+        os.mkfifo(self.path)
+        self._fd = os.open(self.path, os.O_RDWR)  # never sees EOF while writers come and go
+        self.times: list[float] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except OSError:
+                return
+            now = time.perf_counter()
+            with self._cond:
+                self.times.extend([now] * len(chunk))
+                self._cond.notify_all()
+
+    @property
+    def count(self) -> int:
+        with self._cond:
+            return len(self.times)
+
+    def wait_for(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.times) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def reset(self) -> None:
+        with self._cond:
+            self.times.clear()
+
+
+# -- apps the worker processes import (built on first access, from the environment) ------------
+
+
+def __getattr__(name: str) -> Any:
+    """``app`` (machinery), ``celery_app`` (Celery): made on first access inside worker processes."""
+    if name == "app":
+        from machinery import App, load_config
+
+        machinery_app = App(load_config())
+
+        @machinery_app.task(name="noop")
+        def noop() -> int:
+            done()
+            return 1
+
+        globals()["app"] = machinery_app
+        return machinery_app
+    if name == "celery_app":
+        celery: Any = importlib.import_module("celery")
+        capp = celery.Celery("bench", broker=AMQP_URL.replace("amqp://", "pyamqp://"))
+        capp.conf.update(
+            task_acks_late=True,
+            worker_prefetch_multiplier=int(os.environ.get("BENCH_PREFETCH", "4")),
+            task_ignore_result=True,
+            broker_transport_options={"confirm_publish": True},
+            task_default_queue=os.environ.get("BENCH_QUEUE", "celery-bench"),
+            worker_hijack_root_logger=False,
+        )
+
+        @capp.task(name="noop")  # type: ignore[untyped-decorator]
+        def cnoop() -> int:
+            done()
+            return 1
+
+        globals()["celery_app"] = capp
+        return capp
+    raise AttributeError(name)
+
+
+if os.environ.get("BENCH_DRAMATIQ_QUEUE"):  # imported by the dramatiq command in its worker process
+    _dramatiq: Any = importlib.import_module("dramatiq")
+    _dramatiq.set_broker(importlib.import_module("dramatiq.brokers.rabbitmq").RabbitmqBroker(url=AMQP_URL))
+
+    @_dramatiq.actor(queue_name=os.environ["BENCH_DRAMATIQ_QUEUE"], max_retries=0)  # type: ignore[untyped-decorator]
+    def dnoop() -> None:
+        done()
+
+
+# -- figures ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One system's figures; None where not measured."""
+
+    name: str
+    publish: float | None = None
+    process: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    chain_ms: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from machinery import USING_EXTENSIONS
+
+    return (f"CPU {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, pika {pika.__version__}, "
+            f"codec {'compiled' if USING_EXTENSIONS else 'pure Python'}")
+
+
+def load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def rabbitmq_version() -> str:
+    try:
+        out = subprocess.run(["rabbitmqctl", "version"], capture_output=True, text=True, timeout=20, check=True)
+        return out.stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "? (rabbitmqctl not available)"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MACHINERY_", "BENCH_"))}
+    if "MACHINERY_NO_EXTENSIONS" in os.environ:
+        env["MACHINERY_NO_EXTENSIONS"] = os.environ["MACHINERY_NO_EXTENSIONS"]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.update(extra)
+    return env
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _delete_queues(*names: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    channel = connection.channel()
+    for name in names:
+        channel.queue_delete(name)
+    connection.close()
+
+
+# -- raw pika: the ceiling ------------------------------------------------------------------------
+
+
+class _RawPika:
+    """One SelectConnection driven to completion in this thread for one measurement."""
+
+    def __init__(self) -> None:
+        self.connection = SelectConnection(pika.URLParameters(AMQP_URL), on_open_callback=self._opened)
+        self.channel: Channel | None = None
+        self.on_channel: Callable[[Channel], None] = lambda ch: None
+
+    def _opened(self, connection: pika.SelectConnection) -> None:
+        connection.channel(on_open_callback=self._channel_opened)
+
+    def _channel_opened(self, channel: Channel) -> None:
+        self.channel = channel
+        self.on_channel(channel)
+
+    def run(self, on_channel: Callable[[Channel], None]) -> None:
+        self.on_channel = on_channel
+        self.connection.ioloop.start()
+
+    def finish(self) -> None:
+        self.connection.close()
+        self.connection.ioloop.stop()
+
+
+def raw_pika(n: int) -> Row:
+    """Publish n with pipelined confirms, consume them with manual acks (prefetch 100), and a
+    10-hop chain where each delivery publishes the next message."""
+    row = Row("raw pika")
+    queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    props = BasicProperties(delivery_mode=2)
+    body = b'{"UUID":"x","Name":"noop","Args":[]}'
+    times: dict[str, float] = {}
+
+    def publish(ch: Channel) -> None:
+        acked = [0]
+
+        def on_confirm(frame: Any) -> None:
+            method = frame.method
+            acked[0] = method.delivery_tag if method.multiple else acked[0] + 1
+            if acked[0] >= n:
+                times["published"] = time.perf_counter()
+                client.finish()
+
+        def declared(_f: Any) -> None:
+            times["start"] = time.perf_counter()
+            for _ in range(n):
+                ch.basic_publish("", queue, body, props)
+
+        ch.confirm_delivery(on_confirm, callback=lambda _f: ch.queue_declare(queue, durable=True, callback=declared))
+
+    client = _RawPika()
+    client.run(publish)
+    row.publish = n / (times["published"] - times["start"])
+
+    def consume(ch: Channel) -> None:
+        got = [0]
+
+        def on_message(c: Channel, method: Basic.Deliver, _p: BasicProperties, _b: bytes) -> None:
+            if got[0] == 0:
+                times["first"] = time.perf_counter()
+            got[0] += 1
+            c.basic_ack(method.delivery_tag or 0)
+            if got[0] >= n:
+                times["last"] = time.perf_counter()
+                client.finish()
+
+        ch.basic_qos(prefetch_count=100, callback=lambda _f: ch.basic_consume(queue, on_message))
+
+    client = _RawPika()
+    client.run(consume)
+    row.process = n / (times["last"] - times["first"])
+
+    chains: list[float] = []
+
+    def chain(ch: Channel) -> None:
+        hops = [0]
+        started = [0.0]
+
+        def start() -> None:
+            hops[0] = 0
+            started[0] = time.perf_counter()
+            ch.basic_publish("", queue, body, props)
+
+        def on_message(c: Channel, method: Basic.Deliver, _p: BasicProperties, _b: bytes) -> None:
+            c.basic_ack(method.delivery_tag or 0)
+            hops[0] += 1
+            if hops[0] < 10:
+                c.basic_publish("", queue, body, props)
+                return
+            chains.append(time.perf_counter() - started[0])
+            if len(chains) < 30:
+                start()
+            else:
+                client.finish()
+
+        ch.basic_qos(
+            prefetch_count=100, callback=lambda _f: ch.basic_consume(queue, on_message, callback=lambda _g: start())
+        )
+
+    client = _RawPika()
+    client.run(chain)
+    row.chain_ms = statistics.median(chains) * 1000
+    _delete_queues(queue)
+    return row
+
+
+# -- machinery ------------------------------------------------------------------------------------
+
+
+def machinery_rows(n: int, samples: int, channel: SideChannel, tmp: Path, stored: bool) -> Row:
+    """machinery with one worker process (default 4 threads), results off or stored in Redis."""
+    from machinery import App, Config, Signature, chain
+
+    token = uuid.uuid4().hex[:8]
+    exchange, queue = f"bench-ex-{token}", f"bench-q-{token}"
+    backend = REDIS_URL if stored else "none"
+    config = Config(broker_url=AMQP_URL, result_backend=backend, exchange=exchange, default_queue=queue,
+                    binding_key=queue)
+    row = Row(f"machinery, results {'stored (Redis)' if stored else 'not stored'}")
+    env = _env(MACHINERY_BROKER_URL=AMQP_URL, MACHINERY_RESULT_BACKEND=backend, MACHINERY_EXCHANGE=exchange,
+               MACHINERY_DEFAULT_QUEUE=queue, MACHINERY_BINDING_KEY=queue, **{FIFO_ENV: str(channel.path)})
+    app = App(config)
+    noop = Signature("noop", [], immutable=True)
+    try:
+        app.broker.declare([queue])
+        started = time.perf_counter()
+        batch = 1000
+        for i in range(0, n, batch):
+            app.send_tasks([noop.replace(uuid=f"t{i + j}-{token}") for j in range(min(batch, n - i))])
+        row.publish = n / (time.perf_counter() - started)
+        channel.reset()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "machinery", "--log-level", "WARNING", "worker",
+             "-A", "benchmarks.throughput_amqp:app"],
+            env=env, cwd=ROOT,
+        )
+        try:
+            if not channel.wait_for(n, 300):
+                row.notes.append(f"only {channel.count} of {n} done")
+                return row
+            times = channel.times
+            row.process = (n - 1) / (times[n - 1] - times[0])
+            latencies: list[float] = []
+            for _ in range(samples):
+                channel.reset()
+                sent = time.perf_counter()
+                result = app.send_task(noop.replace(uuid=f"l{uuid.uuid4().hex}"))
+                if stored:
+                    result.get(timeout=30)
+                    latencies.append(time.perf_counter() - sent)
+                else:
+                    channel.wait_for(1, 30)
+                    latencies.append(channel.times[0] - sent)
+            row.p50_ms, row.p99_ms = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+            chains: list[float] = []
+            for _ in range(30):
+                channel.reset()
+                steps = [noop.replace(uuid=f"c{uuid.uuid4().hex}") for _ in range(10)]
+                sent = time.perf_counter()
+                handle = app.send_task(chain(*steps))
+                if stored:
+                    handle.get(timeout=30)
+                    chains.append(time.perf_counter() - sent)
+                else:
+                    channel.wait_for(10, 30)
+                    chains.append(channel.times[9] - sent)
+            row.chain_ms = statistics.median(chains) * 1000
+        finally:
+            _stop(worker)
+    finally:
+        app.close()
+        _delete_queues(queue, f"{queue}.dead")
+    return row
+
+
+# -- Celery and Dramatiq ------------------------------------------------------------------------
+
+
+def celery_row(n: int, channel: SideChannel) -> Row | None:
+    if importlib.util.find_spec("celery") is None:
+        return None
+    queue = f"celery-bench-{uuid.uuid4().hex[:8]}"
+    os.environ["BENCH_QUEUE"] = queue
+    row = Row("Celery (acks_late, threads x4)")
+    capp: Any = __getattr__("celery_app")
+    capp.conf.task_default_queue = queue
+    task = capp.tasks["noop"]
+    started = time.perf_counter()
+    with capp.producer_or_acquire() as producer:
+        for _ in range(n):
+            task.apply_async(producer=producer)
+    row.publish = n / (time.perf_counter() - started)
+    channel.reset()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "benchmarks.throughput_amqp:celery_app", "worker", "-P", "threads",
+         "-c", "4", "-Q", queue, "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+         "--without-heartbeat"],
+        env=_env(BENCH_QUEUE=queue, **{FIFO_ENV: str(channel.path)}), cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        if channel.wait_for(n, 600):
+            row.process = (n - 1) / (channel.times[n - 1] - channel.times[0])
+        else:
+            row.notes.append(f"only {channel.count} of {n} done")
+    finally:
+        _stop(worker)
+        _delete_queues(queue)
+    return row
+
+
+def dramatiq_row(n: int, channel: SideChannel) -> Row | None:
+    if importlib.util.find_spec("dramatiq") is None:
+        return None
+    queue = f"dramatiq-bench-{uuid.uuid4().hex[:8]}"
+    row = Row("Dramatiq (threads x8)")
+    dramatiq: Any = importlib.import_module("dramatiq")
+    broker = importlib.import_module("dramatiq.brokers.rabbitmq").RabbitmqBroker(url=AMQP_URL, confirm_delivery=True)
+    dramatiq.set_broker(broker)
+
+    @dramatiq.actor(queue_name=queue, max_retries=0)  # type: ignore[untyped-decorator]
+    def dnoop() -> None:
+        done()
+
+    started = time.perf_counter()
+    for _ in range(n):
+        dnoop.send()
+    row.publish = n / (time.perf_counter() - started)
+    broker.close()
+    channel.reset()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dramatiq", "benchmarks.throughput_amqp", "--processes", "1", "--threads", "8"],
+        env=_env(BENCH_DRAMATIQ_QUEUE=queue, **{FIFO_ENV: str(channel.path)}), cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        if channel.wait_for(n, 600):
+            row.process = (n - 1) / (channel.times[n - 1] - channel.times[0])
+        else:
+            row.notes.append(f"only {channel.count} of {n} done")
+    finally:
+        _stop(worker)
+        _delete_queues(queue, f"{queue}.DQ", f"{queue}.XQ")
+    return row
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:,.0f}{unit}" if value >= 100 else f"{value:.1f}{unit}"
+
+
+def _ratio(value: float | None, ref: float | None, *, lower_is_better: bool = False) -> str:
+    if value is None or not ref:
+        return ""
+    return f" ({value / ref:.2f}x)"
+
+
+def report(rows: list[Row], n: int) -> str:
+    ref = rows[0]
+    lines = [f"{'system':<34} {'publish/s':>18} {'process/s':>18} {'p50 ms':>8} {'p99 ms':>8} {'chain10 ms':>16}"]
+    for row in rows:
+        lines.append(
+            f"{row.name:<34} {_fmt(row.publish) + _ratio(row.publish, ref.publish):>18} "
+            f"{_fmt(row.process) + _ratio(row.process, ref.process):>18} {_fmt(row.p50_ms):>8} {_fmt(row.p99_ms):>8} "
+            f"{_fmt(row.chain_ms) + _ratio(row.chain_ms, ref.chain_ms):>16}"
+            + (f"  [{'; '.join(row.notes)}]" if row.notes else "")
+        )
+    return "\n".join(lines)
+
+
+def chart(rows: list[Row], path: Path, title: str) -> Path | None:
+    if importlib.util.find_spec("matplotlib") is None:
+        return None
+    matplotlib: Any = importlib.import_module("matplotlib")
+    matplotlib.use("Agg")
+    plt: Any = importlib.import_module("matplotlib.pyplot")
+    names = [r.name.replace(", ", "\n").replace(" (", "\n(") for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, attr, label in ((axes[0], "publish", "publish with confirms (msg/s)"),
+                            (axes[1], "process", "processing (tasks/s)")):
+        values = [getattr(r, attr) or 0 for r in rows]
+        bars = ax.barh(names, values, color=["#888888"] + ["#1f77b4"] * 2 + ["#ff7f0e"] * (len(rows) - 3))
+        ax.set_title(label)
+        ax.invert_yaxis()
+        for bar, v in zip(bars, values, strict=True):
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:,.0f}", va="center", fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=20_000, help="tasks per throughput run (default 20,000)")
+    parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="2,000 tasks and 50 latency samples")
+    parser.add_argument("--skip-peers", action="store_true", help="leave out Celery and Dramatiq")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    n = 2000 if args.quick else args.tasks
+    samples = 50 if args.quick else args.latency_samples
+    print(f"machine: {machine()}; RabbitMQ {rabbitmq_version()}")
+    print(f"load before: {load()}; N = {n:,} no-op tasks, one worker process; latency: {samples} samples")
+    rows = [raw_pika(n)]
+    with tempfile.TemporaryDirectory() as tmp:
+        channel = SideChannel(Path(tmp))
+        rows.append(machinery_rows(n, samples, channel, Path(tmp), stored=False))
+        rows.append(machinery_rows(n, samples, channel, Path(tmp), stored=True))
+        if not args.skip_peers:
+            for make in (celery_row, dramatiq_row):
+                try:
+                    row = make(n, channel)
+                except Exception as exc:  # a peer that fails to run is reported, not fatal
+                    print(f"{make.__name__}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    continue
+                if row is not None:
+                    rows.append(row)
+    table = report(rows, n)
+    print(table)
+    print(f"load after: {load()}")
+    print("ratios are to raw pika in this run; chain10 = send to the 10th step's completion (median of 30)")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = chart(rows, ROOT / "benchmarks" / "results" / f"throughput_amqp-{stamp}.png",
+                 f"machinery on RabbitMQ vs raw pika, Celery, Dramatiq - N={n:,}, {machine()}, load {load()}")
+    if path is not None:
+        print(f"chart: {path}")
+
+
+if __name__ == "__main__":
+    main()
