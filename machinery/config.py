@@ -71,7 +71,10 @@ class Config:
     retry_backoff_max: float = 60.0
     """Longest wait, in seconds, between retries of a task whose signature sets no retry_timeout."""
     track_started: bool = True
-    """Record RECEIVED and STARTED states; False writes only RETRY and the final state (faster)."""
+    """Record RECEIVED and STARTED states; False writes only RETRY and the final state."""
+    track_started_after: float = 0.05
+    """Seconds a message waits in a worker, or a task runs, before its RECEIVED / STARTED state is
+    written (quicker tasks get only their final state: two writes fewer); 0 writes them always."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -133,6 +136,7 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "max_redeliveries": (_int_at_least(0), "an integer >= 0"),
     "concurrency": (_int_at_least(1), "an integer >= 1"),
     "retry_backoff_max": (_seconds(positive=False), "a finite number of seconds >= 0"),
+    "track_started_after": (_seconds(positive=False), "a finite number of seconds >= 0"),
 }
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

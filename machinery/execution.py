@@ -18,6 +18,7 @@ from machinery.brokers.base import Broker, Delivery, OutgoingMessage
 from machinery.config import Config
 from machinery.errors import DecodeError, Retry, TaskNotRegistered
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
+from machinery.progress import ProgressTracker
 from machinery.registry import Registry
 from machinery.routing import outgoing
 from machinery.signature import Signature
@@ -76,13 +77,23 @@ def as_json_result(value: object, task_name: str) -> JSONValue:
 class Executor:
     """Runs deliveries for a worker. Thread-safe: each call to ``handle`` stands alone."""
 
-    def __init__(self, config: Config, registry: Registry, broker: Broker, backend: ResultBackend | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        broker: Broker,
+        backend: ResultBackend | None,
+        progress: ProgressTracker | None = None,
+    ) -> None:
         self.config = config
         self.registry = registry
         self.broker = broker
         self.backend = backend
         self.default_queue = config.default_queue
-        self.track_started = config.track_started and backend is not None
+        self.progress = progress
+        """Writes RECEIVED/STARTED for slow tasks; without it (and with track_started) every task
+        gets them written here, synchronously."""
+        self.track_started = config.track_started and backend is not None and progress is None
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -137,24 +148,35 @@ class Executor:
                 "task %s[%s] is not registered here (delivery %d of %d); giving it back",
                 sig.name, sig.uuid, delivery.delivery_count, self.config.max_redeliveries + 1,
             )
+            if self.progress is not None:
+                self.progress.give_back(delivery)
             self.broker.nack(delivery, delay=NOT_REGISTERED_DELAY)
             return
         reason = f"task {sig.name!r} is not registered (delivered {delivery.delivery_count} times)"
         log.error("dead-lettering %s from queue %s: %s", sig.uuid, delivery.queue, reason)
+        if self.progress is not None:
+            self.progress.finish(delivery)
         self._record(sig, TaskState.FAILURE, error=reason)
         self.broker.dead_letter(delivery, reason)
 
     def _run(self, delivery: Delivery, sig: Signature, run: Callable[[tuple[JSONValue, ...]], object]) -> None:
         started = time.perf_counter()
-        if self.track_started:
+        progress = self.progress
+        if progress is not None:
+            progress.started(delivery, sig)
+        elif self.track_started:
             self._record(sig, TaskState.RECEIVED)
             self._record(sig, TaskState.STARTED)
         try:
             value = run(sig.args)
             result = as_json_result(value, sig.name)
         except Exception as exc:
+            if progress is not None:
+                progress.finish(delivery)
             self._failed(delivery, sig, exc, started)
             return
+        if progress is not None:
+            progress.finish(delivery)
         self._succeeded(delivery, sig, result, started)
 
     def _succeeded(self, delivery: Delivery, sig: Signature, result: JSONValue, started: float) -> None:

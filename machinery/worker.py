@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from machinery.brokers.base import Delivery
 from machinery.config import masked_url
 from machinery.execution import Executor
+from machinery.progress import ProgressTracker
 
 if TYPE_CHECKING:
     from machinery.app import App
@@ -49,7 +50,7 @@ class Worker:
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         self.queues = list(queues) if queues else [config.default_queue]
-        self.prefetch = prefetch if prefetch is not None else max(1, min(config.prefetch_count, self.concurrency))
+        self.prefetch = prefetch if prefetch is not None else max(1, config.prefetch_count)
         self._capacity = self.concurrency + self.prefetch
         self._inbox: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
         self._held: dict[int, Delivery] = {}
@@ -60,6 +61,7 @@ class Worker:
         self._runners_done = threading.Event()
         self._signals = 0
         self._thread: threading.Thread | None = None
+        self._progress: ProgressTracker | None = None
 
     def __repr__(self) -> str:
         return f"<Worker queues={self.queues} concurrency={self.concurrency}>"
@@ -129,7 +131,14 @@ class Worker:
         message was given back."""
         app = self.app
         broker = app.broker
-        executor = Executor(app.config, app.registry, broker, app.backend)
+        config = app.config
+        backend = app.backend
+        progress = None
+        if backend is not None and config.track_started and config.track_started_after > 0:
+            progress = ProgressTracker(backend, config.track_started_after)
+            progress.start()
+        self._progress = progress
+        executor = Executor(config, app.registry, broker, backend, progress)
         broker.declare(self.queues)
         runners = [
             threading.Thread(target=self._run_tasks, args=(executor,), name=f"machinery-task-{i}", daemon=True)
@@ -154,6 +163,8 @@ class Worker:
                 t.join()
             self._runners_done.set()
             leases.join()
+            if progress is not None:
+                progress.stop()
             log.info("worker stopped")
             self._stopped.set()
 
@@ -179,7 +190,10 @@ class Worker:
             with self._slots:
                 for d in deliveries:
                     self._held[d.tag] = d
+            progress = self._progress
             for d in deliveries:
+                if progress is not None:
+                    progress.received(d)
                 self._inbox.put(d)
 
     def _release(self, delivery: Delivery) -> None:
@@ -195,12 +209,16 @@ class Worker:
                 return
             try:
                 if self._stopping.is_set():
+                    if self._progress is not None:
+                        self._progress.give_back(delivery)
                     broker.nack(delivery)
                 else:
                     executor.handle(delivery)
             except Exception:
                 log.exception("settling a delivery from %s failed; it comes back when its lease ends", delivery.queue)
             finally:
+                if self._progress is not None:
+                    self._progress.finish(delivery)
                 self._release(delivery)
 
     def _renew_leases(self) -> None:
