@@ -145,6 +145,7 @@ class SQLiteBroker:
         self._listener_lock = threading.Lock()
         self._woken = threading.Event()
         self._acked: list[int] = []
+        self._acked_lock = threading.Lock()
         self._swept = False
         self._closed = False
         self._pool.run(lambda conn: None)  # create the file and schema now: fail early on a bad path
@@ -263,7 +264,7 @@ class SQLiteBroker:
             acked: list[int] = []
             rows = self._pool.run(lambda conn: conn.execute(sql, params).fetchall())
         else:
-            acked, self._acked = self._acked, []
+            acked = self._take_acked()
 
             def purge_and_claim(conn: sqlite3.Connection) -> list[sqlite3.Row]:
                 conn.execute("BEGIN IMMEDIATE")
@@ -275,7 +276,8 @@ class SQLiteBroker:
             try:
                 rows = self._pool.run(purge_and_claim)
             except BaseException:
-                self._acked.extend(acked)
+                with self._acked_lock:
+                    self._acked.extend(acked)
                 raise
         if not rows:
             return []
@@ -291,6 +293,12 @@ class SQLiteBroker:
             )
             for tag, queue, body, priority, headers, count in rows
         ]
+
+    def _take_acked(self) -> list[int]:
+        """The ids this broker marked acknowledged and has not deleted yet (handing them over)."""
+        with self._acked_lock:
+            acked, self._acked = self._acked, []
+        return acked
 
     def _next_visible(self, queues: list[str]) -> float | None:
         """When the next held message of ``queues`` (delayed or leased) becomes deliverable."""
@@ -331,7 +339,8 @@ class SQLiteBroker:
         self._check_open()
         sql = f"UPDATE {TABLE} SET lease_owner = '{ACKED}', visible_at = {NEVER} {_SETTLE_WHERE}"
         if self._settle(sql, (delivery.tag, self._owner, delivery.delivery_count), delivery, "ack"):
-            self._acked.append(delivery.tag)
+            with self._acked_lock:
+                self._acked.append(delivery.tag)
 
     def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         """Release the lease; the message is deliverable again after ``delay`` seconds."""
@@ -408,7 +417,7 @@ class SQLiteBroker:
         database and the wake-up socket."""
         if self._closed:
             return
-        acked, self._acked = self._acked, []
+        acked = self._take_acked()
         release = f"UPDATE {TABLE} SET lease_owner = NULL, visible_at = ? WHERE lease_owner = ?"
 
         def settle_all(conn: sqlite3.Connection) -> int:
