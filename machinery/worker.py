@@ -198,8 +198,10 @@ class Worker:
 
     def _release(self, delivery: Delivery) -> None:
         with self._slots:
-            self._held.pop(delivery.tag, None)
-            self._slots.notify_all()
+            held = self._held
+            held.pop(delivery.tag, None)
+            if len(held) == self.concurrency:  # just reached the refill mark: wake the fetcher
+                self._slots.notify()
 
     def _run_tasks(self, executor: Executor) -> None:
         broker = executor.broker
