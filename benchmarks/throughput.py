@@ -1,0 +1,395 @@
+"""End-to-end throughput of machinery on its embedded SQLite broker, compared with Huey on SQLite
+at the same durability and with a bare WAL claim-and-delete loop, all in one run.
+
+No-op tasks, one worker process (default settings: 4 threads), results off and on. Prints tasks/s
+for sending and for processing, p50/p99 latency from send to result, the CPU an idle worker uses,
+the SQLite ``synchronous`` level, the machine and its load. Completions are counted by a side
+channel (each task writes one byte to a pipe), not by queue depth.
+
+Run: ``.venv/bin/python -m benchmarks.throughput [--tasks N] [--quick] [--broker sqlite|amqp]``
+(Huey is in the ``bench`` extra; without it, its rows are skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import multiprocessing
+import os
+import platform
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from machinery import App, Config, Signature
+
+ROOT = Path(__file__).resolve().parent.parent
+SYNCHRONOUS = "NORMAL"
+"""The durability of every SQLite figure here: WAL with synchronous=NORMAL (machinery's default;
+Huey is set to the same; a commit survives a process crash, the last ones may be lost on power loss)."""
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"CPU {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"codec {'compiled' if _using_extensions() else 'pure Python'}"
+    )
+
+
+def _using_extensions() -> bool:
+    from machinery import USING_EXTENSIONS
+
+    return USING_EXTENSIONS
+
+
+def load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+class SideChannel:
+    """A pipe the worker's tasks write one byte to per completion; counts them with timestamps."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        self.count = 0
+        self.first = 0.0
+        self.last = 0.0
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            now = time.perf_counter()
+            with self._cond:
+                if self.count == 0:
+                    self.first = now
+                self.count += len(chunk)
+                self.last = now
+                self._cond.notify_all()
+
+    def wait_for(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.count < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self) -> None:
+        os.close(self.write_fd)
+        self._thread.join(timeout=5)
+        os.close(self.read_fd)
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MACHINERY_", "BENCH_"))}
+    if "MACHINERY_NO_EXTENSIONS" in os.environ:
+        env["MACHINERY_NO_EXTENSIONS"] = os.environ["MACHINERY_NO_EXTENSIONS"]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.update(extra)
+    return env
+
+
+def start_process(argv: list[str], extra_env: dict[str, str], channel: SideChannel) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, cwd=ROOT, env=_env({**extra_env, "BENCH_FD": str(channel.write_fd)}), pass_fds=(channel.write_fd,)
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentiles(samples: Sequence[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p50 = statistics.median(ordered)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return p50, p99
+
+
+# -- machinery ------------------------------------------------------------------------------------
+
+
+def machinery_env(url: str, results: bool) -> dict[str, str]:
+    return {"MACHINERY_BROKER_URL": url, "MACHINERY_RESULT_BACKEND": url if results else "none"}
+
+
+def machinery_worker(url: str, results: bool, channel: SideChannel) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "machinery", "--log-level", "WARNING", "worker", "-A",
+            "benchmarks.throughput_apps:app"]
+    return start_process(argv, machinery_env(url, results), channel)
+
+
+def bench_machinery(tmp: Path, n: int, *, results: bool) -> tuple[float, float, float]:
+    """(send tasks/s one by one, send tasks/s in batches of 100, processing tasks/s)."""
+    url = f"sqlite:///{tmp / f'machinery-{results}.sqlite3'}"
+    config = Config(broker_url=url, result_backend=url if results else "none")
+    with App(config) as app:
+        sig = Signature("noop", [])
+        started = time.perf_counter()
+        for _ in range(n):
+            app.send_task(sig.replace(uuid=None))
+        send_rate = n / (time.perf_counter() - started)
+        started = time.perf_counter()
+        for i in range(0, n, 100):
+            app.send_tasks([sig.replace(uuid=None) for _ in range(min(100, n - i))])
+        batch_rate = n / (time.perf_counter() - started)
+        total = 2 * n
+        channel = SideChannel()
+        proc = machinery_worker(url, results, channel)
+        try:
+            if not channel.wait_for(total, timeout=300):
+                raise RuntimeError(f"machinery processed only {channel.count} of {total}")
+        finally:
+            stop_process(proc)
+            channel.close()
+        return send_rate, batch_rate, (total - 1) / (channel.last - channel.first)
+
+
+def machinery_latency(tmp: Path, samples: int) -> tuple[float, float]:
+    """p50, p99 seconds from send to result, default settings (results in SQLite)."""
+    url = f"sqlite:///{tmp / 'machinery-latency.sqlite3'}"
+    channel = SideChannel()
+    proc = machinery_worker(url, True, channel)
+    try:
+        with App(Config(broker_url=url, result_backend=url)) as app:
+            app.send_task(Signature("noop", [])).get(timeout=30)  # warm up
+            times = []
+            for _ in range(samples):
+                started = time.perf_counter()
+                app.send_task(Signature("noop", [])).get(timeout=30)
+                times.append(time.perf_counter() - started)
+    finally:
+        stop_process(proc)
+        channel.close()
+    return percentiles(times)
+
+
+def machinery_idle_cpu(tmp: Path, seconds: float) -> float:
+    """Percent of one core a worker uses while its queue stays empty."""
+    url = f"sqlite:///{tmp / 'machinery-idle.sqlite3'}"
+    channel = SideChannel()
+    proc = machinery_worker(url, True, channel)
+    try:
+        time.sleep(1.5)
+        before = cpu_seconds(proc.pid)
+        time.sleep(seconds)
+        used = cpu_seconds(proc.pid) - before
+    finally:
+        stop_process(proc)
+        channel.close()
+    return 100.0 * used / seconds
+
+
+# -- Huey -------------------------------------------------------------------------------------------
+
+
+def huey_available() -> bool:
+    return importlib.util.find_spec("huey") is not None
+
+
+def huey_consumer(db: str, results: bool, channel: SideChannel) -> subprocess.Popen[bytes]:
+    env = {"BENCH_HUEY_DB": db, "BENCH_HUEY_RESULTS": "1" if results else "0", "BENCH_SYNC": SYNCHRONOUS}
+    code = "from benchmarks.throughput_apps import run_huey_consumer; run_huey_consumer()"
+    return start_process([sys.executable, "-c", code], env, channel)
+
+
+def bench_huey(tmp: Path, n: int, *, results: bool) -> tuple[float, float]:
+    """(enqueue tasks/s one by one, processing tasks/s)."""
+    from benchmarks.throughput_apps import huey_instance
+
+    db = str(tmp / f"huey-{results}.db")
+    huey = huey_instance(db, results=results, synchronous=SYNCHRONOUS)
+    started = time.perf_counter()
+    for _ in range(n):
+        huey.noop()
+    send_rate = n / (time.perf_counter() - started)
+    channel = SideChannel()
+    proc = huey_consumer(db, results, channel)
+    try:
+        if not channel.wait_for(n, timeout=300):
+            raise RuntimeError(f"Huey processed only {channel.count} of {n}")
+    finally:
+        stop_process(proc)
+        channel.close()
+    return send_rate, (n - 1) / (channel.last - channel.first)
+
+
+def huey_latency(tmp: Path, samples: int) -> tuple[float, float]:
+    from benchmarks.throughput_apps import huey_instance
+
+    db = str(tmp / "huey-latency.db")
+    huey = huey_instance(db, results=True, synchronous=SYNCHRONOUS)
+    channel = SideChannel()
+    proc = huey_consumer(db, True, channel)
+    try:
+        huey.noop().get(blocking=True, timeout=30)
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            huey.noop().get(blocking=True, timeout=30)
+            times.append(time.perf_counter() - started)
+    finally:
+        stop_process(proc)
+        channel.close()
+    return percentiles(times)
+
+
+# -- bare SQLite ------------------------------------------------------------------------------------
+
+
+def _bare_producer(path: str, stop_at: float) -> None:
+    """One row per transaction, paced (the 'another process inserts' load)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    conn.execute(f"pragma synchronous={SYNCHRONOUS}")
+    while time.time() < stop_at:
+        conn.execute("insert into other(body) values (x'00')")
+        time.sleep(0.0005)
+    conn.close()
+
+
+def bench_bare_wal(tmp: Path, n: int) -> float:
+    """Rows/s claimed and deleted one per transaction at the same durability, while another
+    process inserts (the floor any SQLite queue pays per message)."""
+    path = str(tmp / "bare.sqlite3")
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    conn.execute("pragma journal_mode=wal")
+    conn.execute(f"pragma synchronous={SYNCHRONOUS}")
+    conn.execute("create table q (id integer primary key, queue text, body blob not null)")
+    conn.execute("create table other (id integer primary key, body blob)")
+    conn.execute("begin")
+    conn.executemany("insert into q(queue, body) values ('q', ?)", [(b'{"Name":"noop","Args":[]}',)] * n)
+    conn.execute("commit")
+    producer = multiprocessing.get_context("spawn").Process(target=_bare_producer, args=(path, time.time() + 600))
+    producer.start()
+    time.sleep(0.5)
+    try:
+        started = time.perf_counter()
+        for _ in range(n):
+            conn.execute("begin immediate")
+            row = conn.execute("select id, body from q where queue = 'q' order by id limit 1").fetchone()
+            conn.execute("delete from q where id = ?", (row[0],))
+            conn.execute("commit")
+        elapsed = time.perf_counter() - started
+    finally:
+        producer.terminate()
+        producer.join()
+        conn.close()
+    return n / elapsed
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+
+def _amqp(argv: Sequence[str]) -> int:
+    try:
+        module: Any = importlib.import_module("benchmarks.throughput_amqp")
+    except ImportError as exc:
+        print(f"benchmarks.throughput_amqp is missing ({exc}); no AMQP figures", file=sys.stderr)
+        return 2
+    main_fn: Callable[[Sequence[str]], int | None] = module.main
+    return int(main_fn(list(argv)) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--broker", choices=["sqlite", "amqp"], default="sqlite")
+    parser.add_argument("--tasks", type=int, default=5000, help="tasks per throughput run (default 5000)")
+    parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="fewer tasks and samples")
+    args, rest = parser.parse_known_args(args_list)
+    if args.broker == "amqp":
+        return _amqp([a for a in args_list if not a.startswith("--broker") and a != "amqp"])
+    if rest:
+        parser.error(f"unknown arguments: {' '.join(rest)}")
+    n = 1000 if args.quick else args.tasks
+    samples = 100 if args.quick else args.latency_samples
+
+    print(f"machine: {machine()}")
+    print(f"load before: {load()}")
+    print(f"SQLite durability everywhere: WAL, synchronous={SYNCHRONOUS}; one worker process, 4 threads; {n} tasks")
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="machinery-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        bare = bench_bare_wal(tmp, max(n, 5000))
+        rows.append(("bare WAL claim+delete loop (rows/s)", f"{bare:,.0f}"))
+        m_off = bench_machinery(tmp, n, results=False)
+        m_on = bench_machinery(tmp, n, results=True)
+        rows += [
+            ("machinery send, one by one (tasks/s)", f"{m_off[0]:,.0f}"),
+            ("machinery send, batches of 100 (tasks/s)", f"{m_off[1]:,.0f}"),
+            ("machinery processing, results off (tasks/s)", f"{m_off[2]:,.0f}"),
+            ("machinery processing, results on (tasks/s)", f"{m_on[2]:,.0f}"),
+        ]
+        m_lat = machinery_latency(tmp, samples)
+        rows.append(("machinery send->result latency p50 / p99 (ms)", f"{m_lat[0] * 1e3:.2f} / {m_lat[1] * 1e3:.2f}"))
+        idle = machinery_idle_cpu(tmp, 5.0)
+        rows.append(("machinery idle worker CPU (% of a core)", f"{idle:.2f}"))
+        h_off = h_on = h_lat = None
+        if huey_available():
+            h_off = bench_huey(tmp, n, results=False)
+            h_on = bench_huey(tmp, n, results=True)
+            h_lat = huey_latency(tmp, min(samples, 100))
+            rows += [
+                ("Huey enqueue, one by one (tasks/s)", f"{h_off[0]:,.0f}"),
+                ("Huey processing, results off (tasks/s)", f"{h_off[1]:,.0f}"),
+                ("Huey processing, results on (tasks/s)", f"{h_on[1]:,.0f}"),
+                ("Huey send->result latency p50 / p99 (ms)", f"{h_lat[0] * 1e3:.2f} / {h_lat[1] * 1e3:.2f}"),
+            ]
+        else:
+            rows.append(("Huey", "not installed (pip install '.[bench]')"))
+    width = max(len(label) for label, _ in rows)
+    print()
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value:>18}")
+    print("\nratios (same run):")
+    print(f"  machinery processing (results off) / bare WAL loop: {m_off[2] / bare:.2f}  (aim >= 0.5)")
+    if h_off is not None and h_on is not None and h_lat is not None:
+        print(f"  machinery / Huey processing, results off: {m_off[2] / h_off[1]:.2f}  (aim >= 1)")
+        print(f"  machinery / Huey processing, results on:  {m_on[2] / h_on[1]:.2f}  (aim >= 1)")
+        print(f"  machinery / Huey send one by one:         {m_off[0] / h_off[0]:.2f}")
+        print(f"  Huey / machinery p50 latency:             {h_lat[0] / m_lat[0]:.1f}")
+    print(f"  machinery p50 latency {m_lat[0] * 1e3:.2f} ms (aim < 5 ms); idle CPU {idle:.2f}% (aim < 1%)")
+    print(f"load after: {load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
