@@ -83,7 +83,7 @@ class ProgressTracker:
                 self.backend.forget(entry.sig.uuid)
 
     def _loop(self) -> None:
-        interval = max(self.after / 2.0, 0.01)
+        interval = max(self.after, 0.01)
         while not self._stop.wait(interval):
             try:
                 self.tick()
