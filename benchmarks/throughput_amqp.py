@@ -232,7 +232,11 @@ class _RawPika:
     """One SelectConnection driven to completion in this thread for one measurement."""
 
     def __init__(self) -> None:
-        self.connection = SelectConnection(pika.URLParameters(AMQP_URL), on_open_callback=self._opened)
+        self.connection = SelectConnection(
+            pika.URLParameters(AMQP_URL),
+            on_open_callback=self._opened,
+            on_close_callback=lambda _c, _e: self.connection.ioloop.stop(),
+        )
         self.channel: Channel | None = None
         self.on_channel: Callable[[Channel], None] = lambda ch: None
 
@@ -248,8 +252,8 @@ class _RawPika:
         self.connection.ioloop.start()
 
     def finish(self) -> None:
+        """Close cleanly (pending acks are flushed first); the loop stops once it is closed."""
         self.connection.close()
-        self.connection.ioloop.stop()
 
 
 def raw_pika(n: int) -> Row:
@@ -337,7 +341,7 @@ def raw_pika(n: int) -> Row:
 # -- machinery ------------------------------------------------------------------------------------
 
 
-def machinery_rows(n: int, samples: int, channel: SideChannel, tmp: Path, stored: bool) -> Row:
+def machinery_rows(n: int, samples: int, channel: SideChannel, stored: bool, prefetch: int) -> Row:
     """machinery with one worker process (default 4 threads), results off or stored in Redis."""
     from machinery import App, Config, Signature, chain
 
@@ -345,10 +349,11 @@ def machinery_rows(n: int, samples: int, channel: SideChannel, tmp: Path, stored
     exchange, queue = f"bench-ex-{token}", f"bench-q-{token}"
     backend = REDIS_URL if stored else "none"
     config = Config(broker_url=AMQP_URL, result_backend=backend, exchange=exchange, default_queue=queue,
-                    binding_key=queue)
+                    binding_key=queue, prefetch_count=prefetch)
     row = Row(f"machinery, results {'stored (Redis)' if stored else 'not stored'}")
     env = _env(MACHINERY_BROKER_URL=AMQP_URL, MACHINERY_RESULT_BACKEND=backend, MACHINERY_EXCHANGE=exchange,
-               MACHINERY_DEFAULT_QUEUE=queue, MACHINERY_BINDING_KEY=queue, **{FIFO_ENV: str(channel.path)})
+               MACHINERY_DEFAULT_QUEUE=queue, MACHINERY_BINDING_KEY=queue, MACHINERY_PREFETCH_COUNT=str(prefetch),
+               **{FIFO_ENV: str(channel.path)})
     app = App(config)
     noop = Signature("noop", [], immutable=True)
     try:
@@ -530,17 +535,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tasks", type=int, default=20_000, help="tasks per throughput run (default 20,000)")
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--quick", action="store_true", help="2,000 tasks and 50 latency samples")
+    parser.add_argument("--prefetch", type=int, default=100,
+                        help="machinery's prefetch_count, as raw pika's (default 100; config default is 16)")
     parser.add_argument("--skip-peers", action="store_true", help="leave out Celery and Dramatiq")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     n = 2000 if args.quick else args.tasks
     samples = 50 if args.quick else args.latency_samples
     print(f"machine: {machine()}; RabbitMQ {rabbitmq_version()}")
-    print(f"load before: {load()}; N = {n:,} no-op tasks, one worker process; latency: {samples} samples")
+    print(f"load before: {load()}; N = {n:,} no-op tasks, one worker process (4 threads), prefetch "
+          f"{args.prefetch}; latency: {samples} samples")
     rows = [raw_pika(n)]
     with tempfile.TemporaryDirectory() as tmp:
         channel = SideChannel(Path(tmp))
-        rows.append(machinery_rows(n, samples, channel, Path(tmp), stored=False))
-        rows.append(machinery_rows(n, samples, channel, Path(tmp), stored=True))
+        rows.append(machinery_rows(n, samples, channel, stored=False, prefetch=args.prefetch))
+        rows.append(machinery_rows(n, samples, channel, stored=True, prefetch=args.prefetch))
         if not args.skip_peers:
             for make in (celery_row, dramatiq_row):
                 try:

@@ -1,10 +1,10 @@
 """The AMQP broker: RabbitMQ through pika, with publisher confirms, dead letters, delays held by
 RabbitMQ and reconnection.
 
-One background thread owns a pika ``SelectConnection`` and its three channels (publishing in
-confirm mode, consuming with QoS prefetch, declaring). Heartbeats flow while tasks run for minutes
-on other threads. Every call from another thread is marshalled onto that thread; deliveries wait in a
-local buffer that ``fetch`` drains. The topology rules are in ``amqp_topology``.
+The I/O thread and its channels are in ``amqp_connection``, the topology rules (exchange, routing
+keys, dead-letter and delay queues) in ``amqp_topology``. Deliveries wait in a local buffer that
+``fetch`` drains; settling from any thread is marshalled onto the I/O thread, and acks are coalesced
+(``multiple``) up to the highest tag below which everything is settled.
 """
 
 from __future__ import annotations
@@ -13,19 +13,15 @@ import functools
 import heapq
 import itertools
 import logging
-import ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
-import pika
-from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
+from machinery.brokers.amqp_connection import AfterConfirm, AMQPConnection, Resolved, Step
 from machinery.brokers.amqp_topology import (
     BUCKET_HEADER,
     DELAY_BUCKETS,
@@ -35,7 +31,6 @@ from machinery.brokers.amqp_topology import (
     bucket_for,
     delay_exchange,
     delay_queue,
-    mask_url,
 )
 from machinery.brokers.base import REASON_HEADER, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
 from machinery.errors import BrokerError
@@ -56,62 +51,10 @@ _EMPTY: Mapping[str, str] = {}
 _PERSISTENT = BasicProperties(delivery_mode=2)
 _EXCHANGE_TYPES = ("direct", "topic", "fanout")
 _LINGER = 0.05
+#: Seconds without a fetch of a queue after which its consumer is cancelled (its buffer given back).
+_IDLE_CONSUMER = 30.0
 
-#: One RPC on the declaring channel: called with the channel and the callback for its reply.
-_Step = Callable[[Channel, Callable[["Method[Any]"], None]], None]
-
-
-class _Waiter:
-    """Publishes waiting for RabbitMQ's confirms; settled on the I/O thread, awaited on another."""
-
-    __slots__ = ("cancelled", "error", "event", "lost", "remaining")
-
-    def __init__(self, count: int) -> None:
-        self.event = threading.Event()
-        self.remaining = count
-        self.error: str | None = None
-        self.lost: list[int] = []
-        self.cancelled = False
-        if count == 0:
-            self.event.set()
-
-    def settle(self, index: int, error: str | None, lost: bool) -> None:
-        if lost:
-            self.lost.append(index)
-        elif error is not None and self.error is None:
-            self.error = error
-        self.remaining -= 1
-        if self.remaining <= 0:
-            self.event.set()
-
-
-class _Then(_Waiter):
-    """A single internal publish whose outcome runs a callback on the I/O thread."""
-
-    __slots__ = ("then",)
-
-    def __init__(self, then: Callable[[bool], None]) -> None:
-        super().__init__(1)
-        self.then = then
-
-    def settle(self, index: int, error: str | None, lost: bool) -> None:
-        super().settle(index, error, lost)
-        self.then(error is None and not lost)
-
-
-class _Out:
-    """A message resolved to where it is published and with which properties."""
-
-    __slots__ = ("body", "exchange", "properties", "routing_key")
-
-    def __init__(self, exchange: str, routing_key: str, body: bytes, properties: BasicProperties) -> None:
-        self.exchange = exchange
-        self.routing_key = routing_key
-        self.body = body
-        self.properties = properties
-
-
-class AMQPBroker:
+class AMQPBroker(AMQPConnection):
     """A ``Broker`` on RabbitMQ (``amqp://`` or ``amqps://``): at-least-once, confirmed publishes."""
 
     def __init__(
@@ -130,65 +73,33 @@ class AMQPBroker:
     ) -> None:
         if exchange_type not in _EXCHANGE_TYPES:
             raise BrokerError(f"exchange_type must be one of {', '.join(_EXCHANGE_TYPES)}, got {exchange_type!r}")
-        self._safe_url = mask_url(url)
-        scheme = urlsplit(url).scheme.lower()
-        if scheme not in ("amqp", "amqps"):
-            raise BrokerError(f"not an AMQP URL: {self._safe_url}")
-        try:
-            params = pika.URLParameters(url)
-        except ValueError as exc:
-            raise BrokerError(f"bad AMQP URL {self._safe_url}: {type(exc).__name__}") from None
-        if scheme == "amqps":
-            params.ssl_options = pika.SSLOptions(ssl.create_default_context(), server_hostname=params.host)
-        params.connection_attempts = 1
-        self._params = params
+        super().__init__(url, prefetch_count=prefetch_count, connect_attempts=connect_attempts,
+                         publish_retries=publish_retries, timeout=timeout)
         self.exchange = exchange
         self.exchange_type = exchange_type
         self.default_queue = default_queue
         self.binding_key = binding_key
-        self.prefetch_count = prefetch_count
         self._queue_args: dict[str, object] = dict(queue_declare_args or {})
         dead_type = self._queue_args.get("x-queue-type")
         self._dead_args: dict[str, object] = {"x-queue-type": dead_type} if dead_type is not None else {}
-        self._connect_attempts = connect_attempts
-        self._publish_retries = publish_retries
-        self._timeout = timeout
 
         # Shared with other threads.
-        self._lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
         self._buffer: list[tuple[int, int, Delivery]] = []
         self._seq = itertools.count()
         self._woken = False
-        self._ops: deque[Callable[[], None]] = deque()
-        self._admin_ops: deque[Callable[[], None]] = deque()
         self._acks: list[int] = []
         self._held: dict[str, int] = {}
         self._ack_scheduled = False
         self._declared: set[str] = set()
         self._buckets: set[int] = set()
-        self._want: frozenset[str] = frozenset()
-        self._thread: threading.Thread | None = None
-        self._ioloop: IOLoop | None = None
-        self._closing = False
-        self._failures = 0
-        self._last_error = ""
-        self._gen = 0
+        self._want: dict[str, float] = {}
+        """Queues fetched from, with when they were last fetched (consumed while recently fetched)."""
 
         # Owned by the I/O thread.
-        self._conn: pika.SelectConnection | None = None
-        self._pub: Channel | None = None
-        self._con: Channel | None = None
-        self._adm: Channel | None = None
-        self._ready = False
-        self._pub_ok = False
-        self._con_ok = False
-        self._pub_seq = 0
-        self._unconfirmed: dict[int, tuple[_Waiter, int, _Out]] = {}
-        self._returned: dict[int, str] = {}
+        self._ticking = False
         self._consumers: dict[str, str] = {}
         self._consumer_queue: dict[str, str] = {}
-        self._admin_pending: list[Callable[[str | None], None]] = []
         self._floor = 0
         self._done: set[int] = set()
         self._acked_above: set[int] = set()
@@ -221,7 +132,7 @@ class AMQPBroker:
         missing = [q for q in queues if q not in self._declared]
         if not missing:
             return
-        steps: list[_Step] = [
+        steps: list[Step] = [
             lambda ch, cb: ch.exchange_declare(self.exchange, self.exchange_type, durable=True, callback=cb)
         ]
         for queue in missing:
@@ -229,7 +140,7 @@ class AMQPBroker:
         self._admin(steps)
         self._declared.update(missing)
 
-    def _queue_steps(self, queue: str) -> list[_Step]:
+    def _queue_steps(self, queue: str) -> list[Step]:
         if queue.endswith(".dead"):
             return [lambda ch, cb: ch.queue_declare(queue, durable=True, arguments=self._dead_args, callback=cb)]
         dead = dead_letter_queue(queue)
@@ -240,7 +151,7 @@ class AMQPBroker:
             lambda ch, cb: ch.queue_declare(dead, durable=True, arguments=self._dead_args, callback=cb),
         ]
 
-    def _bucket_steps(self, bucket: int) -> list[_Step]:
+    def _bucket_steps(self, bucket: int) -> list[Step]:
         ex = delay_exchange(self.exchange)
         name = delay_queue(self.exchange, bucket)
         args = {"x-message-ttl": 1 << bucket, "x-dead-letter-exchange": ""}
@@ -288,10 +199,10 @@ class AMQPBroker:
         priority: int,
         headers: Mapping[str, str],
         deliveries: int | None,
-    ) -> _Out:
+    ) -> Resolved:
         """Where and how a message for ``queue`` is published; a delayed one goes to its bucket."""
         if delay <= 0 and not headers and not priority and deliveries is None:
-            return _Out(self.exchange, self.routing_key(queue), body, _PERSISTENT)
+            return Resolved(self.exchange, self.routing_key(queue), body, _PERSISTENT)
         h: dict[str, str | int] = dict(headers)
         if deliveries is not None:
             h[DELIVERIES_HEADER] = deliveries
@@ -302,111 +213,43 @@ class AMQPBroker:
             self._ensure_bucket(bucket)
             h[BUCKET_HEADER] = str(bucket)
             props = BasicProperties(delivery_mode=2, priority=priority or None, headers=h)
-            return _Out(delay_exchange(self.exchange), queue, body, props)
+            return Resolved(delay_exchange(self.exchange), queue, body, props)
         props = BasicProperties(delivery_mode=2, priority=priority or None, headers=h or None)
         if deliveries is not None:
-            return _Out("", queue, body, props)
-        return _Out(self.exchange, self.routing_key(queue), body, props)
-
-    def _publish_confirmed(self, outs: list[_Out]) -> None:
-        """Publish ``outs`` on the I/O thread and wait for their confirms, retrying the ones lost with
-        a dropped connection a bounded number of times."""
-        self._start()
-        deadline = time.monotonic() + self._timeout
-        for attempt in range(self._publish_retries + 1):
-            waiter = _Waiter(len(outs))
-            self._submit(functools.partial(self._publish_now, outs, waiter))
-            while not waiter.event.wait(0.05):
-                if self._failures >= self._connect_attempts or time.monotonic() > deadline:
-                    waiter.cancelled = True
-                    why = self._last_error or "no confirm in time"
-                    raise BrokerError(f"could not publish to {self._safe_url}: {why}")
-            if waiter.error is not None:
-                raise BrokerError(waiter.error)
-            if not waiter.lost:
-                return
-            outs = [outs[i] for i in sorted(waiter.lost)]
-            log.warning("connection lost before %d confirms; publishing them again", len(outs))
-            time.sleep(min(2.0, 0.05 * 2**attempt))
-        raise BrokerError(f"could not publish to {self._safe_url}: connection lost {self._publish_retries + 1} times")
-
-    def _publish_now(self, outs: Sequence[_Out], waiter: _Waiter) -> None:
-        """(I/O thread) Send ``outs`` on the confirm channel and remember them until confirmed."""
-        if waiter.cancelled:
-            return
-        pub = self._pub
-        assert pub is not None
-        publish = pub.basic_publish
-        pending = self._unconfirmed
-        seq = self._pub_seq
-        for index, out in enumerate(outs):
-            publish(out.exchange, out.routing_key, out.body, out.properties, True)
-            seq += 1
-            pending[seq] = (waiter, index, out)
-        self._pub_seq = seq
-
-    def _on_confirm(self, frame: Method[Basic.Ack | Basic.Nack]) -> None:
-        """(I/O thread) Settle every publish that this ack or nack covers."""
-        method = frame.method
-        tag = method.delivery_tag
-        nack = isinstance(method, Basic.Nack)
-        pending = self._unconfirmed
-        if method.multiple:
-            tags: list[int] = []
-            for seq in pending:
-                if seq > tag:
-                    break
-                tags.append(seq)
-        else:
-            tags = [tag] if tag in pending else []
-        for seq in tags:
-            waiter, index, out = pending.pop(seq)
-            returned = self._returned.pop(seq, None) if self._returned else None
-            if nack:
-                waiter.settle(index, f"RabbitMQ refused a message for {out.routing_key!r} (nack)", False)
-            elif returned is not None:
-                waiter.settle(index, returned, False)
-            else:
-                waiter.settle(index, None, False)
-
-    def _on_return(self, _ch: Channel, method: Basic.Return, _props: BasicProperties, body: bytes) -> None:
-        """(I/O thread) Mark an unroutable publish; its confirm follows and fails its waiter."""
-        for seq, (_w, _i, out) in self._unconfirmed.items():
-            if (seq not in self._returned and out.routing_key == method.routing_key
-                    and out.exchange == method.exchange and out.body == body):
-                self._returned[seq] = (
-                    f"unroutable: exchange {method.exchange!r} has no queue for routing key "
-                    f"{method.routing_key!r} ({method.reply_text})"
-                )
-                return
+            return Resolved("", queue, body, props)
+        return Resolved(self.exchange, self.routing_key(queue), body, props)
 
     # ----------------------------------------------------------------- consuming
 
     def fetch(self, queues: Sequence[str], max_messages: int, timeout: float) -> list[Delivery]:
         """Up to ``max_messages`` buffered deliveries from ``queues``, waiting up to ``timeout``.
 
-        The first fetch of a new set of queues subscribes to them and then lingers a moment
-        (``_LINGER``) so that what the queues already hold arrives and is ordered by priority
-        across them."""
+        The first fetch of a queue subscribes to it and lingers a moment (``_LINGER``) so that what
+        the queue already holds arrives and is ordered by priority across the queues. A queue not
+        fetched for ``_IDLE_CONSUMER`` seconds is unsubscribed and its buffered messages given back."""
         wanted = frozenset(queues)
         deadline = time.monotonic() + timeout
-        if wanted != self._want:
-            self.declare(sorted(wanted))
-            self._want = wanted
+        with self._lock:
+            new = [q for q in queues if q not in self._want]
+            now = time.monotonic()
+            for q in queues:
+                self._want[q] = now
+        if new:
+            self.declare(sorted(new))
             subscribed = threading.Event()
             self._submit(functools.partial(self._sync_consumers, subscribed.set))
             subscribed.wait(max(0.0, min(timeout, self._timeout)))
             time.sleep(min(_LINGER, max(0.0, deadline - time.monotonic())))
         out: list[Delivery] = []
-        aside: list[tuple[int, int, Delivery]] = []
         with self._cond:
-            while not self._buffer and not self._woken:
+            while not self._woken and not self._has_any(wanted):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
             self._woken = False
             buffer = self._buffer
+            aside: list[tuple[int, int, Delivery]] = []
             while buffer and len(out) < max_messages:
                 item = heapq.heappop(buffer)
                 if item[2].queue in wanted:
@@ -418,7 +261,19 @@ class AMQPBroker:
             held = self._held
             for delivery in out:
                 held[delivery.queue] = held.get(delivery.queue, 0) + 1
+        with self._lock:
+            now = time.monotonic()
+            for q in queues:
+                self._want[q] = now
         return out
+
+    def _has_any(self, wanted: frozenset[str]) -> bool:
+        """(holding ``_cond``) Whether the buffer holds a delivery from one of ``wanted``."""
+        if not self._buffer:
+            return False
+        if self._want.keys() <= wanted:
+            return True
+        return any(item[2].queue in wanted for item in self._buffer)
 
     def _release(self, delivery: Delivery) -> bool:
         """Count ``delivery`` as settled here; False when it came from a lost connection."""
@@ -431,11 +286,17 @@ class AMQPBroker:
         return True
 
     def _sync_consumers(self, subscribed: Callable[[], None] | None = None) -> None:
-        """(I/O thread) Consume exactly the wanted queues; give back what was buffered for others.
-        ``subscribed`` is called once RabbitMQ confirmed every new consumer."""
+        """(I/O thread) Consume the queues fetched recently; cancel the others and give back what
+        was buffered for them. ``subscribed`` is called once RabbitMQ confirmed every new consumer."""
         con = self._con
-        assert con is not None
-        want = self._want
+        if con is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            idle = [q for q, at in self._want.items() if now - at > _IDLE_CONSUMER]
+            for queue in idle:
+                del self._want[queue]
+            want = set(self._want)
         for queue in list(self._consumers):
             if queue not in want:
                 tag = self._consumers.pop(queue)
@@ -456,6 +317,15 @@ class AMQPBroker:
             self._consumer_queue[tag] = queue
         if not waiting and subscribed is not None:
             subscribed()
+
+    def _tick(self) -> None:
+        """(I/O thread) Every few seconds: drop consumers of queues nobody fetches any more."""
+        if self._closing:
+            return
+        if self._ready and self._consumers:
+            self._sync_consumers()
+        assert self._ioloop is not None
+        self._ioloop.call_later(_IDLE_CONSUMER / 4, self._tick)
 
     def _give_back(self, queue: str) -> None:
         """(I/O thread) Requeue the buffered deliveries of a queue no longer consumed."""
@@ -513,12 +383,12 @@ class AMQPBroker:
         for key in ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
                     "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason"):
             headers.pop(key, None)
-        out = _Out(delay_exchange(self.exchange), queue, body,
+        out = Resolved(delay_exchange(self.exchange), queue, body,
                    BasicProperties(delivery_mode=2, priority=props.priority, headers=headers))
         gen = self._gen
 
         def publish() -> None:
-            self._publish_now([out], _Then(lambda ok: self._settle_local(gen, tag, ok)))
+            self._publish_now([out], AfterConfirm(lambda ok: self._settle_local(gen, tag, ok)))
 
         if bucket in self._buckets:
             publish()
@@ -619,7 +489,7 @@ class AMQPBroker:
         self.declare([delivery.queue] if not delivery.queue.endswith(".dead") else [])
         headers = {**delivery.headers, REASON_HEADER: reason}
         props = BasicProperties(delivery_mode=2, priority=delivery.priority or None, headers=headers)
-        self._publish_confirmed([_Out("", dead, delivery.body, props)])
+        self._publish_confirmed([Resolved("", dead, delivery.body, props)])
         self._ack(delivery)
 
     def extend(self, deliveries: Sequence[Delivery]) -> None:
@@ -650,159 +520,10 @@ class AMQPBroker:
             in_flight = self._held.get(queue, 0) if self._want else -1
         return QueueDepth(queue=queue, ready=ready, delayed=delayed, in_flight=in_flight, dead=dead)
 
-    def wake(self) -> None:
-        """Make a blocked ``fetch`` return now."""
-        with self._cond:
-            self._woken = True
-            self._cond.notify_all()
+    # ----------------------------------------------------------------- connection hooks
 
-    def close(self) -> None:
-        """Send pending acks and close the connection; unacked deliveries return to their queues."""
-        thread = self._thread
-        if thread is None or self._closing:
-            return
-        self._closing = True
-        ioloop = self._ioloop
-        assert ioloop is not None
-        ioloop.add_callback_threadsafe(self._shutdown)
-        thread.join(10.0)
-        self.wake()
-
-    def _shutdown(self) -> None:
-        """(I/O thread) Flush acks, close the connection, stop the loop."""
-        self._take_acks()
-        conn = self._conn
-        if conn is not None and conn.is_open:
-            conn.close()
-        elif self._ioloop is not None:
-            self._ioloop.stop()
-
-    # ----------------------------------------------------------------- the I/O thread
-
-    def _start(self) -> None:
-        """Start the I/O thread on first use."""
-        if self._thread is not None:
-            return
-        with self._lock:
-            if self._started():
-                return
-            if self._closing:
-                raise BrokerError("the AMQP broker is closed")
-            self._ioloop = IOLoop()
-            self._ioloop.add_callback_threadsafe(self._connect)
-            thread = threading.Thread(target=self._ioloop.start, name="machinery-amqp-io", daemon=True)
-            thread.start()
-            self._thread = thread
-
-    def _started(self) -> bool:
-        return self._thread is not None
-
-    def _submit(self, op: Callable[[], None]) -> None:
-        """Run ``op`` on the I/O thread as soon as its channels are open."""
-        self._start()
-        self._ops.append(op)
-        ioloop = self._ioloop
-        assert ioloop is not None
-        ioloop.add_callback_threadsafe(self._drain_ops)
-
-    def _drain_ops(self) -> None:
-        ops = self._ops
-        while self._ready and ops:
-            op = ops.popleft()
-            try:
-                op()
-            except Exception:
-                log.exception("AMQP operation failed")
-
-    def _admin(self, steps: list[_Step]) -> list[Method[Any]]:
-        """Run declaring RPCs in order on the I/O thread's declaring channel and wait for their replies."""
-        self._start()
-        done = threading.Event()
-        result: list[Method[Any]] = []
-        errors: list[str] = []
-
-        def finish(error: str | None) -> None:
-            if error is not None:
-                errors.append(error)
-            done.set()
-
-        self._admin_ops.append(lambda: self._run_steps(steps, finish, result))
-        ioloop = self._ioloop
-        assert ioloop is not None
-        ioloop.add_callback_threadsafe(self._drain_admin)
-        deadline = time.monotonic() + self._timeout
-        while not done.wait(0.05):
-            if self._failures >= self._connect_attempts or time.monotonic() > deadline:
-                raise BrokerError(f"could not declare on {self._safe_url}: {self._last_error or 'no reply in time'}")
-        if errors:
-            raise BrokerError(errors[0])
-        return result
-
-    def _drain_admin(self) -> None:
-        ops = self._admin_ops
-        while self._adm is not None and self._adm.is_open and ops:
-            ops.popleft()()
-
-    def _run_steps(self, steps: list[_Step], finish: Callable[[str | None], None], result: list[Method[Any]]) -> None:
-        """(I/O thread) Chain ``steps`` through their reply callbacks; ``finish`` gets the first error."""
-        adm = self._adm
-        if not steps:
-            finish(None)
-            return
-        if adm is None or not adm.is_open:
-            self._admin_ops.append(lambda: self._run_steps(steps, finish, result))
-            return
-        self._admin_pending.append(finish)
-
-        def reply(frame: Method[Any]) -> None:
-            if finish in self._admin_pending:
-                self._admin_pending.remove(finish)
-            result.append(frame)
-            self._run_steps(steps[1:], finish, result)
-
-        steps[0](adm, reply)
-
-    def _connect(self) -> None:
-        """(I/O thread) Open a connection; its callbacks open the channels or schedule a retry."""
-        if self._closing:
-            assert self._ioloop is not None
-            self._ioloop.stop()
-            return
-        self._conn = pika.SelectConnection(
-            self._params,
-            on_open_callback=self._on_open,
-            on_open_error_callback=self._on_open_error,
-            on_close_callback=self._on_closed,
-            custom_ioloop=self._ioloop,
-        )
-
-    def _on_open(self, conn: pika.SelectConnection) -> None:
-        conn.channel(on_open_callback=self._on_pub_open)
-        conn.channel(on_open_callback=self._on_con_open)
-        conn.channel(on_open_callback=self._on_adm_open)
-
-    def _on_open_error(self, _conn: pika.SelectConnection, exc: BaseException) -> None:
-        self._failures += 1
-        self._last_error = self._scrub(f"cannot connect ({type(exc).__name__}: {exc})")
-        self._retry_later()
-
-    def _scrub(self, text: str) -> str:
-        """``text`` with the password, if any, masked."""
-        password = getattr(self._params.credentials, "password", "")
-        return text.replace(password, "***") if isinstance(password, str) and len(password) > 2 else text
-
-    def _retry_later(self) -> None:
-        backoff = min(5.0, 0.1 * 2 ** min(self._failures, 6))
-        log.warning("AMQP connection to %s unavailable (%s); retrying in %.1fs", self._safe_url,
-                    self._last_error, backoff)
-        assert self._ioloop is not None
-        self._ioloop.call_later(backoff, self._connect)
-
-    def _on_closed(self, _conn: pika.SelectConnection, exc: BaseException) -> None:
-        """(I/O thread) The connection is gone: void its deliveries and confirms, then reconnect."""
-        self._ready = self._pub_ok = self._con_ok = False
-        self._pub = self._con = self._adm = None
-        self._gen += 1
+    def _connection_lost(self) -> None:
+        """(I/O thread) Deliveries, consumers and declarations of the lost connection are void."""
         self._consumers.clear()
         self._consumer_queue.clear()
         self._floor = 0
@@ -813,64 +534,29 @@ class AMQPBroker:
         with self._cond:
             self._buffer.clear()
             self._held.clear()
-        pending, self._unconfirmed = self._unconfirmed, {}
-        self._returned.clear()
-        self._pub_seq = 0
-        for waiter, index, _out in pending.values():
-            waiter.settle(index, None, True)
-        failed, self._admin_pending = self._admin_pending, []
-        for finish in failed:
-            finish(f"connection lost: {exc}")
-        if self._closing:
-            assert self._ioloop is not None
-            self._ioloop.stop()
-            return
-        self._last_error = f"connection lost ({type(exc).__name__})"
-        log.warning("AMQP connection to %s lost: %s", self._safe_url, exc)
-        self._retry_later()
 
-    def _on_pub_open(self, ch: Channel) -> None:
-        self._pub = ch
-        ch.add_on_close_callback(self._on_channel_closed)
-        ch.add_on_return_callback(self._on_return)
-        ch.confirm_delivery(self._on_confirm, callback=lambda _f: self._check_ready(pub=True))
-
-    def _on_con_open(self, ch: Channel) -> None:
-        self._con = ch
-        ch.add_on_close_callback(self._on_channel_closed)
-        ch.basic_qos(prefetch_count=self.prefetch_count, callback=lambda _f: self._check_ready(con=True))
-
-    def _on_adm_open(self, ch: Channel) -> None:
-        self._adm = ch
-        ch.add_on_close_callback(self._on_adm_closed)
-        self._drain_admin()
-
-    def _check_ready(self, *, pub: bool = False, con: bool = False) -> None:
-        """(I/O thread) Once publishing and consuming channels are set up, resume consumers and ops."""
-        self._pub_ok = self._pub_ok or pub
-        self._con_ok = self._con_ok or con
-        if self._ready or not (self._pub_ok and self._con_ok):
-            return
-        self._ready = True
-        self._failures = 0
-        self._last_error = ""
+    def _resumed(self) -> None:
+        """(I/O thread) Consume again what was consumed before; start the idle-consumer check."""
         if self._want:
             self._sync_consumers()
-        self._drain_ops()
+        if not self._ticking:
+            self._ticking = True
+            assert self._ioloop is not None
+            self._ioloop.call_later(_IDLE_CONSUMER / 4, self._tick)
 
-    def _on_channel_closed(self, ch: Channel, exc: Exception) -> None:
-        """(I/O thread) A publishing or consuming channel closed under us: start over."""
-        conn = self._conn
-        if conn is not None and conn.is_open and not self._closing:
-            log.error("AMQP channel %s closed (%s); reconnecting", ch.channel_number, exc)
-            conn.close(320, "channel closed")
+    def _closing_hook(self) -> None:
+        """(I/O thread) Send the acks still waiting before the connection closes."""
+        self._take_acks()
 
-    def _on_adm_closed(self, ch: Channel, exc: Exception) -> None:
-        """(I/O thread) A declare failed (or a passive one found nothing): report it, reopen."""
-        self._adm = None
-        failed, self._admin_pending = self._admin_pending, []
-        for finish in failed:
-            finish(f"declare failed: {exc}")
-        conn = self._conn
-        if conn is not None and conn.is_open and not self._closing:
-            conn.channel(on_open_callback=self._on_adm_open)
+    def close(self) -> None:
+        """Send pending acks and close the connection; unacked deliveries return to their queues."""
+        super().close()
+        self.wake()
+
+    def wake(self) -> None:
+        """Make a blocked ``fetch`` return now."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
+
+

@@ -40,4 +40,11 @@ def sqlite_config(tmp: Path) -> Config:
     return Config(broker_url=url, result_backend=url, default_queue=unique("tasks"), visibility_timeout=5.0)
 
 
-FACTORIES: dict[str, ConfigFactory] = {"memory": memory_config, "sqlite": sqlite_config}
+def amqp_config(tmp: Path) -> Config:
+    """RabbitMQ with an exchange and queue unique to the test (skips where RabbitMQ is not there)."""
+    from tests.amqp.support import amqp_config as make
+
+    return make(tmp)
+
+
+FACTORIES: dict[str, ConfigFactory] = {"memory": memory_config, "sqlite": sqlite_config, "amqp": amqp_config}
