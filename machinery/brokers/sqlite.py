@@ -1,13 +1,17 @@
 """The SQLite broker: the embedded default, shared by producer and worker processes on one machine.
 
 One table holds every message. A row is deliverable when its ``visible_at`` time has passed:
-publishing sets it to now + delay (delays live in the database), fetching claims rows in one
-statement (``UPDATE ... RETURNING``) and pushes ``visible_at`` to now + ``visibility_timeout``
-under this broker's lease token, so no two consumers hold a message while its lease is valid; a
-consumer that dies simply stops renewing, and its messages become deliverable again when the lease
-runs out. ``ack`` deletes, ``nack`` clears the lease, ``dead_letter`` moves the row to
-``<queue>.dead`` with the reason header. Settling a delivery whose lease was lost (it expired and
-another consumer claimed it) does nothing but log a warning: that consumer now owns it.
+publishing sets it to now + delay (delays live in the database; a delayed row is also marked
+``held`` so it sits apart in the queue's index until a claim releases it when due), fetching claims
+rows in one statement (``UPDATE ... RETURNING``) and pushes ``visible_at`` to now +
+``visibility_timeout`` under this broker's lease token, so no two consumers hold a message while
+its lease is valid; a consumer that dies simply stops renewing, and its messages become
+deliverable again when the lease runs out. ``ack`` deletes (it marks the row, one page written
+instead of two, and the broker deletes its marked rows in batches inside a later claim), ``nack``
+clears the lease,
+``dead_letter`` moves the row to ``<queue>.dead`` with the reason header. Settling a delivery
+whose lease was lost (it expired and another consumer claimed it) does nothing but log a warning:
+that consumer now owns it.
 
 Durability: WAL mode with ``PRAGMA synchronous=NORMAL`` by default - a stored message survives a
 crash of any process, the last commits may be lost on power failure or OS crash, and the database
@@ -45,6 +49,7 @@ SCHEMA = (
     f"""CREATE TABLE IF NOT EXISTS {TABLE} (
         id INTEGER PRIMARY KEY,
         queue TEXT NOT NULL,
+        held INTEGER NOT NULL DEFAULT 0,
         priority INTEGER NOT NULL DEFAULT 0,
         visible_at REAL NOT NULL,
         lease_owner TEXT,
@@ -54,11 +59,15 @@ SCHEMA = (
         body BLOB NOT NULL
     )""",
     # Rows of a queue in delivery order (the rowid, i.e. publish order, is the implicit last column).
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_order ON {TABLE} (queue, priority DESC)",
+    # Delayed rows (held = 1) sit in their own range of it, so claims never read past them.
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_order ON {TABLE} (queue, held, priority DESC)",
+    # Delayed rows by due time; a partial index, so other rows never pay for it.
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (visible_at) WHERE held = 1",
 )
 
 _INSERT = (
-    f"INSERT INTO {TABLE} (queue, priority, visible_at, published_at, headers, body) VALUES (?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO {TABLE} (queue, held, priority, visible_at, published_at, headers, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _RETURNING = "RETURNING id, queue, body, priority, headers, delivery_count"
 _SETTLE_WHERE = "WHERE id = ? AND lease_owner = ? AND delivery_count = ?"
@@ -71,12 +80,20 @@ NEVER = 9e18
 _PURGE_CHUNK = 500
 #: Marked rows are deleted once this many have gathered (a claim skips the few still marked).
 _PURGE_BATCH = 16
+#: Claims release due delayed rows (held = 1 -> 0) at least this often (seconds), and whenever a
+#: wake-up arrived, so a delay set by another process is honoured within this time by a busy consumer.
+_PROMOTE_EVERY = 0.1
+_PROMOTE = f"UPDATE {TABLE} SET held = 0 WHERE held = 1 AND visible_at <= ?"
+_NEXT_DUE = f"SELECT MIN(visible_at) FROM {TABLE} WHERE held = 1"
 
 
 def _candidates(n_queues: int) -> str:
     """SQL selecting the ids of up to N deliverable rows of ``n_queues`` queues, in delivery order.
     Each queue is read through the index separately, so a large backlog is never sorted."""
-    one = f"SELECT id, priority FROM {TABLE} WHERE queue = ? AND visible_at <= ? ORDER BY priority DESC, id LIMIT ?"
+    one = (
+        f"SELECT id, priority FROM {TABLE} WHERE queue = ? AND held = 0 AND visible_at <= ? "
+        "ORDER BY priority DESC, id LIMIT ?"
+    )
     if n_queues == 1:
         return one.replace("SELECT id, priority", "SELECT id", 1)
     union = " UNION ALL ".join([f"SELECT * FROM ({one})"] * n_queues)
@@ -146,6 +163,8 @@ class SQLiteBroker:
         self._woken = threading.Event()
         self._acked: list[int] = []
         self._acked_lock = threading.Lock()
+        self._next_due = 0.0
+        """When claims must next release due delayed rows (0: at the next claim)."""
         self._swept = False
         self._closed = False
         self._pool.run(lambda conn: None)  # create the file and schema now: fail early on a bad path
@@ -195,7 +214,9 @@ class SQLiteBroker:
             if not isinstance(m.body, (bytes, bytearray, memoryview)):
                 raise BrokerError(f"a message body must be bytes, got {type(m.body).__name__}")
             delay = m.delay if m.delay > 0 else 0.0
-            rows.append((m.queue, int(m.priority), now + delay, now, _encode_headers(m.headers), bytes(m.body)))
+            rows.append(
+                (m.queue, int(delay > 0), int(m.priority), now + delay, now, _encode_headers(m.headers), bytes(m.body))
+            )
 
         if len(rows) == 1:
             row = rows[0]
@@ -250,7 +271,8 @@ class SQLiteBroker:
             wait = min(remaining, self.poll_interval)
             if next_visible is not None:
                 wait = min(wait, max(next_visible - time.time(), 0.0) + 0.001)
-            listener.wait(wait)
+            if listener.wait(wait):
+                self._next_due = 0.0  # something changed elsewhere, perhaps a delay: look again
 
     def _claim(self, queues: list[str], max_messages: int) -> list[Delivery]:
         now = time.time()
@@ -260,25 +282,31 @@ class SQLiteBroker:
         if len(queues) > 1:
             params.append(max_messages)
         sql = _claim_sql(len(queues))
-        if len(self._acked) < _PURGE_BATCH:
-            acked: list[int] = []
+        promote = now >= self._next_due
+        if len(self._acked) < _PURGE_BATCH and not promote:
             rows = self._pool.run(lambda conn: conn.execute(sql, params).fetchall())
         else:
-            acked = self._take_acked()
+            acked = self._take_acked() if len(self._acked) >= _PURGE_BATCH else []
 
-            def purge_and_claim(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            def purge_promote_claim(conn: sqlite3.Connection) -> tuple[list[sqlite3.Row], float | None]:
                 conn.execute("BEGIN IMMEDIATE")
                 _delete_acked(conn, acked)
+                next_due = None
+                if promote:
+                    conn.execute(_PROMOTE, (now,))
+                    next_due = conn.execute(_NEXT_DUE).fetchone()[0]
                 claimed = conn.execute(sql, params).fetchall()
                 conn.execute("COMMIT")
-                return claimed
+                return claimed, next_due
 
             try:
-                rows = self._pool.run(purge_and_claim)
+                rows, next_due = self._pool.run(purge_promote_claim)
             except BaseException:
                 with self._acked_lock:
                     self._acked.extend(acked)
                 raise
+            if promote:
+                self._next_due = now + _PROMOTE_EVERY if next_due is None else min(now + _PROMOTE_EVERY, next_due)
         if not rows:
             return []
         rows.sort(key=lambda r: (-r[3], r[0]))
@@ -303,7 +331,10 @@ class SQLiteBroker:
     def _next_visible(self, queues: list[str]) -> float | None:
         """When the next held message of ``queues`` (delayed or leased) becomes deliverable."""
         marks = ",".join("?" * len(queues))
-        sql = f"SELECT MIN(visible_at) FROM {TABLE} WHERE queue IN ({marks})"
+        sql = (
+            f"SELECT MIN(v) FROM (SELECT MIN(visible_at) AS v FROM {TABLE} WHERE held = 1 UNION ALL "
+            f"SELECT MIN(visible_at) FROM {TABLE} WHERE queue IN ({marks}) AND held = 0)"
+        )
         row = self._pool.run(lambda conn: conn.execute(sql, queues).fetchone())
         return None if row is None or row[0] is None else float(row[0])
 
@@ -346,8 +377,9 @@ class SQLiteBroker:
         """Release the lease; the message is deliverable again after ``delay`` seconds."""
         self._check_open()
         visible_at = time.time() + max(delay, 0.0)
-        sql = f"UPDATE {TABLE} SET lease_owner = NULL, visible_at = ? {_SETTLE_WHERE}"
-        if self._settle(sql, (visible_at, delivery.tag, self._owner, delivery.delivery_count), delivery, "nack"):
+        sql = f"UPDATE {TABLE} SET lease_owner = NULL, visible_at = ?, held = ? {_SETTLE_WHERE}"
+        params = (visible_at, int(delay > 0), delivery.tag, self._owner, delivery.delivery_count)
+        if self._settle(sql, params, delivery, "nack"):
             self._channel.notify()
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:

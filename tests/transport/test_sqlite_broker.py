@@ -223,3 +223,41 @@ def test_acknowledgements_left_by_a_dead_consumer_are_swept_by_the_next_one(db: 
         assert rows_in(db) == 0
     finally:
         successor.close()
+
+
+def test_a_message_delayed_by_another_broker_is_delivered_once_due(db: str) -> None:
+    producer, consumer = SQLiteBroker(db), SQLiteBroker(db)
+    try:
+        consumer.publish("q", b"now")
+        assert len(consumer.fetch(["q"], 1, 5.0)) == 1  # the consumer has looked at the queue already
+        published = time.monotonic()
+        producer.publish("q", b"later", delay=0.5)
+        [delivery] = consumer.fetch(["q"], 1, 10.0)
+        assert delivery.body == b"later"
+        assert 0.4 <= time.monotonic() - published < 5.0
+    finally:
+        producer.close()
+        consumer.close()
+
+
+def test_a_due_delayed_message_counts_as_ready_before_any_consumer_looks(db: str) -> None:
+    broker = SQLiteBroker(db)
+    try:
+        broker.publish("q", b"eta", delay=0.2)
+        assert broker.depth("q").delayed == 1
+        time.sleep(0.3)
+        depth = broker.depth("q")
+        assert (depth.ready, depth.delayed) == (1, 0)
+    finally:
+        broker.close()
+
+
+def test_delayed_messages_do_not_hold_back_ready_ones(db: str) -> None:
+    broker = SQLiteBroker(db)
+    try:
+        broker.publish_many([OutgoingMessage("q", b"eta", delay=3600) for _ in range(50)])
+        broker.publish("q", b"ready")
+        [delivery] = broker.fetch(["q"], 10, 5.0)
+        assert delivery.body == b"ready"
+    finally:
+        broker.close()
