@@ -52,12 +52,19 @@ class Listener:
     """One bound datagram socket that a waiting thread blocks on. Not thread-safe: one waiter."""
 
     def __init__(self, directory: Path, topic: str = "") -> None:
-        directory.mkdir(parents=True, exist_ok=True)
         name = f"{_topic_prefix(topic)}{os.getpid()}.{secrets.token_hex(3)}"
+        self.directory = directory
         self.path = str(directory / name)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            self._sock.bind(self.path)
+            for attempt in range(3):
+                directory.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._sock.bind(self.path)
+                    break
+                except FileNotFoundError:  # the last listener just removed the empty directory
+                    if attempt == 2:
+                        raise
             self._sock.setblocking(False)
         except OSError:
             self._sock.close()
@@ -97,6 +104,10 @@ class Listener:
         self._sock.close()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+        # Leave no empty directories behind (fails, harmlessly, while other listeners remain).
+        with contextlib.suppress(OSError):
+            os.rmdir(self.directory)
+            os.rmdir(self.directory.parent)
 
 
 def _send(path: str) -> bool:

@@ -109,3 +109,12 @@ def test_a_database_path_too_long_for_sockets_gets_a_short_wake_directory(tmp_pa
         assert listener.wait(5.0)
     finally:
         listener.close()
+
+
+def test_the_last_listener_to_close_removes_the_empty_directories(tmp_path: Path) -> None:
+    directory = tmp_path / "db.wake" / "broker"
+    first, second = Listener(directory), Listener(directory)
+    first.close()
+    assert directory.exists()
+    second.close()
+    assert not (tmp_path / "db.wake").exists()
