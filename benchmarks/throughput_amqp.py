@@ -262,7 +262,9 @@ def raw_pika(n: int) -> Row:
     row = Row("raw pika")
     queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
     props = BasicProperties(delivery_mode=2)
-    body = b'{"UUID":"x","Name":"noop","Args":[]}'
+    from machinery import Signature, encode
+
+    body = encode(Signature("noop", [], immutable=True))  # the same bytes machinery sends
     times: dict[str, float] = {}
 
     def publish(ch: Channel) -> None:
@@ -341,7 +343,7 @@ def raw_pika(n: int) -> Row:
 # -- machinery ------------------------------------------------------------------------------------
 
 
-def machinery_rows(n: int, samples: int, channel: SideChannel, stored: bool, prefetch: int) -> Row:
+def machinery_rows(n: int, samples: int, channel: SideChannel, *, stored: bool, prefetch: int, batch: int) -> Row:
     """machinery with one worker process (default 4 threads), results off or stored in Redis."""
     from machinery import App, Config, Signature, chain
 
@@ -358,11 +360,13 @@ def machinery_rows(n: int, samples: int, channel: SideChannel, stored: bool, pre
     noop = Signature("noop", [], immutable=True)
     try:
         app.broker.declare([queue])
+        app.send_tasks([noop.replace(uuid=f"warm-{token}")])  # connect before timing
+        signatures = [noop.replace(uuid=f"t{i}-{token}") for i in range(n)]
         started = time.perf_counter()
-        batch = 1000
         for i in range(0, n, batch):
-            app.send_tasks([noop.replace(uuid=f"t{i + j}-{token}") for j in range(min(batch, n - i))])
+            app.send_tasks(signatures[i:i + batch])
         row.publish = n / (time.perf_counter() - started)
+        queued = n + 1  # with the warm-up task
         channel.reset()
         worker = subprocess.Popen(
             [sys.executable, "-m", "machinery", "--log-level", "WARNING", "worker",
@@ -370,11 +374,11 @@ def machinery_rows(n: int, samples: int, channel: SideChannel, stored: bool, pre
             env=env, cwd=ROOT,
         )
         try:
-            if not channel.wait_for(n, 300):
-                row.notes.append(f"only {channel.count} of {n} done")
+            if not channel.wait_for(queued, 300):
+                row.notes.append(f"only {channel.count} of {queued} done")
                 return row
             times = channel.times
-            row.process = (n - 1) / (times[n - 1] - times[0])
+            row.process = (queued - 1) / (times[queued - 1] - times[0])
             latencies: list[float] = []
             for _ in range(samples):
                 channel.reset()
@@ -537,18 +541,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 tasks and 50 latency samples")
     parser.add_argument("--prefetch", type=int, default=100,
                         help="machinery's prefetch_count, as raw pika's (default 100; config default is 16)")
+    parser.add_argument("--batch", type=int, default=1000, help="tasks per send_tasks call (default 1,000)")
     parser.add_argument("--skip-peers", action="store_true", help="leave out Celery and Dramatiq")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     n = 2000 if args.quick else args.tasks
     samples = 50 if args.quick else args.latency_samples
     print(f"machine: {machine()}; RabbitMQ {rabbitmq_version()}")
     print(f"load before: {load()}; N = {n:,} no-op tasks, one worker process (4 threads), prefetch "
-          f"{args.prefetch}; latency: {samples} samples")
+          f"{args.prefetch}, send_tasks batches of {args.batch:,}; latency: {samples} samples")
     rows = [raw_pika(n)]
     with tempfile.TemporaryDirectory() as tmp:
         channel = SideChannel(Path(tmp))
-        rows.append(machinery_rows(n, samples, channel, stored=False, prefetch=args.prefetch))
-        rows.append(machinery_rows(n, samples, channel, stored=True, prefetch=args.prefetch))
+        for stored in (False, True):
+            rows.append(machinery_rows(n, samples, channel, stored=stored, prefetch=args.prefetch, batch=args.batch))
         if not args.skip_peers:
             for make in (celery_row, dramatiq_row):
                 try:

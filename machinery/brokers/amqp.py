@@ -88,6 +88,7 @@ class AMQPBroker(AMQPConnection):
         self._buffer: list[tuple[int, int, Delivery]] = []
         self._seq = itertools.count()
         self._woken = False
+        self._sleepers = 0
         self._acks: list[int] = []
         self._held: dict[str, int] = {}
         self._ack_scheduled = False
@@ -246,7 +247,11 @@ class AMQPBroker(AMQPConnection):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self._cond.wait(left)
+                self._sleepers += 1
+                try:
+                    self._cond.wait(left)
+                finally:
+                    self._sleepers -= 1
             self._woken = False
             buffer = self._buffer
             aside: list[tuple[int, int, Delivery]] = []
@@ -373,7 +378,8 @@ class AMQPBroker(AMQPConnection):
         delivery = Delivery(queue, body, (self._gen << _TAG_BITS) | tag, count, priority, headers)
         with self._cond:
             heapq.heappush(self._buffer, (-priority, next(self._seq), delivery))
-            self._cond.notify()
+            if self._sleepers:
+                self._cond.notify_all()
 
     def _redelay(self, queue: str, tag: int, props: BasicProperties, body: bytes, due: int) -> None:
         """(I/O thread) Put an early message into the bucket for the rest of its wait, then ack it."""
