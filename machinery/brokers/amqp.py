@@ -512,6 +512,7 @@ class AMQPBroker(AMQPConnection):
         exchange's delay queues, for all its queues. ``dead``: ready in ``<queue>.dead``. The counts
         come from (idempotent) declares of these queues rather than passive probes, since probing a
         missing queue closes the channel."""
+        self.declare([] if queue.endswith(".dead") else [queue])
         steps = self._queue_steps(queue)
         for bucket in range(DELAY_BUCKETS):
             steps.extend(self._bucket_steps(bucket)[1:2])

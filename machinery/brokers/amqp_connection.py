@@ -34,6 +34,11 @@ __all__ = ["AMQPConnection", "AfterConfirm", "Resolved", "Step", "Waiter"]
 
 log = logging.getLogger("machinery.brokers.amqp")
 
+_pika_log = logging.getLogger("pika")
+if _pika_log.level == logging.NOTSET:
+    # pika narrates every connection step at INFO; what matters is logged here, with the password masked.
+    _pika_log.setLevel(logging.WARNING)
+
 #: One RPC on the declaring channel: called with the channel and the callback for its reply.
 Step = Callable[[Channel, Callable[["Method[Any]"], None]], None]
 

@@ -192,3 +192,10 @@ def test_settling_a_delivery_from_a_lost_connection_is_dropped_with_a_warning(
         assert consumer.fetch([queue], 1, 0.5) == []
     finally:
         consumer.close()
+
+
+def test_depth_from_a_fresh_client_declares_what_it_needs_and_cannot_see_in_flight(
+    broker: AMQPBroker, token: str
+) -> None:
+    depth = broker.depth(f"q-{token}")
+    assert (depth.ready, depth.delayed, depth.dead, depth.in_flight) == (0, 0, 0, -1)
