@@ -4,6 +4,7 @@ reconnection and heartbeats, against the real RabbitMQ."""
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -48,6 +49,15 @@ def test_a_delay_waits_in_the_largest_bucket_that_does_not_pass_it() -> None:
 def test_a_masked_url_hides_only_the_password() -> None:
     assert mask_url("amqps://user:s3cret@host:5671/vh") == "amqps://user:***@host:5671/vh"
     assert mask_url("amqp://host/") == "amqp://host/"
+
+
+def test_an_amqps_url_uses_tls_with_the_default_context_and_checks_the_host() -> None:
+    broker = AMQPBroker("amqps://user:pw@rabbit.example:5671/")
+    ssl_options = broker._params.ssl_options
+    assert ssl_options is not None
+    assert ssl_options.context.verify_mode == ssl.CERT_REQUIRED
+    assert ssl_options.context.check_hostname
+    assert ssl_options.server_hostname == "rabbit.example"
 
 
 def test_the_repr_never_shows_the_password() -> None:
