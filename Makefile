@@ -19,9 +19,13 @@ lint:
 	$(BIN)/ruff check machinery tests examples benchmarks
 	$(BIN)/mypy --strict
 
+# Speed and memory figures (never timed tests). The AMQP run needs RabbitMQ at 127.0.0.1:5672.
 bench:
 	$(BIN)/pip install -e '.[test,bench]'
-	$(BIN)/python benchmarks/codec.py
+	$(BIN)/python -m benchmarks.codec
+	$(BIN)/python -m benchmarks.transport_sqlite
+	$(BIN)/python -m benchmarks.throughput --broker sqlite
+	$(BIN)/python -m benchmarks.throughput --broker amqp
 
 demo:
 	$(BIN)/machinery demo
