@@ -14,7 +14,7 @@ import pytest
 
 from machinery.brokers.amqp import AMQPBroker
 from machinery.brokers.amqp_topology import DELAY_BUCKETS, bucket_for, mask_url
-from machinery.brokers.base import OutgoingMessage
+from machinery.brokers.base import Delivery, OutgoingMessage
 from machinery.errors import BrokerError
 from tests.amqp.proxy import TCPProxy
 from tests.amqp.support import forget_at_exit, new_broker, unique_name
@@ -209,3 +209,46 @@ def test_depth_from_a_fresh_client_declares_what_it_needs_and_cannot_see_in_flig
 ) -> None:
     depth = broker.depth(f"q-{token}")
     assert (depth.ready, depth.delayed, depth.dead, depth.in_flight) == (0, 0, 0, -1)
+
+
+def test_ack_many_settles_every_delivery_of_the_batch(rabbitmq_url: str, broker: AMQPBroker, token: str) -> None:
+    queue = f"q-{token}"
+    broker.publish_many([OutgoingMessage(queue, str(i).encode()) for i in range(12)])
+    deliveries: list[Delivery] = []
+    while len(deliveries) < 12:
+        batch = broker.fetch([queue], 12, 5.0)
+        assert batch, "the published messages were not delivered"
+        deliveries.extend(batch)
+    broker.ack_many(deliveries[5:] + deliveries[:5])  # out of order: acks above the floor too
+    assert broker.depth(queue).in_flight == 0
+    broker.close()
+    fresh = new_broker(rabbitmq_url, token)
+    try:
+        assert fresh.fetch([queue], 12, 0.5) == []
+        assert fresh.depth(queue).ready == 0
+    finally:
+        fresh.close()
+
+
+def test_ack_many_drops_deliveries_of_a_lost_connection_and_settles_the_rest(
+    rabbitmq_url: str, proxy: TCPProxy, token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    exchange, queue = f"ex-{token}", f"q-{token}"
+    forget_at_exit(rabbitmq_url, exchange, (queue,))
+    consumer = AMQPBroker(proxy.url(), exchange=exchange, default_queue=queue, binding_key=queue)
+    try:
+        consumer.publish(queue, b"in flight")
+        [old] = consumer.fetch([queue], 1, 10.0)
+        proxy.cut(0.2)
+        [again] = consumer.fetch([queue], 1, 15.0)
+        with caplog.at_level(logging.WARNING, logger="machinery.brokers.amqp"):
+            consumer.ack_many([old, again])
+        assert "lost connection" in caplog.text
+        assert consumer.depth(queue).in_flight == 0
+    finally:
+        consumer.close()
+    fresh = AMQPBroker(rabbitmq_url, exchange=exchange, default_queue=queue, binding_key=queue)
+    try:
+        assert fresh.fetch([queue], 1, 0.5) == []
+    finally:
+        fresh.close()
