@@ -72,7 +72,7 @@ class QueueDepth:
 class Broker(Protocol):
     """Moves message bytes between producers and consumers with at-least-once delivery.
 
-    Thread safety: ``publish``, ``publish_many``, ``ack``, ``nack``, ``dead_letter``, ``extend``,
+    Thread safety: ``publish``, ``publish_many``, ``ack``, ``ack_many``, ``nack``, ``dead_letter``, ``extend``,
     ``depth`` and ``wake`` may be called from any thread; ``fetch`` from one thread at a time.
     Failures to reach the broker after bounded retries raise ``BrokerError``.
     """
@@ -106,6 +106,10 @@ class Broker(Protocol):
 
     def ack(self, delivery: Delivery) -> None:
         """The message was handled: remove it for good."""
+        ...
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """``ack`` each of ``deliveries``, in one round trip or transaction where the broker can."""
         ...
 
     def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:

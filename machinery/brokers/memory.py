@@ -160,6 +160,11 @@ class MemoryBroker:
         with self._cond:
             self._settle(delivery)
 
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        with self._cond:
+            for d in deliveries:
+                self._settle(d)
+
     def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         with self._cond:
             msg = self._settle(delivery)

@@ -373,6 +373,35 @@ class SQLiteBroker:
             with self._acked_lock:
                 self._acked.append(delivery.tag)
 
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """``ack`` each of ``deliveries`` in one transaction (one commit for the whole batch)."""
+        if not deliveries:
+            return
+        if len(deliveries) == 1:
+            self.ack(deliveries[0])
+            return
+        self._check_open()
+        sql = f"UPDATE {TABLE} SET lease_owner = '{ACKED}', visible_at = {NEVER} {_SETTLE_WHERE}"
+        owner = self._owner
+
+        def mark_all(conn: sqlite3.Connection) -> list[bool]:
+            conn.execute("BEGIN IMMEDIATE")
+            marked = [conn.execute(sql, (d.tag, owner, d.delivery_count)).rowcount > 0 for d in deliveries]
+            conn.execute("COMMIT")
+            return marked
+
+        marked = self._pool.run(mark_all)
+        tags = [d.tag for d, ok in zip(deliveries, marked, strict=True) if ok]
+        with self._acked_lock:
+            self._acked.extend(tags)
+        if len(tags) < len(deliveries):
+            for d, ok in zip(deliveries, marked, strict=True):
+                if not ok:
+                    log.warning(
+                        "ack of message %d on %r ignored: its lease was lost (it expired and the message may "
+                        "be delivered again, or another consumer has it now)", d.tag, d.queue,
+                    )
+
     def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         """Release the lease; the message is deliverable again after ``delay`` seconds."""
         self._check_open()

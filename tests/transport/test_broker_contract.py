@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
-from machinery.brokers.base import REASON_HEADER, Broker, OutgoingMessage, QueueDepth, dead_letter_queue
+from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
 from tests.transport.conftest import MakeBroker
 from tests.transport.factories import BrokerFactory
 
@@ -56,6 +56,22 @@ def test_an_acked_message_is_gone_for_good(make_broker: MakeBroker, queue: str) 
     broker.ack(delivery)
     time.sleep(0.5)
     assert broker.fetch([queue], 1, 0.2) == []
+    assert broker.depth(queue) == QueueDepth(queue, 0, 0, 0, 0)
+
+
+def test_ack_many_removes_every_message_of_the_batch_and_no_other(make_broker: MakeBroker, queue: str) -> None:
+    broker = make_broker()
+    broker.publish_many([OutgoingMessage(queue, f"m{i}".encode()) for i in range(5)])
+    deliveries: list[Delivery] = []
+    while len(deliveries) < 5 and (got := broker.fetch([queue], 5 - len(deliveries), 5.0)):
+        deliveries += got
+    assert len(deliveries) == 5
+    broker.ack_many(deliveries[:4])
+    broker.nack(deliveries[4])
+    [left] = broker.fetch([queue], 5, 5.0)
+    assert left.body == deliveries[4].body
+    broker.ack_many([left])
+    broker.ack_many([])
     assert broker.depth(queue) == QueueDepth(queue, 0, 0, 0, 0)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from machinery.brokers.base import OutgoingMessage
+from machinery.brokers.base import OutgoingMessage, QueueDepth
 from machinery.brokers.sqlite import SQLiteBroker
 from machinery.brokers.sqlite_pool import parse_sqlite_url
 from machinery.config import Config
@@ -136,6 +136,24 @@ def test_settling_a_delivery_whose_lease_was_lost_leaves_the_new_holders_message
         assert fast.depth("q").dead == 0
         fast.ack(current)
         assert fast.depth("q").in_flight == 0
+    finally:
+        slow.close()
+        fast.close()
+
+
+def test_ack_many_skips_deliveries_whose_lease_was_lost_and_settles_the_rest(db: str) -> None:
+    slow, fast = SQLiteBroker(db, visibility_timeout=0.3), SQLiteBroker(db, visibility_timeout=30)
+    try:
+        slow.publish("q", b"contested")
+        [stale] = slow.fetch(["q"], 1, 5.0)
+        time.sleep(0.5)
+        [current] = fast.fetch(["q"], 1, 5.0)
+        slow.publish("q", b"mine")
+        [mine] = slow.fetch(["q"], 1, 5.0)
+        slow.ack_many([stale, mine])
+        assert fast.depth("q").in_flight == 1
+        fast.ack(current)
+        assert fast.depth("q") == QueueDepth("q", 0, 0, 0, 0)
     finally:
         slow.close()
         fast.close()
