@@ -121,26 +121,42 @@ class Executor:
 
     def handle(self, delivery: Delivery) -> None:
         """Process ``delivery`` to the end and settle it (ack, nack or dead letter) exactly once."""
+        if self.process(delivery):
+            try:
+                self.broker.ack(delivery)
+            except Exception:
+                log.exception("could not acknowledge a delivery from %s; it will run again", delivery.queue)
+                self._give_back(delivery)
+
+    def process(self, delivery: Delivery) -> bool:
+        """Process ``delivery`` to the end. True: its outcome and follow-ups are stored and the
+        caller must ``ack`` it (so acks can be settled in batches); False: it was settled here
+        (given back or dead-lettered)."""
         try:
             sig = decode(delivery.body)
         except DecodeError as exc:
             reason = f"undecodable message: {exc}"
             log.error("dead-lettering a message from queue %s: %s", delivery.queue, reason)
             self.broker.dead_letter(delivery, reason)
-            return
+            return False
         try:
             task = self.registry.get(sig.name)
         except TaskNotRegistered:
             self._not_registered(delivery, sig)
-            return
+            return False
         try:
             self._run(delivery, sig, task.run)
         except Exception:
             log.exception("task %s[%s]: could not store its outcome; it will run again", sig.name, sig.uuid)
-            try:
-                self.broker.nack(delivery, delay=_SETTLE_RETRY_DELAY)
-            except Exception:
-                log.exception("could not give back the delivery of %s; its lease will expire", sig.uuid)
+            self._give_back(delivery)
+            return False
+        return True
+
+    def _give_back(self, delivery: Delivery) -> None:
+        try:
+            self.broker.nack(delivery, delay=_SETTLE_RETRY_DELAY)
+        except Exception:
+            log.exception("could not give back a delivery from %s; its lease will expire", delivery.queue)
 
     def _not_registered(self, delivery: Delivery, sig: Signature) -> None:
         if delivery.delivery_count <= self.config.max_redeliveries:
@@ -196,7 +212,6 @@ class Executor:
         self._publish(follow_ups)
         if chord_group and self.backend is not None:
             self.backend.group_done(chord_group)
-        self.broker.ack(delivery)
         self._log(sig, TaskState.SUCCESS, started)
 
     def _failed(self, delivery: Delivery, sig: Signature, exc: Exception, started: float) -> None:
@@ -215,10 +230,8 @@ class Executor:
             )
             self._record(sig, TaskState.RETRY, error=error)
             self._publish([self._message(again, delay)])
-            self.broker.ack(delivery)
             self._log(sig, TaskState.RETRY, started, f"{error} (again in {delay:g}s, {again.retry_count} left)")
             return
         self._record(sig, TaskState.FAILURE, error=error)
         self._publish([self._message(cb.with_result(error)) for cb in sig.on_error])
-        self.broker.ack(delivery)
         self._log(sig, TaskState.FAILURE, started, error)

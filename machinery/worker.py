@@ -1,7 +1,10 @@
 """The Worker: fetches messages from its queues and runs them on a fixed pool of threads.
 
-One thread fetches (only as many messages as there are free slots, plus a small prefetch), N
-threads run tasks through an ``Executor``, and one thread renews the leases of everything held.
+There is no fetching thread to hand messages over: a task thread that finds no fetched message
+waiting fetches itself (one at a time; as many as there are free slots, plus a small prefetch) and
+leaves the rest for the others. Acknowledgements are settled in batches by one settler thread (at
+most ``ACK_DELAY`` seconds or ``ACK_BATCH`` deliveries after the task finished, and at once when
+the threads run out of work), and one thread renews the leases of everything held.
 ``launch()`` blocks and stops cleanly on SIGINT/SIGTERM; ``start()``/``stop()`` embed it.
 """
 
@@ -9,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import signal
 import threading
+import time
+from collections import deque
 from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -30,6 +34,10 @@ log = logging.getLogger("machinery.worker")
 
 #: Seconds one fetch waits for a message before looking at the stop flag again.
 FETCH_TIMEOUT = 1.0
+#: Most finished deliveries the settler gathers before acknowledging them together.
+ACK_BATCH = 32
+#: Longest the settler waits (seconds) for more finished deliveries while task threads are busy.
+ACK_DELAY = 0.002
 
 
 class Worker:
@@ -52,9 +60,23 @@ class Worker:
         self.queues = list(queues) if queues else [config.default_queue]
         self.prefetch = prefetch if prefetch is not None else max(1, config.prefetch_count)
         self._capacity = self.concurrency + self.prefetch
-        self._inbox: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        self._ack_batch = max(1, min(ACK_BATCH, self.prefetch))
+        lock = threading.Lock()
+        self._work = threading.Condition(lock)
+        """Guards everything below; task threads wait on it for fetched messages."""
+        self._settle = threading.Condition(lock)
+        """The settler waits on it for finished deliveries."""
+        self._ready: deque[Delivery] = deque()
+        """Fetched and not started."""
         self._held: dict[int, Delivery] = {}
-        self._slots = threading.Condition(threading.Lock())
+        """Every delivery not yet settled (its lease is renewed)."""
+        self._owed: list[Delivery] = []
+        """Finished and stored, waiting for the settler's ack."""
+        self._busy = 0
+        self._fetching = False
+        self._waiting = 0
+        self._flush = False
+        self._tasks_done = False
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._started = threading.Event()
@@ -108,8 +130,8 @@ class Worker:
         """Ask the worker to stop (safe from any thread and from signal handlers); with ``wait``,
         block until it has."""
         self._stopping.set()
-        with self._slots:
-            self._slots.notify_all()
+        with self._work:
+            self._work.notify_all()
         threading.Thread(target=self._wake_broker, name="machinery-wake", daemon=True).start()
         if wait:
             self._stopped.wait(timeout)
@@ -127,8 +149,8 @@ class Worker:
     # -- the loops ----------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Consume until ``stop()``; returns once running tasks finished and every unstarted
-        message was given back."""
+        """Consume until ``stop()``; returns once running tasks finished, their acknowledgements
+        were settled and every unstarted message was given back."""
         app = self.app
         broker = app.broker
         config = app.config
@@ -142,10 +164,12 @@ class Worker:
         broker.declare(self.queues)
         runners = [
             threading.Thread(target=self._run_tasks, args=(executor,), name=f"machinery-task-{i}", daemon=True)
-            for i in range(self.concurrency)
+            for i in range(1, self.concurrency)
         ]
         for t in runners:
             t.start()
+        settler = threading.Thread(target=self._settle_loop, name="machinery-settler", daemon=True)
+        settler.start()
         leases = threading.Thread(target=self._renew_leases, name="machinery-leases", daemon=True)
         leases.start()
         log.info(
@@ -155,12 +179,18 @@ class Worker:
         )
         self._started.set()
         try:
-            self._fetch_loop()
+            self._run_tasks(executor)
         finally:
-            for _ in runners:
-                self._inbox.put(None)
+            self._stopping.set()
+            with self._work:
+                self._work.notify_all()
             for t in runners:
                 t.join()
+            with self._work:
+                self._tasks_done = True
+                self._settle.notify()
+            settler.join()
+            self._give_back_unstarted()
             self._runners_done.set()
             leases.join()
             if progress is not None:
@@ -168,66 +198,131 @@ class Worker:
             log.info("worker stopped")
             self._stopped.set()
 
-    def _fetch_loop(self) -> None:
-        broker = self.app.broker
-        low_water = self.concurrency
-        while not self._stopping.is_set():
-            with self._slots:
-                # Refill in batches: wait until the prefetched messages are nearly used up.
-                while len(self._held) > low_water and not self._stopping.is_set():
-                    self._slots.wait()
-                free = self._capacity - len(self._held)
-            if self._stopping.is_set():
-                return
-            try:
-                deliveries = broker.fetch(self.queues, free, FETCH_TIMEOUT)
-            except Exception:
-                log.exception("fetching from %s failed; trying again", ", ".join(self.queues))
-                self._stopping.wait(1.0)
-                continue
-            if not deliveries:
-                continue
-            with self._slots:
-                for d in deliveries:
-                    self._held[d.tag] = d
-            progress = self._progress
-            for d in deliveries:
-                if progress is not None:
-                    progress.received(d)
-                self._inbox.put(d)
-
-    def _release(self, delivery: Delivery) -> None:
-        with self._slots:
-            held = self._held
-            held.pop(delivery.tag, None)
-            if len(held) == self.concurrency:  # just reached the refill mark: wake the fetcher
-                self._slots.notify()
-
     def _run_tasks(self, executor: Executor) -> None:
-        broker = executor.broker
+        """One task thread: take a fetched message (fetching when none waits), run it, repeat."""
+        progress = self._progress
+        work = self._work
         while True:
-            delivery = self._inbox.get()
+            delivery = self._next()
             if delivery is None:
                 return
+            owed = False
             try:
-                if self._stopping.is_set():
-                    if self._progress is not None:
-                        self._progress.give_back(delivery)
-                    broker.nack(delivery)
-                else:
-                    executor.handle(delivery)
+                owed = executor.process(delivery)
             except Exception:
                 log.exception("settling a delivery from %s failed; it comes back when its lease ends", delivery.queue)
             finally:
-                if self._progress is not None:
-                    self._progress.finish(delivery)
-                self._release(delivery)
+                if progress is not None:
+                    progress.finish(delivery)
+                with work:
+                    self._busy -= 1
+                    if owed:
+                        pending = self._owed
+                        pending.append(delivery)
+                        if len(pending) == 1 or len(pending) >= self._ack_batch:
+                            self._settle.notify()
+                    else:
+                        self._held.pop(delivery.tag, None)
+
+    def _next(self) -> Delivery | None:
+        """The next message to run (counted busy), or None once stopping."""
+        work = self._work
+        ready = self._ready
+        stopping = self._stopping
+        with work:
+            while True:
+                if stopping.is_set():
+                    return None
+                if ready:
+                    self._busy += 1
+                    return ready.popleft()
+                if self._owed and not self._flush:  # out of work: settle what is owed now
+                    self._flush = True
+                    self._settle.notify()
+                if self._fetching:
+                    self._waiting += 1
+                    work.wait()
+                    self._waiting -= 1
+                    continue
+                self._fetching = True
+                free = self._capacity - self._busy
+                work.release()
+                try:
+                    deliveries = self._fetch(free)
+                finally:
+                    work.acquire()
+                    self._fetching = False
+                if deliveries:
+                    held = self._held
+                    for d in deliveries:
+                        held[d.tag] = d
+                    ready.extend(deliveries)
+                    if self._waiting:
+                        # One waiting thread per message left over, and one to fetch next.
+                        work.notify(len(deliveries))
+
+    def _fetch(self, free: int) -> list[Delivery]:
+        try:
+            deliveries = self.app.broker.fetch(self.queues, free, FETCH_TIMEOUT)
+        except Exception:
+            log.exception("fetching from %s failed; trying again", ", ".join(self.queues))
+            self._stopping.wait(1.0)
+            return []
+        progress = self._progress
+        if progress is not None:
+            for d in deliveries:
+                progress.received(d)
+        return deliveries
+
+    def _settle_loop(self) -> None:
+        """Acknowledge finished deliveries in batches: as soon as ``ACK_BATCH`` gathered or the
+        task threads ran out of work, else ``ACK_DELAY`` after the first one finished."""
+        broker = self.app.broker
+        settle = self._settle
+        while True:
+            with settle:
+                while not self._owed and not self._tasks_done:
+                    settle.wait()
+                if not self._owed:
+                    return
+                deadline = time.monotonic() + ACK_DELAY
+                while len(self._owed) < self._ack_batch and not self._flush and not self._tasks_done:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    settle.wait(left)
+                batch, self._owed = self._owed, []
+                self._flush = False
+            try:
+                broker.ack_many(batch)
+            except Exception:
+                log.exception("acknowledging %d deliveries failed; they come back when their leases end", len(batch))
+            with settle:
+                held = self._held
+                for d in batch:
+                    held.pop(d.tag, None)
+
+    def _give_back_unstarted(self) -> None:
+        broker = self.app.broker
+        progress = self._progress
+        with self._work:
+            unstarted = list(self._ready)
+            self._ready.clear()
+        for d in unstarted:
+            try:
+                if progress is not None:
+                    progress.give_back(d)
+                broker.nack(d)
+            except Exception:
+                log.exception("giving back a delivery from %s failed; it comes back when its lease ends", d.queue)
+            with self._work:
+                self._held.pop(d.tag, None)
 
     def _renew_leases(self) -> None:
         broker = self.app.broker
         interval = max(self.app.config.visibility_timeout / 3.0, 0.05)
         while not self._runners_done.wait(interval):
-            with self._slots:
+            with self._work:
                 held = list(self._held.values())
             if held:
                 try:
