@@ -16,7 +16,7 @@ test:
 	$(BIN)/pytest
 
 lint:
-	$(BIN)/ruff check machinery tests examples benchmarks
+	$(BIN)/ruff check machinery tests examples benchmarks setup.py
 	$(BIN)/mypy --strict
 
 # Speed and memory figures (never timed tests). The AMQP run needs RabbitMQ at 127.0.0.1:5672.

@@ -39,7 +39,7 @@ class OptionalBuildExt(build_ext):
 
     def _fallback(self, exc: Exception) -> None:
         if REQUIRE_EXTENSIONS:
-            raise
+            raise exc
         say(f"could not compile the codec ({exc}); installing the pure-Python build (slower)")
 
 
