@@ -543,6 +543,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="machinery's prefetch_count, as raw pika's (default 100; config default is 16)")
     parser.add_argument("--batch", type=int, default=1000, help="tasks per send_tasks call (default 1,000)")
     parser.add_argument("--skip-peers", action="store_true", help="leave out Celery and Dramatiq")
+    parser.add_argument("--skip-stored", action="store_true", help="leave out machinery with results stored")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     n = 2000 if args.quick else args.tasks
     samples = 50 if args.quick else args.latency_samples
@@ -552,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = [raw_pika(n)]
     with tempfile.TemporaryDirectory() as tmp:
         channel = SideChannel(Path(tmp))
-        for stored in (False, True):
+        for stored in (False,) if args.skip_stored else (False, True):
             rows.append(machinery_rows(n, samples, channel, stored=stored, prefetch=args.prefetch, batch=args.batch))
         if not args.skip_peers:
             for make in (celery_row, dramatiq_row):

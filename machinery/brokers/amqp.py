@@ -3,8 +3,10 @@ RabbitMQ and reconnection.
 
 The I/O thread and its channels are in ``amqp_connection``, the topology rules (exchange, routing
 keys, dead-letter and delay queues) in ``amqp_topology``. Deliveries wait in a local buffer that
-``fetch`` drains; settling from any thread is marshalled onto the I/O thread, and acks are coalesced
-(``multiple``) up to the highest tag below which everything is settled.
+``fetch`` drains (handed over once per pass of the I/O loop, not per message); settling from any
+thread is marshalled onto the I/O thread, which collects acks on a short tick while they keep
+coming (task threads wake it only when it is not ticking), and acks are coalesced (``multiple``) up
+to the highest tag below which everything is settled.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ _EMPTY: Mapping[str, str] = {}
 _PERSISTENT = BasicProperties(delivery_mode=2)
 _EXCHANGE_TYPES = ("direct", "topic", "fanout")
 _LINGER = 0.05
+#: Seconds between collections of acks while they keep coming (task threads need not wake the I/O
+#: thread for each); acks wait at most this long, or less once half the prefetch is waiting.
+_ACK_TICK = 0.001
 #: Seconds without a fetch of a queue after which its consumer is cancelled (its buffer given back).
 _IDLE_CONSUMER = 30.0
 
@@ -92,6 +97,8 @@ class AMQPBroker(AMQPConnection):
         self._acks: list[int] = []
         self._held: dict[str, int] = {}
         self._ack_scheduled = False
+        self._ack_polling = False
+        self._ack_batch = max(1, prefetch_count // 2)
         self._declared: set[str] = set()
         self._buckets: set[int] = set()
         self._want: dict[str, float] = {}
@@ -104,6 +111,8 @@ class AMQPBroker(AMQPConnection):
         self._floor = 0
         self._done: set[int] = set()
         self._acked_above: set[int] = set()
+        self._incoming: list[tuple[int, int, Delivery]] = []
+        """Deliveries read in the current pass of the I/O loop, handed to the buffer at its end."""
 
     @classmethod
     def from_config(cls, config: Config) -> AMQPBroker:
@@ -334,6 +343,7 @@ class AMQPBroker(AMQPConnection):
 
     def _give_back(self, queue: str) -> None:
         """(I/O thread) Requeue the buffered deliveries of a queue no longer consumed."""
+        self._hand_over()
         with self._cond:
             keep = [item for item in self._buffer if item[2].queue != queue]
             drop = [item[2] for item in self._buffer if item[2].queue == queue]
@@ -376,10 +386,29 @@ class AMQPBroker(AMQPConnection):
             }
         priority = props.priority or 0
         delivery = Delivery(queue, body, (self._gen << _TAG_BITS) | tag, count, priority, headers)
+        incoming = self._incoming
+        incoming.append((-priority, next(self._seq), delivery))
+        if len(incoming) == 1:
+            assert self._ioloop is not None
+            self._ioloop.call_later(0, self._hand_over)
+
+    def _hand_over(self) -> None:
+        """(I/O thread) Move the deliveries read in this pass of the I/O loop into the buffer that
+        ``fetch`` drains: one lock and one wake-up for all of them."""
+        incoming = self._incoming
+        if not incoming:
+            return
         with self._cond:
-            heapq.heappush(self._buffer, (-priority, next(self._seq), delivery))
+            buffer = self._buffer
+            if not buffer and len(incoming) > 1:
+                incoming.sort()
+                buffer.extend(incoming)  # a sorted list is a heap
+            else:
+                for item in incoming:
+                    heapq.heappush(buffer, item)
             if self._sleepers:
                 self._cond.notify_all()
+        incoming.clear()
 
     def _redelay(self, queue: str, tag: int, props: BasicProperties, body: bytes, due: int) -> None:
         """(I/O thread) Put an early message into the bucket for the rest of its wait, then ack it."""
@@ -449,19 +478,36 @@ class AMQPBroker(AMQPConnection):
         self._ack_tags((delivery.tag,))
 
     def _ack_tags(self, tags: Sequence[int]) -> None:
-        """Queue acks of the (generation-tagged) ``tags`` for the I/O thread; wake it once."""
+        """Queue acks of the (generation-tagged) ``tags`` for the I/O thread. It is woken only when
+        it is not collecting acks on its own (``_ack_tick``) or when half the prefetch is waiting."""
         with self._lock:
-            self._acks.extend(tags)
-            if self._ack_scheduled:
+            acks = self._acks
+            acks.extend(tags)
+            if self._ack_scheduled or (self._ack_polling and len(acks) < self._ack_batch):
                 return
             self._ack_scheduled = True
         self._submit(self._take_acks)
+
+    def _ack_tick(self) -> None:
+        """(I/O thread) Collect acks every ``_ACK_TICK`` seconds while they keep coming; stop (and
+        let task threads wake this thread again) after a tick that found none."""
+        with self._lock:
+            if not self._acks or self._closing:
+                self._ack_polling = False
+                return
+            self._ack_polling = False  # re-armed by _take_acks
+        self._take_acks()
 
     def _take_acks(self) -> None:
         """(I/O thread) Move acks from task threads into the settled set and send them."""
         with self._lock:
             acks, self._acks = self._acks, []
             self._ack_scheduled = False
+            arm = not self._ack_polling and not self._closing
+            if arm:
+                self._ack_polling = True
+        if arm and self._ioloop is not None:
+            self._ioloop.call_later(_ACK_TICK, self._ack_tick)
         gen = self._gen
         for full in acks:
             tag = full & _TAG_MASK
@@ -477,8 +523,8 @@ class AMQPBroker(AMQPConnection):
         """(I/O thread) One ``multiple`` ack up to the highest tag below which all is settled, then
         single acks for settled deliveries above it."""
         con = self._con
-        if con is None or not self._done:
-            return
+        if con is None or not self._done or not con.is_open:
+            return  # a closing channel takes no acks; its deliveries return to the queue
         done, above = self._done, self._acked_above
         floor = self._floor
         highest = 0
@@ -558,6 +604,7 @@ class AMQPBroker(AMQPConnection):
         self._floor = 0
         self._done.clear()
         self._acked_above.clear()
+        self._incoming.clear()
         self._declared.clear()
         self._buckets.clear()
         with self._cond:

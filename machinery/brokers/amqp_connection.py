@@ -5,6 +5,7 @@ that other threads wait for.
 
 Heartbeats flow while tasks run for minutes on other threads, since only this thread touches pika;
 other threads hand it work with ``_submit`` (marshalled through ``add_callback_threadsafe``).
+What pika writes in one pass of the loop leaves in one ``send`` (``amqp_socket``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
+from machinery.brokers.amqp_socket import CoalescingConnection
 from machinery.brokers.amqp_topology import mask_url
 from machinery.errors import BrokerError
 
@@ -348,7 +350,7 @@ class AMQPConnection:
             assert self._ioloop is not None
             self._ioloop.stop()
             return
-        self._conn = pika.SelectConnection(
+        self._conn = CoalescingConnection(
             self._params,
             on_open_callback=self._on_open,
             on_open_error_callback=self._on_open_error,

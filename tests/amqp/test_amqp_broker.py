@@ -252,3 +252,28 @@ def test_ack_many_drops_deliveries_of_a_lost_connection_and_settles_the_rest(
         assert fresh.fetch([queue], 1, 0.5) == []
     finally:
         fresh.close()
+
+
+def test_acks_reach_rabbitmq_whether_or_not_the_io_thread_is_collecting_them(
+    rabbitmq_url: str, token: str
+) -> None:
+    broker = new_broker(rabbitmq_url, token, prefetch_count=4)  # a window of 4: unsent acks stall it
+    queue = f"q-{token}"
+    try:
+        broker.publish_many([OutgoingMessage(queue, str(i).encode()) for i in range(8)])
+        first: list[Delivery] = []
+        while len(first) < 4:
+            batch = broker.fetch([queue], 4 - len(first), 5.0)
+            assert batch, "the first window was not delivered"
+            first.extend(batch)
+        for i, delivery in enumerate(first):  # some while acks are being collected, some after
+            broker.ack(delivery)
+            time.sleep(0.0 if i % 2 == 0 else 0.05)
+        second: list[Delivery] = []
+        while len(second) < 4:
+            batch = broker.fetch([queue], 4 - len(second), 5.0)
+            assert batch, f"only {len(second)} of the next 4 delivered: an ack was not sent"
+            second.extend(batch)
+        assert sorted(d.body for d in first + second) == [str(i).encode() for i in range(8)]
+    finally:
+        broker.close()
