@@ -8,7 +8,7 @@ depth), p50/p99 send-to-result latency and a 10-step chain's latency. machinery 
 not stored, then stored in Redis. Prints a table with ratios to raw pika, the machine and its
 load, and writes a PNG chart to ``benchmarks/results/``.
 
-Run: ``.venv/bin/python -m benchmarks.throughput_amqp [--tasks N] [--quick] [--skip-peers]``
+Run: ``.venv/bin/python -m benchmarks.throughput_amqp [--tasks N] [--quick] [--skip-peers] [--skip-stored]``
 (also ``benchmarks/throughput.py --broker amqp``). Celery, Dramatiq and matplotlib come from the
 ``bench`` extra; a missing one is skipped.
 """

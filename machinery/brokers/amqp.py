@@ -56,6 +56,9 @@ _LINGER = 0.05
 #: Seconds between collections of acks while they keep coming (task threads need not wake the I/O
 #: thread for each); acks wait at most this long, or less once half the prefetch is waiting.
 _ACK_TICK = 0.001
+#: Ticks without acks after which the I/O thread stops collecting (a worker that batches its acks
+#: every couple of milliseconds keeps it collecting, so it is not woken per batch).
+_ACK_IDLE_TICKS = 4
 #: Seconds without a fetch of a queue after which its consumer is cancelled (its buffer given back).
 _IDLE_CONSUMER = 30.0
 
@@ -98,6 +101,7 @@ class AMQPBroker(AMQPConnection):
         self._held: dict[str, int] = {}
         self._ack_scheduled = False
         self._ack_polling = False
+        self._idle_ticks = 0
         self._ack_batch = max(1, prefetch_count // 2)
         self._declared: set[str] = set()
         self._buckets: set[int] = set()
@@ -490,11 +494,19 @@ class AMQPBroker(AMQPConnection):
 
     def _ack_tick(self) -> None:
         """(I/O thread) Collect acks every ``_ACK_TICK`` seconds while they keep coming; stop (and
-        let task threads wake this thread again) after a tick that found none."""
+        let task threads wake this thread again) after ``_ACK_IDLE_TICKS`` ticks that found none."""
         with self._lock:
-            if not self._acks or self._closing:
+            if self._closing:
                 self._ack_polling = False
                 return
+            if not self._acks:
+                self._idle_ticks += 1
+                if self._idle_ticks >= _ACK_IDLE_TICKS:
+                    self._ack_polling = False
+                    self._idle_ticks = 0
+                    return
+            else:
+                self._idle_ticks = 0
             self._ack_polling = False  # re-armed by _take_acks
         self._take_acks()
 
