@@ -3,10 +3,8 @@ RabbitMQ and reconnection.
 
 The I/O thread and its channels are in ``amqp_connection``, the topology rules (exchange, routing
 keys, dead-letter and delay queues) in ``amqp_topology``. Deliveries wait in a local buffer that
-``fetch`` drains (handed over once per pass of the I/O loop, not per message); settling from any
-thread is marshalled onto the I/O thread, which collects acks on a short tick while they keep
-coming (task threads wake it only when it is not ticking), and acks are coalesced (``multiple``) up
-to the highest tag below which everything is settled.
+``fetch`` drains (handed over once per pass of the I/O loop, not per message); acks from any
+thread are collected and coalesced on the I/O thread (``amqp_acks``).
 """
 
 from __future__ import annotations
@@ -23,7 +21,8 @@ from typing import TYPE_CHECKING
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
-from machinery.brokers.amqp_connection import AfterConfirm, AMQPConnection, Resolved, Step
+from machinery.brokers.amqp_acks import TAG_BITS, TAG_MASK, AckingConnection
+from machinery.brokers.amqp_connection import AfterConfirm, Resolved, Step
 from machinery.brokers.amqp_topology import (
     BUCKET_HEADER,
     DELAY_BUCKETS,
@@ -47,22 +46,14 @@ __all__ = ["AMQPBroker"]
 
 log = logging.getLogger(__name__)
 
-_TAG_BITS = 48
-_TAG_MASK = (1 << _TAG_BITS) - 1
 _EMPTY: Mapping[str, str] = {}
 _PERSISTENT = BasicProperties(delivery_mode=2)
 _EXCHANGE_TYPES = ("direct", "topic", "fanout")
 _LINGER = 0.05
-#: Seconds between collections of acks while they keep coming (task threads need not wake the I/O
-#: thread for each); acks wait at most this long, or less once half the prefetch is waiting.
-_ACK_TICK = 0.001
-#: Ticks without acks after which the I/O thread stops collecting (a worker that batches its acks
-#: every couple of milliseconds keeps it collecting, so it is not woken per batch).
-_ACK_IDLE_TICKS = 4
 #: Seconds without a fetch of a queue after which its consumer is cancelled (its buffer given back).
 _IDLE_CONSUMER = 30.0
 
-class AMQPBroker(AMQPConnection):
+class AMQPBroker(AckingConnection):
     """A ``Broker`` on RabbitMQ (``amqp://`` or ``amqps://``): at-least-once, confirmed publishes."""
 
     def __init__(
@@ -97,12 +88,7 @@ class AMQPBroker(AMQPConnection):
         self._seq = itertools.count()
         self._woken = False
         self._sleepers = 0
-        self._acks: list[int] = []
         self._held: dict[str, int] = {}
-        self._ack_scheduled = False
-        self._ack_polling = False
-        self._idle_ticks = 0
-        self._ack_batch = max(1, prefetch_count // 2)
         self._declared: set[str] = set()
         self._buckets: set[int] = set()
         self._want: dict[str, float] = {}
@@ -112,9 +98,6 @@ class AMQPBroker(AMQPConnection):
         self._ticking = False
         self._consumers: dict[str, str] = {}
         self._consumer_queue: dict[str, str] = {}
-        self._floor = 0
-        self._done: set[int] = set()
-        self._acked_above: set[int] = set()
         self._incoming: list[tuple[int, int, Delivery]] = []
         """Deliveries read in the current pass of the I/O loop, handed to the buffer at its end."""
 
@@ -296,7 +279,7 @@ class AMQPBroker(AMQPConnection):
     def _release(self, delivery: Delivery) -> bool:
         """Count ``delivery`` as settled here; False when it came from a lost connection."""
         with self._cond:
-            if delivery.tag >> _TAG_BITS != self._gen:
+            if delivery.tag >> TAG_BITS != self._gen:
                 log.warning("dropping the settlement of a delivery from a lost connection "
                             "(RabbitMQ delivers it again)")
                 return False
@@ -355,7 +338,7 @@ class AMQPBroker(AMQPConnection):
             self._buffer = keep
         for delivery in drop:
             if self._con is not None:
-                tag = delivery.tag & _TAG_MASK
+                tag = delivery.tag & TAG_MASK
                 self._con.basic_reject(tag, requeue=True)
                 self._acked_above.add(tag)
 
@@ -389,7 +372,7 @@ class AMQPBroker(AMQPConnection):
                 if isinstance(v, str | bytes) and k not in INTERNAL_HEADERS
             }
         priority = props.priority or 0
-        delivery = Delivery(queue, body, (self._gen << _TAG_BITS) | tag, count, priority, headers)
+        delivery = Delivery(queue, body, (self._gen << TAG_BITS) | tag, count, priority, headers)
         incoming = self._incoming
         incoming.append((-priority, next(self._seq), delivery))
         if len(incoming) == 1:
@@ -441,17 +424,6 @@ class AMQPBroker(AMQPConnection):
                     self._settle_local(gen, tag, False)
             self._run_steps(self._bucket_steps(bucket), declared, [])
 
-    def _settle_local(self, gen: int, tag: int, ok: bool) -> None:
-        """(I/O thread) Ack a delivery whose copy was confirmed, or requeue it when that failed."""
-        if gen != self._gen or self._con is None:
-            return
-        if ok:
-            self._done.add(tag)
-            self._flush_acks()
-        else:
-            self._con.basic_reject(tag, requeue=True)
-            self._acked_above.add(tag)
-
     # ----------------------------------------------------------------- settling
 
     def ack(self, delivery: Delivery) -> None:
@@ -469,7 +441,7 @@ class AMQPBroker(AMQPConnection):
             held = self._held
             tags: list[int] = []
             for delivery in deliveries:
-                if delivery.tag >> _TAG_BITS != gen:
+                if delivery.tag >> TAG_BITS != gen:
                     log.warning("dropping the settlement of a delivery from a lost connection "
                                 "(RabbitMQ delivers it again)")
                     continue
@@ -480,83 +452,6 @@ class AMQPBroker(AMQPConnection):
 
     def _ack(self, delivery: Delivery) -> None:
         self._ack_tags((delivery.tag,))
-
-    def _ack_tags(self, tags: Sequence[int]) -> None:
-        """Queue acks of the (generation-tagged) ``tags`` for the I/O thread. It is woken only when
-        it is not collecting acks on its own (``_ack_tick``) or when half the prefetch is waiting."""
-        with self._lock:
-            acks = self._acks
-            acks.extend(tags)
-            if self._ack_scheduled or (self._ack_polling and len(acks) < self._ack_batch):
-                return
-            self._ack_scheduled = True
-        self._submit(self._take_acks)
-
-    def _ack_tick(self) -> None:
-        """(I/O thread) Collect acks every ``_ACK_TICK`` seconds while they keep coming; stop (and
-        let task threads wake this thread again) after ``_ACK_IDLE_TICKS`` ticks that found none."""
-        with self._lock:
-            if self._closing:
-                self._ack_polling = False
-                return
-            if not self._acks:
-                self._idle_ticks += 1
-                if self._idle_ticks >= _ACK_IDLE_TICKS:
-                    self._ack_polling = False
-                    self._idle_ticks = 0
-                    return
-            else:
-                self._idle_ticks = 0
-            self._ack_polling = False  # re-armed by _take_acks
-        self._take_acks()
-
-    def _take_acks(self) -> None:
-        """(I/O thread) Move acks from task threads into the settled set and send them."""
-        with self._lock:
-            acks, self._acks = self._acks, []
-            self._ack_scheduled = False
-            arm = not self._ack_polling and not self._closing
-            if arm:
-                self._ack_polling = True
-        if arm and self._ioloop is not None:
-            self._ioloop.call_later(_ACK_TICK, self._ack_tick)
-        gen = self._gen
-        for full in acks:
-            tag = full & _TAG_MASK
-            if full >> _TAG_BITS != gen:
-                log.warning("dropping ack of a delivery from a lost connection (RabbitMQ delivers it again)")
-            elif tag <= self._floor or tag in self._acked_above or tag in self._done:
-                log.warning("dropping a second settlement of delivery %d", tag)
-            else:
-                self._done.add(tag)
-        self._flush_acks()
-
-    def _flush_acks(self) -> None:
-        """(I/O thread) One ``multiple`` ack up to the highest tag below which all is settled, then
-        single acks for settled deliveries above it."""
-        con = self._con
-        if con is None or not self._done or not con.is_open:
-            return  # a closing channel takes no acks; its deliveries return to the queue
-        done, above = self._done, self._acked_above
-        floor = self._floor
-        highest = 0
-        while True:
-            nxt = floor + 1
-            if nxt in done:
-                done.discard(nxt)
-                highest = nxt
-            elif nxt in above:
-                above.discard(nxt)
-            else:
-                break
-            floor = nxt
-        self._floor = floor
-        if highest:
-            con.basic_ack(highest, multiple=True)
-        for tag in done:
-            con.basic_ack(tag)
-            above.add(tag)
-        done.clear()
 
     def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         """Publish the message again (after ``delay`` seconds, counting its deliveries), then ack it."""
@@ -613,9 +508,7 @@ class AMQPBroker(AMQPConnection):
         """(I/O thread) Deliveries, consumers and declarations of the lost connection are void."""
         self._consumers.clear()
         self._consumer_queue.clear()
-        self._floor = 0
-        self._done.clear()
-        self._acked_above.clear()
+        self._reset_acks()
         self._incoming.clear()
         self._declared.clear()
         self._buckets.clear()

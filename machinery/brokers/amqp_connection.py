@@ -5,7 +5,9 @@ that other threads wait for.
 
 Heartbeats flow while tasks run for minutes on other threads, since only this thread touches pika;
 other threads hand it work with ``_submit`` (marshalled through ``add_callback_threadsafe``).
-What pika writes in one pass of the loop leaves in one ``send`` (``amqp_socket``).
+What pika writes in one pass of the loop leaves in one ``send`` (``amqp_socket``). The loop holds
+``_loop_lock`` except while it waits in ``poll``; a publisher that finds it free publishes itself
+(no wake-up of the I/O thread on a follow-up's path), otherwise the publish is handed over.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
-from machinery.brokers.amqp_socket import CoalescingConnection
+from machinery.brokers.amqp_socket import CoalescingConnection, hold_while_running
 from machinery.brokers.amqp_topology import mask_url
 from machinery.errors import BrokerError
 
@@ -129,6 +131,9 @@ class AMQPConnection:
 
         # Shared with other threads.
         self._lock = threading.Lock()
+        self._loop_lock = threading.Lock()
+        """Held by the I/O thread except while it waits in ``poll`` (see ``_publish_directly``)."""
+        self._direct = False
         self._ops: deque[Callable[[], None]] = deque()
         self._admin_ops: deque[Callable[[], None]] = deque()
         self._thread: threading.Thread | None = None
@@ -140,7 +145,7 @@ class AMQPConnection:
         """Connection generation: deliveries carry it in their tags; a new connection voids old ones."""
 
         # Owned by the I/O thread.
-        self._conn: pika.SelectConnection | None = None
+        self._conn: CoalescingConnection | None = None
         self._pub: Channel | None = None
         self._con: Channel | None = None
         self._adm: Channel | None = None
@@ -172,7 +177,8 @@ class AMQPConnection:
         deadline = time.monotonic() + self._timeout
         for attempt in range(self._publish_retries + 1):
             waiter = Waiter(len(outs))
-            self._submit(functools.partial(self._publish_now, outs, waiter))
+            if not self._publish_directly(outs, waiter):
+                self._submit(functools.partial(self._publish_now, outs, waiter))
             while not waiter.event.wait(0.05):
                 if self._failures >= self._connect_attempts or time.monotonic() > deadline:
                     waiter.cancelled = True
@@ -186,6 +192,27 @@ class AMQPConnection:
             log.warning("connection lost before %d confirms; publishing them again", len(outs))
             time.sleep(min(2.0, 0.05 * 2**attempt))
         raise BrokerError(f"could not publish to {self._safe_url}: connection lost {self._publish_retries + 1} times")
+
+    def _publish_directly(self, outs: Sequence[Resolved], waiter: Waiter) -> bool:
+        """Publish from this thread while the I/O thread sleeps in ``poll`` (no wake-up, no hand-off:
+        the frames leave now); False when the loop is busy, not ready or has work queued."""
+        if not self._direct or self._ops or not self._ready or not self._loop_lock.acquire(blocking=False):
+            return False
+        try:
+            conn = self._conn
+            if not self._ready or self._ops or conn is None:
+                return False
+            before = len(self._unconfirmed)
+            try:
+                self._publish_now(outs, waiter)
+            except Exception:  # e.g. the channel is closing: the I/O thread's path reports it
+                if len(self._unconfirmed) != before:
+                    raise
+                return False
+            conn._flush_outgoing()
+            return True
+        finally:
+            self._loop_lock.release()
 
     def _publish_now(self, outs: Sequence[Resolved], waiter: Waiter) -> None:
         """(I/O thread) Send ``outs`` on the confirm channel and remember them until confirmed."""
@@ -271,10 +298,17 @@ class AMQPConnection:
             if self._closing:
                 raise BrokerError("the AMQP broker is closed")
             self._ioloop = IOLoop()
+            self._direct = hold_while_running(self._ioloop, self._loop_lock)
             self._ioloop.add_callback_threadsafe(self._connect)
-            thread = threading.Thread(target=self._ioloop.start, name="machinery-amqp-io", daemon=True)
+            thread = threading.Thread(target=self._run_loop, name="machinery-amqp-io", daemon=True)
             thread.start()
             self._thread = thread
+
+    def _run_loop(self) -> None:
+        """The I/O thread: the loop runs holding ``_loop_lock`` (released while it polls)."""
+        assert self._ioloop is not None
+        with self._loop_lock:
+            self._ioloop.start()
 
     def _started(self) -> bool:
         return self._thread is not None

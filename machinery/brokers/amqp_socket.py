@@ -7,16 +7,19 @@ writability watcher on and off. Here frames are collected while the loop runs ca
 at the end of the pass; on a plain socket with nothing queued they are sent at once, so a follow-up
 publish or an ack leaves without waiting for another poll. On a TLS socket, on a partial send or
 when pika still holds unsent data, the rest goes through pika's transport as before (order kept).
+``hold_while_running`` lets the loop's lock be taken by other threads only while the loop polls.
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 from typing import Any
 
 import pika
+from pika.adapters.select_connection import IOLoop, PollPoller
 
-__all__ = ["CoalescingConnection"]
+__all__ = ["CoalescingConnection", "hold_while_running"]
 
 
 class CoalescingConnection(pika.SelectConnection):
@@ -56,3 +59,33 @@ class CoalescingConnection(pika.SelectConnection):
                 return
             data = data[sent:]
         transport.write(data)
+
+
+class _UnlockedWhilePolling:
+    """An ``epoll``/``poll`` object whose ``poll`` runs with the I/O loop's lock released."""
+
+    def __init__(self, inner: Any, lock: threading.Lock) -> None:
+        self._inner = inner
+        self._lock = lock
+
+    def poll(self, timeout: float | None = None) -> Any:
+        self._lock.release()
+        try:
+            return self._inner.poll(timeout)
+        finally:
+            self._lock.acquire()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def hold_while_running(ioloop: IOLoop, lock: threading.Lock) -> bool:
+    """Make ``lock`` held by the I/O thread whenever it is not waiting in ``poll``, so that another
+    thread that takes it may drive pika itself while the loop sleeps. False when this pika's poller
+    cannot be wrapped (then only the I/O thread may touch pika)."""
+    poller = getattr(ioloop, "_poller", None)
+    create = getattr(poller, "_create_poller", None)
+    if not isinstance(poller, PollPoller) or create is None:
+        return False
+    poller.__dict__["_create_poller"] = lambda: _UnlockedWhilePolling(create(), lock)
+    return True

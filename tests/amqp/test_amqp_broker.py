@@ -7,12 +7,13 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pika
 import pytest
 
 from machinery.brokers.amqp import AMQPBroker
+from machinery.brokers.amqp_connection import Resolved, Waiter
 from machinery.brokers.amqp_topology import DELAY_BUCKETS, bucket_for, mask_url
 from machinery.brokers.base import Delivery, OutgoingMessage
 from machinery.errors import BrokerError
@@ -277,3 +278,48 @@ def test_acks_reach_rabbitmq_whether_or_not_the_io_thread_is_collecting_them(
         assert sorted(d.body for d in first + second) == [str(i).encode() for i in range(8)]
     finally:
         broker.close()
+
+
+def _publishing_threads(broker: AMQPBroker) -> list[str]:
+    """Record the name of the thread that hands each publish to pika."""
+    names: list[str] = []
+    original = broker._publish_now
+
+    def recording(outs: Sequence[Resolved], waiter: Waiter) -> None:
+        names.append(threading.current_thread().name)
+        original(outs, waiter)
+
+    broker.__dict__["_publish_now"] = recording
+    return names
+
+
+def test_a_publish_while_the_io_thread_sleeps_leaves_from_the_publishing_thread(
+    broker: AMQPBroker, token: str
+) -> None:
+    queue = f"q-{token}"
+    broker.publish(queue, b"connect")
+    names = _publishing_threads(broker)
+    time.sleep(0.05)  # the I/O thread is idle, waiting in poll
+    broker.publish(queue, b"direct")
+    assert names == [threading.current_thread().name]
+    assert broker.depth(queue).ready == 2
+
+
+def test_a_publish_while_the_io_thread_is_busy_is_handed_to_it(broker: AMQPBroker, token: str) -> None:
+    queue = f"q-{token}"
+    broker.publish(queue, b"connect")
+    names = _publishing_threads(broker)
+    finished = threading.Event()
+
+    def publish() -> None:
+        broker.publish(queue, b"queued")
+        finished.set()
+
+    with broker._loop_lock:  # the I/O thread cannot run pika now, nor can a publisher
+        publisher = threading.Thread(target=publish)
+        publisher.start()
+        assert not finished.wait(0.2)
+    publisher.join(10.0)
+    assert finished.is_set()
+    assert names == ["machinery-amqp-io"]
+    assert broker.depth(queue).ready == 2
