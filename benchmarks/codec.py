@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import platform
 import timeit
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from benchmarks.machine import describe, load
 from machinery._speedups import _codec_py
 from machinery.signature import Signature
 from machinery.workflows import chain
@@ -57,20 +56,7 @@ def seed_chain() -> Signature:
 
 
 def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU {cpu}, {os.cpu_count()} cores, Python {platform.python_version()} ({platform.python_implementation()})"
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+    return describe(platform.python_implementation())
 
 
 def best_per_call(func: Callable[[], object], repeat: int) -> float:

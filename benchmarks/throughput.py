@@ -17,7 +17,6 @@ import importlib
 import importlib.util
 import multiprocessing
 import os
-import platform
 import signal
 import sqlite3
 import statistics
@@ -30,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import describe, load
 from machinery import App, Config, Signature
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,28 +39,13 @@ Huey is set to the same; a commit survives a process crash, the last ones may be
 
 
 def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"CPU {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-        f"codec {'compiled' if _using_extensions() else 'pure Python'}"
-    )
+    return describe(f"SQLite {sqlite3.sqlite_version}", f"codec {'compiled' if _using_extensions() else 'pure Python'}")
 
 
 def _using_extensions() -> bool:
     from machinery import USING_EXTENSIONS
 
     return USING_EXTENSIONS
-
-
-def load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 class SideChannel:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
-import platform
 import resource
 import sqlite3
 import statistics
@@ -22,6 +20,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
+from benchmarks.machine import describe, load
 from machinery.backends.sqlite import SQLiteBackend
 from machinery.brokers.base import OutgoingMessage
 from machinery.brokers.sqlite import SQLiteBroker
@@ -32,19 +31,7 @@ BODY = b'{"UUID":"task_0123456789","Name":"noop","Args":[]}'
 
 
 def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"CPU {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}, load {load}"
-    )
+    return describe(f"SQLite {sqlite3.sqlite_version}", f"load {load()}")
 
 
 # -- helper processes ---------------------------------------------------------------------------
