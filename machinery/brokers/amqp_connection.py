@@ -43,6 +43,9 @@ if _pika_log.level == logging.NOTSET:
     # pika narrates every connection step at INFO; what matters is logged here, with the password masked.
     _pika_log.setLevel(logging.WARNING)
 
+#: Longest a publisher waits (seconds) for the I/O loop to finish a pass before handing it the publish.
+_DIRECT_WAIT = 0.002
+
 #: One RPC on the declaring channel: called with the channel and the callback for its reply.
 Step = Callable[[Channel, Callable[["Method[Any]"], None]], None]
 
@@ -195,13 +198,19 @@ class AMQPConnection:
 
     def _publish_directly(self, outs: Sequence[Resolved], waiter: Waiter) -> bool:
         """Publish from this thread while the I/O thread sleeps in ``poll`` (no wake-up, no hand-off:
-        the frames leave now); False when the loop is busy, not ready or has work queued."""
-        if not self._direct or self._ops or not self._ready or not self._loop_lock.acquire(blocking=False):
+        the frames leave now). A loop in the middle of a pass is waited for briefly (a hand-off would
+        wait for that pass and then for a wake-up), and work queued for it runs first, in order.
+        False when the loop is not ready or stays busy."""
+        if not self._direct or not self._ready or not self._loop_lock.acquire(timeout=_DIRECT_WAIT):
             return False
         try:
             conn = self._conn
-            if not self._ready or self._ops or conn is None:
+            if not self._ready or conn is None:
                 return False
+            if self._ops:
+                self._drain_ops()  # the I/O thread was woken for them and finds nothing left
+                if self._ops:
+                    return False
             before = len(self._unconfirmed)
             try:
                 self._publish_now(outs, waiter)
