@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import os
 import sqlite3
 import sys
 import threading
@@ -23,7 +22,6 @@ from tests.conftest import RABBITMQ_URL, require_service
 __all__ = [
     "REPO_ROOT",
     "amqp_config",
-    "config_env",
     "delete_topology",
     "effects",
     "eventually",
@@ -109,22 +107,6 @@ def amqp_config(tmp: Path, url: str = RABBITMQ_URL) -> Config:
         binding_key=queue,
         visibility_timeout=5.0,
     )
-
-
-def config_env(config: Config, **extra: str) -> dict[str, str]:
-    """The environment for a ``machinery`` process in another process using ``config``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MACHINERY_") or k == "MACHINERY_NO_EXTENSIONS"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
-    env.update(
-        MACHINERY_BROKER_URL=config.broker_url,
-        MACHINERY_RESULT_BACKEND=config.result_backend,
-        MACHINERY_EXCHANGE=config.exchange,
-        MACHINERY_DEFAULT_QUEUE=config.default_queue,
-        MACHINERY_BINDING_KEY=config.binding_key,
-        MACHINERY_PREFETCH_COUNT=str(config.prefetch_count),
-    )
-    env.update(extra)
-    return env
 
 
 def worker_command(*args: str, app_spec: str = "tests.amqp.worker_app:app") -> list[str]:

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from machinery.config import Config
-from tests.amqp.support import REPO_ROOT, config_env, worker_command
+from tests.amqp.support import REPO_ROOT, worker_command
+from tests.runtime.helpers import process_env
 
 __all__ = ["WorkerProcess", "worker_process"]
 
@@ -23,7 +24,7 @@ class WorkerProcess:
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 worker_command(*args, app_spec=app_spec),
-                env=config_env(config, **env),
+                env=process_env(config, **env),
                 cwd=REPO_ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,

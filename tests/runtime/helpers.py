@@ -35,7 +35,10 @@ def process_env(config: Config, **extra: str) -> dict[str, str]:
     env.update(
         MACHINERY_BROKER_URL=config.broker_url,
         MACHINERY_RESULT_BACKEND=config.result_backend,
+        MACHINERY_EXCHANGE=config.exchange,
         MACHINERY_DEFAULT_QUEUE=config.default_queue,
+        MACHINERY_BINDING_KEY=config.binding_key,
+        MACHINERY_PREFETCH_COUNT=str(config.prefetch_count),
         MACHINERY_VISIBILITY_TIMEOUT=str(config.visibility_timeout),
     )
     env.update(extra)
