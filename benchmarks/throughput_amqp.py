@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -36,6 +35,8 @@ import pika
 from pika.adapters.select_connection import SelectConnection
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
+
+from benchmarks.machine import describe, load
 
 ROOT = Path(__file__).resolve().parent.parent
 AMQP_URL = os.environ.get("MACHINERY_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -167,22 +168,9 @@ class Row:
 
 
 def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     from machinery import USING_EXTENSIONS
 
-    return (f"CPU {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, pika {pika.__version__}, "
-            f"codec {'compiled' if USING_EXTENSIONS else 'pure Python'}")
-
-
-def load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return describe(f"pika {pika.__version__}", f"codec {'compiled' if USING_EXTENSIONS else 'pure Python'}")
 
 
 def rabbitmq_version() -> str:
