@@ -3,7 +3,8 @@ RabbitMQ and reconnection.
 
 The I/O thread and its channels are in ``amqp_connection``, the topology rules (exchange, routing
 keys, dead-letter and delay queues) in ``amqp_topology``. Deliveries wait in a local buffer that
-``fetch`` drains (handed over once per pass of the I/O loop, not per message); acks from any
+``fetch`` drains (handed over once per pass of the I/O loop, not per message, except that the
+first delivery of a pass goes at once to a fetcher waiting on an empty buffer); acks from any
 thread are collected and coalesced on the I/O thread (``amqp_acks``).
 """
 
@@ -376,8 +377,13 @@ class AMQPBroker(AckingConnection):
         incoming = self._incoming
         incoming.append((-priority, next(self._seq), delivery))
         if len(incoming) == 1:
-            assert self._ioloop is not None
-            self._ioloop.call_later(0, self._hand_over)
+            if self._sleepers and not self._buffer:
+                # A fetcher waits for this one: hand it over now rather than at the end of the pass
+                # (the rest of a burst read in this pass is still handed over in one batch).
+                self._hand_over()
+            else:
+                assert self._ioloop is not None
+                self._ioloop.call_later(0, self._hand_over)
 
     def _hand_over(self) -> None:
         """(I/O thread) Move the deliveries read in this pass of the I/O loop into the buffer that
