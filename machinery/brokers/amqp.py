@@ -24,6 +24,7 @@ from pika.spec import Basic, BasicProperties
 
 from machinery.brokers.amqp_acks import TAG_BITS, TAG_MASK, AckingConnection
 from machinery.brokers.amqp_connection import AfterConfirm, Resolved, Step
+from machinery.brokers.amqp_socket import PERSISTENT
 from machinery.brokers.amqp_topology import (
     BUCKET_HEADER,
     DELAY_BUCKETS,
@@ -48,7 +49,6 @@ __all__ = ["AMQPBroker"]
 log = logging.getLogger(__name__)
 
 _EMPTY: Mapping[str, str] = {}
-_PERSISTENT = BasicProperties(delivery_mode=2)
 _EXCHANGE_TYPES = ("direct", "topic", "fanout")
 _LINGER = 0.05
 #: Seconds without a fetch of a queue after which its consumer is cancelled (its buffer given back).
@@ -200,7 +200,7 @@ class AMQPBroker(AckingConnection):
     ) -> Resolved:
         """Where and how a message for ``queue`` is published; a delayed one goes to its bucket."""
         if delay <= 0 and not headers and not priority and deliveries is None:
-            return Resolved(self.exchange, self.routing_key(queue), body, _PERSISTENT)
+            return Resolved(self.exchange, self.routing_key(queue), body, PERSISTENT)
         h: dict[str, str | int] = dict(headers)
         if deliveries is not None:
             h[DELIVERIES_HEADER] = deliveries
