@@ -156,10 +156,6 @@ class Signature:
         """This callback as sent after a task returned ``result``: ``result`` prepended to args."""
         return replace(self, args=(freeze(result, "result"), *self.args))
 
-    def set_immutable(self, immutable: bool = True) -> Signature:
-        """A copy whose ``immutable`` flag is ``immutable``."""
-        return replace(self, immutable=immutable)
-
     def link(self, *callbacks: Signature) -> Signature:
         """A copy with ``callbacks`` added to ``on_success``."""
         return replace(self, on_success=(*self.on_success, *callbacks))
