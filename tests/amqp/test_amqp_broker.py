@@ -183,17 +183,24 @@ def test_a_publish_during_a_connection_cut_goes_through_after_reconnecting(
         producer.close()
 
 
+def redelivered_after_cut(consumer: AMQPBroker, proxy: TCPProxy, queue: str) -> tuple[Delivery, Delivery]:
+    """Publish one message, fetch it, cut the connection: the delivery from before the cut and
+    the same message redelivered on the new connection."""
+    consumer.publish(queue, b"in flight")
+    [old] = consumer.fetch([queue], 1, 10.0)
+    proxy.cut(0.2)
+    [again] = consumer.fetch([queue], 1, 15.0)
+    return old, again
+
+
 def test_settling_a_delivery_from_a_lost_connection_is_dropped_with_a_warning(
     rabbitmq_url: str, proxy: TCPProxy, token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    exchange, queue = f"ex-{token}", f"q-{token}"
-    forget_at_exit(rabbitmq_url, exchange, (queue,))
-    consumer = AMQPBroker(proxy.url(), exchange=exchange, default_queue=queue, binding_key=queue)
+    queue = f"q-{token}"
+    consumer = AMQPBroker(proxy.url(), exchange=f"ex-{token}", default_queue=queue, binding_key=queue)
+    forget_at_exit(rabbitmq_url, consumer.exchange, (queue,))
     try:
-        consumer.publish(queue, b"in flight")
-        [old] = consumer.fetch([queue], 1, 10.0)
-        proxy.cut(0.2)
-        [again] = consumer.fetch([queue], 1, 15.0)  # redelivered on the new connection
+        old, again = redelivered_after_cut(consumer, proxy, queue)
         assert again.body == b"in flight"
         assert again.delivery_count == 2
         with caplog.at_level(logging.WARNING, logger="machinery.brokers.amqp"):
@@ -234,21 +241,18 @@ def test_ack_many_settles_every_delivery_of_the_batch(rabbitmq_url: str, broker:
 def test_ack_many_drops_deliveries_of_a_lost_connection_and_settles_the_rest(
     rabbitmq_url: str, proxy: TCPProxy, token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    exchange, queue = f"ex-{token}", f"q-{token}"
-    forget_at_exit(rabbitmq_url, exchange, (queue,))
-    consumer = AMQPBroker(proxy.url(), exchange=exchange, default_queue=queue, binding_key=queue)
+    queue = f"q-{token}"
+    consumer = AMQPBroker(proxy.url(), exchange=f"ex-{token}", default_queue=queue, binding_key=queue)
+    forget_at_exit(rabbitmq_url, consumer.exchange, (queue,))
     try:
-        consumer.publish(queue, b"in flight")
-        [old] = consumer.fetch([queue], 1, 10.0)
-        proxy.cut(0.2)
-        [again] = consumer.fetch([queue], 1, 15.0)
+        old, again = redelivered_after_cut(consumer, proxy, queue)
         with caplog.at_level(logging.WARNING, logger="machinery.brokers.amqp"):
             consumer.ack_many([old, again])
         assert "lost connection" in caplog.text
         assert consumer.depth(queue).in_flight == 0
     finally:
         consumer.close()
-    fresh = AMQPBroker(rabbitmq_url, exchange=exchange, default_queue=queue, binding_key=queue)
+    fresh = AMQPBroker(rabbitmq_url, exchange=f"ex-{token}", default_queue=queue, binding_key=queue)
     try:
         assert fresh.fetch([queue], 1, 0.5) == []
     finally:
