@@ -417,6 +417,19 @@ def machinery_rows(n: int, samples: int, channel: SideChannel, *, stored: bool, 
 # -- Celery and Dramatiq ------------------------------------------------------------------------
 
 
+def _time_peer_worker(row: Row, command: list[str], env: dict[str, str], n: int, channel: SideChannel) -> None:
+    """Run a peer's worker process until the side channel counted ``n`` completions (or 600 s
+    passed), record its processing rate in ``row``, and stop it."""
+    worker = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if channel.wait_for(n, 600):
+            row.process = (n - 1) / (channel.times[n - 1] - channel.times[0])
+        else:
+            row.notes.append(f"only {channel.count} of {n} done")
+    finally:
+        _stop(worker)
+
+
 def celery_row(n: int, channel: SideChannel) -> Row | None:
     if importlib.util.find_spec("celery") is None:
         return None
@@ -432,20 +445,15 @@ def celery_row(n: int, channel: SideChannel) -> Row | None:
             task.apply_async(producer=producer)
     row.publish = n / (time.perf_counter() - started)
     channel.reset()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "benchmarks.throughput_amqp:celery_app", "worker", "-P", "threads",
-         "-c", "4", "-Q", queue, "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
-         "--without-heartbeat"],
-        env=_env(BENCH_QUEUE=queue, **{FIFO_ENV: str(channel.path)}), cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     try:
-        if channel.wait_for(n, 600):
-            row.process = (n - 1) / (channel.times[n - 1] - channel.times[0])
-        else:
-            row.notes.append(f"only {channel.count} of {n} done")
+        _time_peer_worker(
+            row,
+            [sys.executable, "-m", "celery", "-A", "benchmarks.throughput_amqp:celery_app", "worker", "-P",
+             "threads", "-c", "4", "-Q", queue, "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+             "--without-heartbeat"],
+            _env(BENCH_QUEUE=queue, **{FIFO_ENV: str(channel.path)}), n, channel,
+        )
     finally:
-        _stop(worker)
         _delete_queues(queue)
     return row
 
@@ -469,18 +477,13 @@ def dramatiq_row(n: int, channel: SideChannel) -> Row | None:
     row.publish = n / (time.perf_counter() - started)
     broker.close()
     channel.reset()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "dramatiq", "benchmarks.throughput_amqp", "--processes", "1", "--threads", "8"],
-        env=_env(BENCH_DRAMATIQ_QUEUE=queue, **{FIFO_ENV: str(channel.path)}), cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     try:
-        if channel.wait_for(n, 600):
-            row.process = (n - 1) / (channel.times[n - 1] - channel.times[0])
-        else:
-            row.notes.append(f"only {channel.count} of {n} done")
+        _time_peer_worker(
+            row,
+            [sys.executable, "-m", "dramatiq", "benchmarks.throughput_amqp", "--processes", "1", "--threads", "8"],
+            _env(BENCH_DRAMATIQ_QUEUE=queue, **{FIFO_ENV: str(channel.path)}), n, channel,
+        )
     finally:
-        _stop(worker)
         _delete_queues(queue, f"{queue}.DQ", f"{queue}.XQ")
     return row
 
