@@ -1,4 +1,5 @@
-"""Builds the compiled codec with Cython, or a pure-Python package when that is not possible.
+"""Builds the compiled hot path (codec and AMQP frame scanner) with Cython, or a pure-Python package when
+that is not possible.
 
 ``MACHINERY_NO_EXTENSIONS=1`` (or a non-CPython interpreter) builds no extension; a missing
 compiler falls back to the pure package with a loud message, unless ``MACHINERY_REQUIRE_EXTENSIONS=1``.
@@ -35,12 +36,12 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:
             self._fallback(exc)
         else:
-            say(f"built the compiled codec {ext.name}")
+            say(f"built the compiled module {ext.name}")
 
     def _fallback(self, exc: Exception) -> None:
         if REQUIRE_EXTENSIONS:
             raise exc
-        say(f"could not compile the codec ({exc}); installing the pure-Python build (slower)")
+        say(f"could not compile the hot path ({exc}); installing the pure-Python build (slower)")
 
 
 if NO_EXTENSIONS:
@@ -50,7 +51,10 @@ else:
     from Cython.Build import cythonize
 
     ext_modules = cythonize(
-        [Extension("machinery._speedups._codec_c", ["machinery/_speedups/_codec_c.pyx"])],
+        [
+            Extension("machinery._speedups._codec_c", ["machinery/_speedups/_codec_c.pyx"]),
+            Extension("machinery._speedups._frames_c", ["machinery/_speedups/_frames_c.pyx"]),
+        ],
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

@@ -1,8 +1,9 @@
-"""The hot path: message encoding/decoding and number-argument parsing.
+"""The hot path: message encoding/decoding, number-argument parsing and reading AMQP frames.
 
-Two implementations with identical behaviour: the compiled ``_codec_c`` (Cython) and the typed
-pure-Python twin ``_codec_py``. The compiled one is used when it was built and
-``MACHINERY_NO_EXTENSIONS`` is not set; type checkers always see the twin.
+Each has two implementations with identical behaviour: compiled (Cython: ``_codec_c``,
+``_frames_c``) and a typed pure-Python twin (``_codec_py``, ``_frames_py``). The compiled ones are
+used when they were built and ``MACHINERY_NO_EXTENSIONS`` is not set; type checkers always see the
+twins.
 """
 
 from __future__ import annotations
@@ -11,23 +12,29 @@ import os
 import platform
 from typing import TYPE_CHECKING
 
-__all__ = ["USING_EXTENSIONS", "decode", "encode", "parse_number_args"]
+from machinery._speedups._frames_py import Confirmed, Delivered
+
+__all__ = ["USING_EXTENSIONS", "Confirmed", "Delivered", "decode", "encode", "parse_number_args", "scan_frames"]
 
 NO_EXTENSIONS = bool(os.environ.get("MACHINERY_NO_EXTENSIONS")) or platform.python_implementation() != "CPython"
 
 if TYPE_CHECKING:
     from machinery._speedups._codec_py import decode, encode, parse_number_args
+    from machinery._speedups._frames_py import scan_frames
 
     USING_EXTENSIONS: bool
 elif NO_EXTENSIONS:
     from machinery._speedups._codec_py import decode, encode, parse_number_args
+    from machinery._speedups._frames_py import scan_frames
 
     USING_EXTENSIONS = False
 else:
     try:
         from machinery._speedups._codec_c import decode, encode, parse_number_args
+        from machinery._speedups._frames_c import scan_frames
     except ImportError:
         from machinery._speedups._codec_py import decode, encode, parse_number_args
+        from machinery._speedups._frames_py import scan_frames
 
         USING_EXTENSIONS = False
     else:

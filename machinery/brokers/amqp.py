@@ -17,11 +17,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pika.channel import Channel
+from pika.data import decode_table
 from pika.spec import Basic, BasicProperties
 
+from machinery._speedups import Delivered
 from machinery.brokers.amqp_acks import TAG_BITS, TAG_MASK, AckingConnection
 from machinery.brokers.amqp_connection import AfterConfirm, Resolved, Step
 from machinery.brokers.amqp_socket import PERSISTENT
@@ -344,23 +346,49 @@ class AMQPBroker(AckingConnection):
                 self._acked_above.add(tag)
 
     def _on_message(self, ch: Channel, method: Basic.Deliver, props: BasicProperties, body: bytes) -> None:
-        """(I/O thread) Buffer one delivery, or delay again a delayed message that came back early."""
+        """(I/O thread) One delivery that pika read (the others come in batches to ``_on_deliveries``)."""
         if ch is not self._con:
             return
-        tag = method.delivery_tag or 0
-        queue = self._consumer_queue.get(method.consumer_tag or "")
-        if queue is None:
-            ch.basic_reject(tag, requeue=True)
-            self._acked_above.add(tag)
+        item = (method.consumer_tag or "", method.delivery_tag or 0, bool(method.redelivered), props.priority or 0,
+                None, body)
+        if not self._accept(item, props.headers):
             return
-        raw = props.headers
+        if len(self._incoming) == 1:
+            if self._sleepers and not self._buffer:
+                # A fetcher waits for this one: hand it over now rather than at the end of the pass
+                # (the rest of a burst read in this pass is still handed over in one batch).
+                self._hand_over()
+            else:
+                assert self._ioloop is not None
+                self._ioloop.call_later(0, self._hand_over)
+
+    def _on_deliveries(self, batch: list[Delivered]) -> None:
+        """(I/O thread) Deliveries read by the connection's frame scanner, handed over together."""
+        accept = self._accept
+        for item in batch:
+            table = item[4]
+            accept(item, decode_table(table, 0)[0] if table is not None else None)
+        self._hand_over()
+
+    def _accept(self, item: Delivered, raw: Mapping[Any, object] | None) -> bool:
+        """(I/O thread) Add one delivery (with its decoded headers, ``raw``) to those read in this
+        pass; False when it was given back (no consumer of ours) or is a delayed message come back
+        early (delayed again)."""
+        consumer_tag, tag, redelivered, priority, _table, body = item
+        queue = self._consumer_queue.get(consumer_tag)
+        con = self._con
+        if queue is None or con is None:
+            if con is not None:
+                con.basic_reject(tag, requeue=True)
+                self._acked_above.add(tag)
+            return False
         headers: Mapping[str, str] = _EMPTY
-        count = 2 if method.redelivered else 1
+        count = 2 if redelivered else 1
         if raw:
             due = raw.get(DUE_HEADER)
             if isinstance(due, int) and due > time.time() * 1000.0:
-                self._redelay(queue, tag, props, body, due)
-                return
+                self._redelay(queue, tag, priority=priority, raw=raw, body=body, due=due)
+                return False
             before = raw.get(DELIVERIES_HEADER)
             if isinstance(before, int):
                 count += before
@@ -370,20 +398,11 @@ class AMQPBroker(AckingConnection):
             headers = {
                 k: (v if isinstance(v, str) else v.decode("utf-8", "replace"))
                 for k, v in raw.items()
-                if isinstance(v, str | bytes) and k not in INTERNAL_HEADERS
+                if isinstance(k, str) and isinstance(v, str | bytes) and k not in INTERNAL_HEADERS
             }
-        priority = props.priority or 0
         delivery = Delivery(queue, body, (self._gen << TAG_BITS) | tag, count, priority, headers)
-        incoming = self._incoming
-        incoming.append((-priority, next(self._seq), delivery))
-        if len(incoming) == 1:
-            if self._sleepers and not self._buffer:
-                # A fetcher waits for this one: hand it over now rather than at the end of the pass
-                # (the rest of a burst read in this pass is still handed over in one batch).
-                self._hand_over()
-            else:
-                assert self._ioloop is not None
-                self._ioloop.call_later(0, self._hand_over)
+        self._incoming.append((-priority, next(self._seq), delivery))
+        return True
 
     def _hand_over(self) -> None:
         """(I/O thread) Move the deliveries read in this pass of the I/O loop into the buffer that
@@ -403,16 +422,18 @@ class AMQPBroker(AckingConnection):
                 self._cond.notify_all()
         incoming.clear()
 
-    def _redelay(self, queue: str, tag: int, props: BasicProperties, body: bytes, due: int) -> None:
+    def _redelay(
+        self, queue: str, tag: int, *, priority: int, raw: Mapping[Any, object], body: bytes, due: int
+    ) -> None:
         """(I/O thread) Put an early message into the bucket for the rest of its wait, then ack it."""
         bucket = bucket_for(due - time.time() * 1000.0)
-        headers = dict(props.headers or {})
+        headers: dict[str, Any] = {k: v for k, v in raw.items() if isinstance(k, str)}
         headers[BUCKET_HEADER] = str(bucket)
         for key in ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
                     "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason"):
             headers.pop(key, None)
         out = Resolved(delay_exchange(self.exchange), queue, body,
-                   BasicProperties(delivery_mode=2, priority=props.priority, headers=headers))
+                   BasicProperties(delivery_mode=2, priority=priority or None, headers=headers))
         gen = self._gen
 
         def publish() -> None:

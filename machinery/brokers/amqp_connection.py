@@ -27,7 +27,8 @@ from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
-from machinery.brokers.amqp_socket import CoalescingConnection, PublishFrames, hold_while_running
+from machinery._speedups import Confirmed, Delivered
+from machinery.brokers.amqp_socket import CoalescingConnection, FastFrames, PublishFrames, hold_while_running
 from machinery.brokers.amqp_topology import mask_url
 from machinery.errors import BrokerError
 
@@ -172,6 +173,10 @@ class AMQPConnection:
     def _closing_hook(self) -> None:
         """(I/O thread) Called just before the connection is closed for good."""
 
+    def _on_deliveries(self, batch: list[Delivered]) -> None:
+        """(I/O thread) Deliveries on the consuming channel read by the frame scanner."""
+        raise NotImplementedError
+
     # ----------------------------------------------------------------- publishing with confirms
 
     def _publish_confirmed(self, outs: list[Resolved]) -> None:
@@ -254,12 +259,20 @@ class AMQPConnection:
             self._pub_seq = seq
 
     def _on_confirm(self, frame: Method[Basic.Ack | Basic.Nack]) -> None:
-        """(I/O thread) Settle every publish that this ack or nack covers."""
+        """(I/O thread) A confirm that pika read (the others come in batches to ``_on_confirms``)."""
         method = frame.method
-        tag = method.delivery_tag
-        nack = isinstance(method, Basic.Nack)
+        self._confirmed(method.delivery_tag, bool(method.multiple), isinstance(method, Basic.Nack))
+
+    def _on_confirms(self, batch: list[Confirmed]) -> None:
+        """(I/O thread) Confirms read by the connection's frame scanner."""
+        confirmed = self._confirmed
+        for tag, multiple, nack in batch:
+            confirmed(tag, multiple, nack)
+
+    def _confirmed(self, tag: int, multiple: bool, nack: bool) -> None:
+        """(I/O thread) Settle every publish that this ack or nack covers."""
         pending = self._unconfirmed
-        if method.multiple:
+        if multiple:
             tags: list[int] = []
             for seq in pending:
                 if seq > tag:
@@ -488,12 +501,18 @@ class AMQPConnection:
         self._ready = True
         self._failures = 0
         self._last_error = ""
+        conn, consuming, publishing = self._conn, self._con, self._pub
+        if conn is not None and consuming is not None and publishing is not None and conn.can_scan:
+            conn.fast = FastFrames(consuming.channel_number, self._on_deliveries, publishing.channel_number,
+                                   self._on_confirms)
         self._resumed()
         self._drain_ops()
 
     def _on_channel_closed(self, ch: Channel, exc: Exception) -> None:
         """(I/O thread) A publishing or consuming channel closed under us: start over."""
         conn = self._conn
+        if conn is not None:
+            conn.fast = None  # pika handles what still arrives
         if conn is not None and conn.is_open and not self._closing:
             log.error("AMQP channel %s closed (%s); reconnecting", ch.channel_number, exc)
             conn.close(320, "channel closed")

@@ -9,6 +9,11 @@ publish or an ack leaves without waiting for another poll. On a TLS socket, on a
 when pika still holds unsent data, the rest goes through pika's transport as before (order kept).
 ``hold_while_running`` lets the loop's lock be taken by other threads only while the loop polls.
 ``PublishFrames`` builds a publish's frames directly, with what is constant cached.
+
+Incoming, deliveries (a ``Basic.Deliver`` with its content) and publisher confirms are read by the
+hot path's ``scan_frames`` and handed to ``FastFrames``' callbacks in batches, without pika's frame,
+method and property objects; every other frame, and any that the scanner does not take, goes
+through pika as before, in order.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pika
@@ -23,7 +29,9 @@ from pika import frame
 from pika.adapters.select_connection import IOLoop, PollPoller
 from pika.spec import Basic, BasicProperties
 
-__all__ = ["PERSISTENT", "CoalescingConnection", "PublishFrames", "hold_while_running"]
+from machinery._speedups import Confirmed, Delivered, scan_frames
+
+__all__ = ["PERSISTENT", "CoalescingConnection", "FastFrames", "PublishFrames", "hold_while_running"]
 
 #: The properties of a plain persistent message; ``PublishFrames`` encodes them once.
 PERSISTENT = BasicProperties(delivery_mode=2)
@@ -36,12 +44,87 @@ _FRAME_BODY = 3
 _MAX_CACHED = 1024
 
 
+class FastFrames:
+    """Where ``CoalescingConnection`` hands the deliveries and confirms it reads itself."""
+
+    __slots__ = ("confirm_channel", "deliver_channel", "on_confirms", "on_deliveries")
+
+    def __init__(
+        self,
+        deliver_channel: int,
+        on_deliveries: Callable[[list[Delivered]], None],
+        confirm_channel: int,
+        on_confirms: Callable[[list[Confirmed]], None],
+    ) -> None:
+        self.deliver_channel = deliver_channel
+        self.on_deliveries = on_deliveries
+        self.confirm_channel = confirm_channel
+        self.on_confirms = on_confirms
+
+
+#: pika's own reading of incoming data, and its handling of one frame (both private; without them,
+#: pika reads everything itself).
+_pika_read: Any = getattr(pika.connection.Connection, "_on_data_available", None)
+_pika_process: Any = getattr(pika.connection.Connection, "_process_frame", None)
+
+
 class CoalescingConnection(pika.SelectConnection):
-    """``SelectConnection`` whose outgoing frames are joined and sent once per I/O loop pass."""
+    """``SelectConnection`` whose outgoing frames are joined and sent once per I/O loop pass, and
+    whose deliveries and confirms are read by ``scan_frames`` once ``fast`` is set."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._outgoing: list[bytes] = []
+        self.fast: FastFrames | None = None
+        """Set by the owner once its consuming and confirming channels are open (when ``can_scan``);
+        None hands every frame to pika."""
         super().__init__(*args, **kwargs)
+
+    #: Whether this pika lets ``fast`` take over reading.
+    can_scan = callable(_pika_read) and callable(_pika_process)
+
+    def _on_data_available(self, data_in: bytes) -> None:
+        """(I/O thread) Read what arrived: runs of deliveries and confirms through ``scan_frames``,
+        any other frame through pika, in the order they came."""
+        fast = self.fast
+        state: Any = self
+        if fast is None:
+            _pika_read(self, data_in)
+            return
+        buffered: bytes = state._frame_buffer
+        data = buffered + data_in if buffered else data_in
+        state._frame_buffer = b""
+        end = len(data)
+        at = 0
+        while at < end:
+            used, frames, deliveries, confirms = scan_frames(data, at, fast.deliver_channel, fast.confirm_channel)
+            if used:
+                at += used
+                state.bytes_received += used
+                state.frames_received += frames
+                if confirms:
+                    fast.on_confirms(confirms)
+                if deliveries:
+                    fast.on_deliveries(deliveries)
+            elif end - at >= 7:
+                stop = at + 8 + int.from_bytes(data[at + 3:at + 7], "big")
+                if stop > end:
+                    break
+                consumed, value = frame.decode_frame(data[at:stop])
+                if value is None:  # pika reads it as incomplete: leave it to pika's own loop
+                    break
+                at += consumed
+                state.bytes_received += consumed
+                _pika_process(self, value)
+            else:
+                break
+            if self.is_closed:
+                return
+            if self.fast is not fast:
+                fast = self.fast
+                if fast is None:
+                    break
+        if at < end:
+            _pika_read(self, data[at:])
 
     def _adapter_emit_data(self, data: bytes) -> None:
         """(I/O thread) Collect ``data``; the first frame of a pass schedules the flush."""
