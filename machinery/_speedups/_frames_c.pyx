@@ -48,12 +48,12 @@ cdef inline Py_ssize_t frame_at(const uint8_t* d, Py_ssize_t at, Py_ssize_t end,
     return stop
 
 
-def scan_frames(bytes data, Py_ssize_t offset, int deliver_channel, int confirm_channel):
+def scan_frames(bytes data, object offset, int deliver_channel, int confirm_channel):
     """Read deliveries on ``deliver_channel`` and confirms on ``confirm_channel`` from ``offset``:
     (bytes read, frames read, deliveries, confirms), stopping before the first other frame."""
     cdef const uint8_t* d = <const uint8_t*><char*>data
     cdef Py_ssize_t end = len(data)
-    cdef Py_ssize_t at = offset
+    cdef Py_ssize_t at
     cdef Py_ssize_t p, stop, tag_end, q, head_at, head_stop, b, body_stop, size, prop, table_at
     cdef Py_ssize_t frames = 0
     cdef int kind, channel, kind2, channel2, method_id, count, i, flags, priority
@@ -65,6 +65,7 @@ def scan_frames(bytes data, Py_ssize_t offset, int deliver_channel, int confirm_
     cdef object consumer_tag, headers, body
     if offset < 0 or offset > end:
         raise ValueError(f"offset {offset} is outside the data ({end} bytes)")
+    at = offset
     while True:
         stop = frame_at(d, at, end, &kind, &channel)
         if stop < 0 or kind != METHOD or stop - at < 11:
@@ -169,4 +170,4 @@ def scan_frames(bytes data, Py_ssize_t offset, int deliver_channel, int confirm_
         deliveries.append((consumer_tag, tag, redelivered, priority, headers, body))
         at = b
         frames += count
-    return at - offset, frames, deliveries, confirms
+    return at - <Py_ssize_t>offset, frames, deliveries, confirms

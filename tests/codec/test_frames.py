@@ -347,7 +347,7 @@ def test_empty_and_end_offsets(frames: FramesModule) -> None:
     assert_scan(frames.scan_frames(data, len(data), 1, 2), NOTHING)
 
 
-@pytest.mark.parametrize("offset", [-1, -100, 22, 23, 2**31])
+@pytest.mark.parametrize("offset", [-1, -100, 22, 23, 2**31, 2**70, -(2**70)])
 def test_an_offset_outside_the_data_is_a_value_error(frames: FramesModule, offset: int) -> None:
     """The one error the scanner raises: an offset before the data or past its end."""
     data = Stream((Confirm(1, False, False),)).data
