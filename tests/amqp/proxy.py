@@ -4,6 +4,7 @@ without touching the shared server."""
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import threading
 import time
@@ -13,10 +14,13 @@ __all__ = ["TCPProxy"]
 
 class TCPProxy:
     """Forwards ``127.0.0.1:<port>`` to ``upstream``; ``cut()`` closes every connection and refuses
-    new ones for a moment, as a network failure would."""
+    new ones for a moment, as a network failure would. With ``chunks`` (a seed), what the server
+    sends reaches the client in random pieces of 1 to 700 bytes with pauses between them, so that
+    frames arrive split at every kind of boundary."""
 
-    def __init__(self, upstream: tuple[str, int] = ("127.0.0.1", 5672)) -> None:
+    def __init__(self, upstream: tuple[str, int] = ("127.0.0.1", 5672), *, chunks: int | None = None) -> None:
         self.upstream = upstream
+        self._random = random.Random(chunks) if chunks is not None else None
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener = self._listen(0)
@@ -50,13 +54,24 @@ class TCPProxy:
             with self._lock:
                 self._sockets.update((client, server))
                 self.connections += 1
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, split in ((client, server, False), (server, client, self._random is not None)):
+                threading.Thread(target=self._pump, args=(a, b, split), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, split: bool) -> None:
+        pick = self._random
+        if split:
+            sink.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if not split or pick is None:
+                    sink.sendall(data)
+                    continue
+                at = 0
+                while at < len(data):
+                    size = pick.randint(1, 700)
+                    sink.sendall(data[at:at + size])
+                    at += size
+                    time.sleep(0.0002)
         except OSError:
             pass
         finally:
