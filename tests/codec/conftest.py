@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol, cast
 
 import pytest
+from _pytest.mark.structures import ParameterSet
 
 from machinery._speedups import _codec_py
 from machinery.signature import Signature
@@ -34,23 +35,29 @@ class CompiledCodecModule(CodecModule, Protocol):
     def _decode_strict(self, data: bytes) -> Signature: ...
 
 
-def load_compiled() -> CompiledCodecModule | None:
-    """The compiled codec, or None when it was not built."""
+def import_compiled(name: str) -> object | None:
+    """The compiled module ``machinery._speedups.<name>``, or None when it was not built."""
     try:
-        module = importlib.import_module("machinery._speedups._codec_c")
+        return importlib.import_module(f"machinery._speedups.{name}")
     except ImportError:
         return None
-    return cast(CompiledCodecModule, module)
+
+
+def twin_params(twin: object, compiled: object | None, what: str) -> list[ParameterSet]:
+    """Test parameters for the pure twin and the compiled module (marked ``c_extension``; skipped
+    when it was not built)."""
+    return [
+        pytest.param(twin, id="py"),
+        pytest.param(compiled, id="c", marks=[
+            pytest.mark.c_extension, pytest.mark.skipif(compiled is None, reason=f"the compiled {what} is not built"),
+        ]),
+    ]
 
 
 PY_CODEC: CodecModule = _codec_py
-C_CODEC = load_compiled()
+C_CODEC = cast(CompiledCodecModule | None, import_compiled("_codec_c"))
+CODEC_PARAMS = twin_params(PY_CODEC, C_CODEC, "codec")
 NO_C = pytest.mark.skipif(C_CODEC is None, reason="the compiled codec is not built")
-
-CODEC_PARAMS = [
-    pytest.param(PY_CODEC, id="py"),
-    pytest.param(C_CODEC, id="c", marks=[pytest.mark.c_extension, NO_C]),
-]
 
 
 @pytest.fixture(params=CODEC_PARAMS, scope="session")

@@ -8,7 +8,6 @@ it skips when the module is not built), as ``codec`` is in ``conftest.py``.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import struct
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from pika.spec import Basic, BasicProperties
 
 from machinery._speedups import _frames_py
 from machinery._speedups._frames_py import Confirmed, Delivered
+from tests.codec.conftest import import_compiled, twin_params
 
 Scan = tuple[int, int, list[Delivered], list[Confirmed]]
 T = TypeVar("T")
@@ -37,23 +37,9 @@ class FramesModule(Protocol):
     def scan_frames(self, data: bytes, offset: int, deliver_channel: int, confirm_channel: int) -> Scan: ...
 
 
-def load_compiled() -> FramesModule | None:
-    """The compiled frame scanner, or None when it was not built."""
-    try:
-        module = importlib.import_module("machinery._speedups._frames_c")
-    except ImportError:
-        return None
-    return cast(FramesModule, module)
-
-
 PY_FRAMES: FramesModule = _frames_py
-C_FRAMES = load_compiled()
-NO_C = pytest.mark.skipif(C_FRAMES is None, reason="the compiled frame scanner is not built")
-
-FRAMES_PARAMS = [
-    pytest.param(PY_FRAMES, id="py"),
-    pytest.param(C_FRAMES, id="c", marks=[pytest.mark.c_extension, NO_C]),
-]
+C_FRAMES = cast(FramesModule | None, import_compiled("_frames_c"))
+FRAMES_PARAMS = twin_params(PY_FRAMES, C_FRAMES, "frame scanner")
 
 
 @pytest.fixture(params=FRAMES_PARAMS, scope="module")
