@@ -367,7 +367,14 @@ class AMQPBroker(AckingConnection):
         accept = self._accept
         for item in batch:
             table = item[4]
-            accept(item, decode_table(table, 0)[0] if table is not None else None)
+            headers = None
+            if table is not None:
+                try:
+                    headers = decode_table(table, 0)[0]
+                except Exception as exc:  # RabbitMQ passed a table pika cannot read: keep the message
+                    log.warning("delivery %d has headers that cannot be read (%s); delivering it without them",
+                                item[1], type(exc).__name__)
+            accept(item, headers)
         self._hand_over()
 
     def _accept(self, item: Delivered, raw: Mapping[Any, object] | None) -> bool:
