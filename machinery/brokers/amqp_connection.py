@@ -147,6 +147,8 @@ class AMQPConnection:
         self._last_error = ""
         self._gen = 0
         """Connection generation: deliveries carry it in their tags; a new connection voids old ones."""
+        self._scan_frames = True
+        """Read deliveries and confirms with the hot path's frame scanner (False: all through pika)."""
 
         # Owned by the I/O thread.
         self._conn: CoalescingConnection | None = None
@@ -502,7 +504,8 @@ class AMQPConnection:
         self._failures = 0
         self._last_error = ""
         conn, consuming, publishing = self._conn, self._con, self._pub
-        if conn is not None and consuming is not None and publishing is not None and conn.can_scan:
+        if (conn is not None and consuming is not None and publishing is not None and conn.can_scan
+                and self._scan_frames):
             conn.fast = FastFrames(consuming.channel_number, self._on_deliveries, publishing.channel_number,
                                    self._on_confirms)
         self._resumed()
