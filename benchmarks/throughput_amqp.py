@@ -94,11 +94,6 @@ class SideChannel:
                 self.times.extend([now] * len(chunk))
                 self._cond.notify_all()
 
-    @property
-    def count(self) -> int:
-        with self._cond:
-            return len(self.times)
-
     def wait_for(self, n: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -434,7 +429,7 @@ def machinery_rows(n: int, samples: int, channel: SideChannel, *, stored: bool, 
 
 
 def _time_peer_worker(row: Row, command: list[str], env: dict[str, str], n: int, channel: SideChannel) -> None:
-    """Run a peer's worker process until the side channel counted ``n`` completions (or 600 s
+    """Run a peer's worker process until the side channel reports its ``n``-th completion (or 600 s
     passed), record its processing rate in ``row``, and stop it."""
     env = {**env, EXPECT_ENV: str(n)}
     worker = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
