@@ -7,10 +7,10 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from machinery.brokers.base import REASON_HEADER, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
+from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
 
 __all__ = ["MemoryBroker"]
 
@@ -37,7 +37,7 @@ class _Queue:
     """Heap of (deliverable-at, seq, message)."""
 
 
-class MemoryBroker:
+class MemoryBroker(Broker):
     """A Broker holding messages in this process's memory.
 
     ``MemoryBroker.named(name)`` gives one shared instance per name, so a producer and a worker
@@ -120,17 +120,6 @@ class MemoryBroker:
         with self._cond:
             for name in queues:
                 self._queue(name)
-
-    def publish(
-        self,
-        queue: str,
-        body: bytes,
-        *,
-        delay: float = 0.0,
-        priority: int = 0,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.publish_many([OutgoingMessage(queue, body, delay, priority, headers or {})])
 
     def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
         now = time.monotonic()

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from machinery.brokers.base import REASON_HEADER, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
+from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
 from machinery.brokers.sqlite_pool import ConnectionPool, SQLiteOptions, parse_sqlite_url
 from machinery.brokers.wakeup import Listener, WakeupChannel, wake_directory
 from machinery.config import Config
@@ -136,7 +136,7 @@ def _check_queue(queue: str) -> None:
         raise BrokerError(f"a queue name must be a non-empty str, got {queue!r}")
 
 
-class SQLiteBroker:
+class SQLiteBroker(Broker):
     """A broker in one SQLite file (WAL mode), safe for many producer and consumer processes and
     threads. See the module docstring for the leasing, durability and wake-up design."""
 
@@ -189,18 +189,6 @@ class SQLiteBroker:
         for queue in queues:
             _check_queue(queue)
         self._check_open()
-
-    def publish(
-        self,
-        queue: str,
-        body: bytes,
-        *,
-        delay: float = 0.0,
-        priority: int = 0,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Store one message (committed before this returns), then wake waiting consumers."""
-        self.publish_many([OutgoingMessage(queue, body, delay, priority, headers or {})])
 
     def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
         """Store several messages in one transaction, then wake waiting consumers."""

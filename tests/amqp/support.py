@@ -77,7 +77,8 @@ def _delete_all() -> None:
 
 
 def new_broker(
-    url: str, token: str, *, prefetch_count: int = 16, queue_declare_args: Mapping[str, object] | None = None
+    url: str, token: str, *, prefetch_count: int = 16, queue_declare_args: Mapping[str, object] | None = None,
+    fast_path: bool = True,
 ) -> AMQPBroker:
     """An AMQP broker on exchange ``ex-<token>``; its topology is deleted when the tests end."""
     exchange = f"ex-{token}"
@@ -90,6 +91,7 @@ def new_broker(
         binding_key=queue,
         prefetch_count=prefetch_count,
         queue_declare_args=queue_declare_args,
+        fast_path=fast_path,
     )
 
 

@@ -13,7 +13,7 @@ import pika
 import pytest
 
 from machinery.brokers.amqp import AMQPBroker
-from machinery.brokers.amqp_connection import Resolved, Waiter
+from machinery.brokers.amqp_confirms import Resolved, Waiter
 from machinery.brokers.amqp_topology import DELAY_BUCKETS, bucket_for, mask_url
 from machinery.brokers.base import Delivery, OutgoingMessage
 from machinery.errors import BrokerError
@@ -54,7 +54,7 @@ def test_a_masked_url_hides_only_the_password() -> None:
 
 def test_an_amqps_url_uses_tls_with_the_default_context_and_checks_the_host() -> None:
     broker = AMQPBroker("amqps://user:pw@rabbit.example:5671/")
-    ssl_options = broker._params.ssl_options
+    ssl_options = broker.connection.params.ssl_options
     assert ssl_options is not None
     assert ssl_options.context.verify_mode == ssl.CERT_REQUIRED
     assert ssl_options.context.check_hostname
@@ -287,13 +287,13 @@ def test_acks_reach_rabbitmq_whether_or_not_the_io_thread_is_collecting_them(
 def _publishing_threads(broker: AMQPBroker) -> list[str]:
     """Record the name of the thread that hands each publish to pika."""
     names: list[str] = []
-    original = broker._publish_now
+    original = broker.connection.publish_now
 
     def recording(outs: Sequence[Resolved], waiter: Waiter) -> None:
         names.append(threading.current_thread().name)
         original(outs, waiter)
 
-    broker.__dict__["_publish_now"] = recording
+    broker.connection.__dict__["publish_now"] = recording
     return names
 
 
@@ -319,7 +319,7 @@ def test_a_publish_while_the_io_thread_is_busy_is_handed_to_it(broker: AMQPBroke
         broker.publish(queue, b"queued")
         finished.set()
 
-    with broker._loop_lock:  # the I/O thread cannot run pika now, nor can a publisher
+    with broker.connection.loop_lock:  # the I/O thread cannot run pika now, nor can a publisher
         publisher = threading.Thread(target=publish)
         publisher.start()
         assert not finished.wait(0.2)
