@@ -18,7 +18,8 @@ from machinery.brokers.amqp_topology import DELAY_BUCKETS, bucket_for, mask_url
 from machinery.brokers.base import Delivery, OutgoingMessage
 from machinery.errors import BrokerError
 from tests.amqp.proxy import TCPProxy
-from tests.amqp.support import forget_at_exit, new_broker, unique_name
+from tests.support.amqp import forget_at_exit, new_broker
+from tests.support.names import unique_name
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ restart, and poison messages published straight to the queue."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,10 +14,10 @@ import pytest
 
 from machinery import App, Config, Signature, TaskFailed, chain
 from machinery.brokers.base import REASON_HEADER, dead_letter_queue
-from tests.amqp.support import amqp_config, effects, eventually
-from tests.amqp.workers import WorkerProcess, worker_process
-
-TIMEOUT = 30.0
+from tests.support.amqp import amqp_config
+from tests.support.effects import effects, recorded_at
+from tests.support.processes import WorkerProcess, worker_process
+from tests.support.waiting import TIMEOUT, eventually
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +66,7 @@ def test_a_task_with_an_eta_runs_no_earlier_and_survives_a_worker_restart(tmp_pa
         assert effects(side) == []
         with worker_process(config, tmp_path / "worker.log", MACHINERY_TEST_EFFECTS=str(side)):
             assert eventually(lambda: effects(side) == ["eta"], timeout=TIMEOUT)
-    with sqlite3.connect(side) as db:
-        [(ran_at,)] = db.execute("SELECT at FROM effects").fetchall()
+    [ran_at] = recorded_at(side)
     assert ran_at >= eta.timestamp()
 
 

@@ -18,7 +18,8 @@ from machinery.brokers._pika_fastpath import FastPathConnection
 from machinery.brokers.amqp import AMQPBroker
 from machinery.brokers.base import OutgoingMessage
 from machinery.config import Config
-from tests.amqp.support import forget_at_exit, new_broker, unique_name
+from tests.support.amqp import forget_at_exit, new_broker
+from tests.support.names import unique_name
 
 
 class FakeTransport:

@@ -10,10 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from machinery import App, Signature, TaskFailed, TaskState, chain
-from tests.runtime.helpers import running
 from tests.runtime.tasks import register_test_tasks
-
-T = 20.0
+from tests.support.waiting import TIMEOUT
+from tests.support.workers import running
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def check_chain(app: App, steps: list[Step]) -> None:
     expected = model(steps)
     last_run = max(i for i, e in enumerate(expected) if e is not None)
     try:
-        value = result.get(timeout=T)
+        value = result.get(timeout=TIMEOUT)
         failed_at = None
     except TaskFailed as exc:
         failed_at = [s.uuid for s in sigs].index(exc.task_uuid)
@@ -79,7 +78,7 @@ def check_chain(app: App, steps: list[Step]) -> None:
             assert record.state is TaskState.FAILURE
             assert record.error == f"failed on {list(args)}"
             callback = sig.on_error[0]
-            assert app.result(callback.uuid).get(timeout=T) == (record.error, "error-callback")
+            assert app.result(callback.uuid).get(timeout=TIMEOUT) == (record.error, "error-callback")
         else:
             assert record.state is TaskState.SUCCESS, f"step {i}: {record}"
             assert record.result == apply(step.task, args), f"step {i} received other args than {args}"

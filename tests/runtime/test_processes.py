@@ -13,9 +13,8 @@ import pytest
 
 from machinery import App, Config, Signature, TaskState, chain
 from tests.runtime.brokers import sqlite_config
-from tests.runtime.helpers import REPO_ROOT, eventually, process_env, worker_command
-
-T = 30.0
+from tests.support.processes import REPO_ROOT, process_env, worker_command
+from tests.support.waiting import TIMEOUT, eventually
 
 
 @pytest.fixture
@@ -32,7 +31,7 @@ def app(config: Config) -> Iterator[App]:
 
 def start_worker(config: Config, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        worker_command("tests.runtime.worker_app:app", *args),
+        worker_command(*args, log_level="INFO"),
         cwd=REPO_ROOT, env=process_env(config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
 
@@ -41,7 +40,7 @@ def stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
-        out, _ = proc.communicate(timeout=T)
+        out, _ = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
@@ -52,7 +51,7 @@ def test_seed_chain_gives_52_with_a_worker_in_another_process(app: App, config: 
     proc = start_worker(config, "-c", "2")
     try:
         result = app.send_task(chain(Signature("add", [1, 1]), Signature("add", [5, 6]), Signature("multiply", [4])))
-        assert result.get(timeout=T) == 52.0
+        assert result.get(timeout=TIMEOUT) == 52.0
         assert [step.state for step in result.steps] == [TaskState.SUCCESS] * 3
     finally:
         code, out = stop(proc)
@@ -64,7 +63,7 @@ def test_sigterm_lets_the_running_task_finish_and_gives_back_the_rest(app: App, 
     proc = start_worker(config, "-c", "1")
     try:
         results = [app.send_task(Signature("sleep", [1.0])) for _ in range(4)]
-        assert eventually(lambda: results[0].state is TaskState.STARTED, timeout=T)
+        assert eventually(lambda: results[0].state is TaskState.STARTED, timeout=TIMEOUT)
         code, out = stop(proc)  # one SIGTERM
     finally:
         if proc.poll() is None:
@@ -80,7 +79,7 @@ def test_worker_started_again_runs_what_was_given_back(app: App, config: Config)
     results = [app.send_task(Signature("add", [i])) for i in range(3)]
     proc = start_worker(config, "-c", "2")
     try:
-        assert [r.get(timeout=T) for r in results] == [0.0, 1.0, 2.0]
+        assert [r.get(timeout=TIMEOUT) for r in results] == [0.0, 1.0, 2.0]
     finally:
         code, out = stop(proc)
     assert code == 0, out
@@ -90,7 +89,7 @@ def test_second_signal_exits_at_once(app: App, config: Config) -> None:
     proc = start_worker(config, "-c", "1")
     try:
         result = app.send_task(Signature("sleep", [30.0]))
-        assert eventually(lambda: result.state is TaskState.STARTED, timeout=T)
+        assert eventually(lambda: result.state is TaskState.STARTED, timeout=TIMEOUT)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)

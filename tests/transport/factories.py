@@ -19,6 +19,7 @@ from machinery.backends.sqlite import SQLiteBackend
 from machinery.brokers.base import Broker
 from machinery.brokers.memory import MemoryBroker
 from machinery.brokers.sqlite import SQLiteBroker
+from tests.support.amqp import new_broker
 
 __all__ = ["BACKEND_FACTORIES", "BROKER_FACTORIES", "BackendFactory", "BrokerFactory", "FactoryContext"]
 
@@ -68,8 +69,6 @@ def _sqlite_broker(ctx: FactoryContext) -> Broker:
 
 
 def _amqp_broker(ctx: FactoryContext) -> Broker:
-    from tests.amqp.support import new_broker
-
     assert ctx.service_url is not None
     return new_broker(ctx.service_url, ctx.token)
 
@@ -77,8 +76,6 @@ def _amqp_broker(ctx: FactoryContext) -> Broker:
 def _amqp_broker_public_pika(ctx: FactoryContext) -> Broker:
     """The AMQP broker on pika's public API only (``fast_path=False``: as where pika's internals
     are not what the fast path expects)."""
-    from tests.amqp.support import new_broker
-
     assert ctx.service_url is not None
     return new_broker(ctx.service_url, ctx.token, fast_path=False)
 

@@ -25,7 +25,7 @@ from pika.spec import Basic, BasicProperties
 
 from machinery._speedups import _frames_py
 from machinery._speedups._frames_py import Confirmed, Delivered
-from tests.codec.conftest import import_compiled, twin_params
+from tests.hotpath.conftest import import_compiled, twin_params
 
 Scan = tuple[int, int, list[Delivered], list[Confirmed]]
 T = TypeVar("T")

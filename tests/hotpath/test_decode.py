@@ -9,8 +9,8 @@ import pytest
 from machinery.errors import DecodeError
 from machinery.jsonvalues import EMPTY_DICT, MAX_DEPTH, FrozenDict
 from machinery.signature import Signature
-from tests.codec.conftest import CodecModule
-from tests.codec.strict import same_value
+from tests.hotpath.conftest import CodecModule
+from tests.hotpath.strict import same_value
 
 SEED_MESSAGE = b"""{
     "Name": "add",

@@ -11,7 +11,7 @@ from machinery.errors import EncodeError
 from machinery.jsonvalues import MAX_DEPTH, FrozenDict
 from machinery.signature import Signature
 from machinery.workflows import chain
-from tests.codec.conftest import CodecModule
+from tests.hotpath.conftest import CodecModule
 
 SEED_CHAIN = (
     b'{"UUID":"t1","Name":"add","RoutingKey":"","ETA":null,"GroupUUID":"","GroupTaskCount":0,"Args":[1,1],'
