@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
@@ -19,10 +19,8 @@ from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.routing import outgoing
 from machinery.signature import Signature
 from machinery.task import Task
+from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group
-
-if TYPE_CHECKING:
-    from machinery.worker import Worker
 
 __all__ = ["App", "TaskDecorator", "TaskFunction", "init_app"]
 
@@ -264,8 +262,6 @@ class App:
         self, *, concurrency: int | None = None, queues: Sequence[str] | None = None, prefetch: int | None = None
     ) -> Worker:
         """A Worker for this app (the seed's ``InitWorker``); ``launch()`` runs it."""
-        from machinery.worker import Worker
-
         return Worker(self, concurrency=concurrency, queues=queues, prefetch=prefetch)
 
 
