@@ -3,7 +3,7 @@ machine; by default the same file as the SQLite broker, in its own tables.
 
 Rows expire ``expires_in`` seconds after their last write: reads ignore expired rows and writes
 delete them now and then. ``wait`` blocks on a unix datagram socket that ``set`` pokes after
-committing a final state (:mod:`machinery.brokers.wakeup`), with a poll every ``poll_interval``
+committing a final state (:mod:`machinery.sqlite.wakeup`), with a poll every ``poll_interval``
 seconds as the fallback. Durability is the broker's: WAL with ``synchronous=NORMAL`` by default.
 """
 
@@ -14,11 +14,11 @@ import time
 from collections.abc import Sequence
 
 from machinery.backends.records import decode_value, encode_value, stamped
-from machinery.brokers.sqlite_pool import ConnectionPool, SQLiteOptions, parse_sqlite_url
-from machinery.brokers.wakeup import WakeupChannel, wake_directory
 from machinery.config import Config
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
+from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, parse_sqlite_url
+from machinery.sqlite.wakeup import WakeupChannel, wake_directory
 from machinery.states import TaskResult, TaskState
 
 __all__ = ["SQLiteBackend"]

@@ -18,7 +18,7 @@ crash of any process, the last commits may be lost on power failure or OS crash,
 is never corrupted. ``sqlite:///path?synchronous=full`` makes every commit survive power loss.
 
 Latency: a blocked ``fetch`` listens on a unix datagram socket beside the database
-(:mod:`machinery.brokers.wakeup`) and publishers poke it after commit, so an idle consumer sleeps
+(:mod:`machinery.sqlite.wakeup`) and publishers poke it after commit, so an idle consumer sleeps
 in ``select`` and wakes within microseconds; it still polls every ``poll_interval`` seconds so
 correctness never depends on a wake-up.
 """
@@ -34,10 +34,10 @@ import time
 from collections.abc import Mapping, Sequence
 
 from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
-from machinery.brokers.sqlite_pool import ConnectionPool, SQLiteOptions, parse_sqlite_url
-from machinery.brokers.wakeup import Listener, WakeupChannel, wake_directory
 from machinery.config import Config
 from machinery.errors import BrokerError
+from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, parse_sqlite_url
+from machinery.sqlite.wakeup import Listener, WakeupChannel, wake_directory
 
 __all__ = ["SQLiteBroker"]
 

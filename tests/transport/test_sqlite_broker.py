@@ -12,9 +12,9 @@ import pytest
 
 from machinery.brokers.base import OutgoingMessage, QueueDepth
 from machinery.brokers.sqlite import SQLiteBroker
-from machinery.brokers.sqlite_pool import parse_sqlite_url
 from machinery.config import Config
 from machinery.errors import BrokerError, ConfigError
+from machinery.sqlite.pool import parse_sqlite_url
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""SQLite plumbing shared by the SQLite broker and result backend: URL parsing, a pool of
+"""The SQLite connection pool shared by the SQLite broker and result backend: URL parsing, a pool of
 connections in WAL mode, and bounded retries of "database is locked" turned into clear errors.
 
 Connections are pooled rather than kept per thread so that short-lived threads (a web server's)
