@@ -1,4 +1,4 @@
-"""Example tasks: the seed's AddTask and MultiplyTask as classes with ``run(self, args)``, a task
+"""Example tasks: AddTask and MultiplyTask as classes with ``run(self, args)``, a task
 that fails (for error callbacks), and plain functions registered as tasks in ``app.py``."""
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class TaskDecorator(Protocol):
 
 
 class App:
-    """A machinery application: the seed's App. Build it from a Config (``load_config()`` when
+    """A machinery application. Build it from a Config (``load_config()`` when
     none is given), register tasks, send them, and run workers with ``app.worker()``.
 
     The broker and result backend are opened on first use from the config's URLs, unless given.
@@ -261,10 +261,10 @@ class App:
     def worker(
         self, *, concurrency: int | None = None, queues: Sequence[str] | None = None, prefetch: int | None = None
     ) -> Worker:
-        """A Worker for this app (the seed's ``InitWorker``); ``launch()`` runs it."""
+        """A Worker for this app; ``launch()`` runs it."""
         return Worker(self, concurrency=concurrency, queues=queues, prefetch=prefetch)
 
 
 def init_app(config: Config | None = None) -> App:
-    """The seed's ``InitApp``: an App for ``config``."""
+    """An App for ``config`` (the same as ``App(config)``)."""
     return App(config)

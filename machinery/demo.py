@@ -1,4 +1,4 @@
-"""The demo's tasks and app (the seed's examples), used by ``machinery demo``.
+"""The demo's tasks and app (add, multiply and a failing task), used by ``machinery demo``.
 
 The app is configured from the environment (``MACHINERY_*``), so the demo can point a worker
 process and itself at the same temporary SQLite files. ``examples/`` holds the same tasks as a
@@ -18,14 +18,14 @@ __all__ = ["AddTask", "FailingTask", "MultiplyTask", "app", "describe_error"]
 
 
 class AddTask:
-    """The seed's add: the sum of its number args."""
+    """The sum of its number args."""
 
     def run(self, args: tuple[JSONValue, ...]) -> float:
         return math.fsum(parse_number_args(args))
 
 
 class MultiplyTask:
-    """The seed's multiply: the product of its number args."""
+    """The product of its number args."""
 
     def run(self, args: tuple[JSONValue, ...]) -> float:
         return math.prod(parse_number_args(args))

@@ -106,7 +106,7 @@ class Worker:
     # -- control ------------------------------------------------------------------------------
 
     def launch(self) -> None:
-        """Run until stopped (the seed's ``Launch``). In the main thread, SIGINT and SIGTERM stop
+        """Run until stopped. In the main thread, SIGINT and SIGTERM stop
         it cleanly: no new messages, running tasks finish, fetched but unstarted messages go back;
         a second signal exits the process at once (held messages return when their leases end)."""
         if threading.current_thread() is not threading.main_thread():

@@ -1,8 +1,8 @@
 """The pure-Python codec: the reference for the compiled one in ``_codec_c.pyx``.
 
-``encode`` writes a Signature as the JSON wire message of DESIGN.md (compact, UTF-8, keys in a
-fixed order, empty callback lists as ``null``); ``decode`` reads one back, accepting the seed's
-plain args and Go Machinery v1's typed args. Both raise only their own error class on bad input.
+``encode`` writes a Signature as the JSON wire message that README.md describes (compact, UTF-8, keys in a
+fixed order, empty callback lists as ``null``); ``decode`` reads one back, accepting plain
+JSON args and Go Machinery v1's typed args. Both raise only their own error class on bad input.
 The compiled module must give the same bytes, the same values and the same error classes.
 """
 
@@ -420,7 +420,7 @@ def _check_nesting(text: str) -> None:
 
 
 def parse_number_args(args: Sequence[object]) -> list[float]:
-    """``args`` as floats (the seed's ``ParseNumberArgs``): ints and floats are accepted; bools,
+    """``args`` as floats: ints and floats are accepted; bools,
     strings, None and everything else raise ``ArgumentError`` naming the position and type."""
     if isinstance(args, (str, bytes, bytearray)) or not isinstance(args, Sequence):
         raise ArgumentError(f"args: expected a sequence of numbers, got {type(args).__name__}")

@@ -1,5 +1,5 @@
 """Property: in generated chains of non-commutative tasks with generated immutable flags, each step
-receives exactly what a reference model of the seed's rule says; a failing step stops the chain
+receives exactly what a reference model of the chain rule says; a failing step stops the chain
 and its error callback receives the error text first. Run on every broker."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class Step:
 
 
 def model(steps: list[Step]) -> list[tuple[str, ...] | None]:
-    """The args each step receives under the seed's rule (None: the step never runs)."""
+    """The args each step receives under the chain rule (None: the step never runs)."""
     received: list[tuple[str, ...] | None] = []
     previous: str | None = None  # result passed on by the step before, if it passes one
     stopped = False
@@ -101,6 +101,6 @@ def test_chain_steps_receive_what_the_model_says(app: App) -> None:
         check()
 
 
-def test_model_matches_the_seed_example() -> None:
+def test_model_matches_the_example_chain() -> None:
     steps = [Step("concatenate", ("ab",), False), Step("concatenate", ("c",), True), Step("subtract", ("a",), False)]
     assert model(steps) == [("ab",), ("ab", "c"), ("a",)]

@@ -116,7 +116,7 @@ def test_result_of_an_unknown_task_is_pending(tmp_path: Path) -> None:
     assert (shown.returncode, shown.stdout.strip()) == (0, "PENDING")
 
 
-def test_demo_prints_the_seed_results_and_stops_cleanly(tmp_path: Path) -> None:
+def test_demo_prints_the_example_results_and_stops_cleanly(tmp_path: Path) -> None:
     done = machinery(sqlite_config(tmp_path), "demo", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "add(1, 1) = 2" in done.stdout

@@ -1,4 +1,4 @@
-"""Workers in other processes, on the embedded SQLite default: the seed's chain, and a clean stop
+"""Workers in other processes, on the embedded SQLite default: the example chain, and a clean stop
 on SIGTERM that gives back what was fetched but not started."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
     return proc.returncode, out.decode(errors="replace")
 
 
-def test_seed_chain_gives_52_with_a_worker_in_another_process(app: App, config: Config) -> None:
+def test_example_chain_gives_52_with_a_worker_in_another_process(app: App, config: Config) -> None:
     proc = start_worker(config, "-c", "2")
     try:
         result = app.send_task(chain(Signature("add", [1, 1]), Signature("add", [5, 6]), Signature("multiply", [4])))

@@ -1,4 +1,4 @@
-"""Workflow semantics through a real worker, on every broker: results, callbacks (the seed's
+"""Workflow semantics through a real worker, on every broker: results, callbacks (the example's
 immutability rule), error callbacks, chains that stop on failure, retries, groups, chords, ETA."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def test_single_task_result(app: App) -> None:
         assert app.send_task(Signature("add", [1, 1])).get(timeout=TIMEOUT) == 2.0
 
 
-def test_seed_chain_gives_52(app: App) -> None:
+def test_example_chain_gives_52(app: App) -> None:
     register_test_tasks(app)
     with running(app):
         result = app.send_task(chain(Signature("add", [1, 1]), Signature("add", [5, 6]), Signature("multiply", [4])))
