@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
+from machinery.config import Config
+from machinery.schemes import SharedByName
 
 __all__ = ["MemoryBroker"]
 
-_NAMED: dict[str, MemoryBroker] = {}
-_NAMED_LOCK = threading.Lock()
+_SHARED: SharedByName[MemoryBroker] = SharedByName()
 
 
 @dataclass(slots=True)
@@ -57,11 +58,12 @@ class MemoryBroker(Broker):
     @classmethod
     def named(cls, name: str, *, visibility_timeout: float = 30.0) -> MemoryBroker:
         """The process-wide broker called ``name`` (created on first use)."""
-        with _NAMED_LOCK:
-            broker = _NAMED.get(name)
-            if broker is None:
-                broker = _NAMED[name] = cls(visibility_timeout=visibility_timeout)
-            return broker
+        return _SHARED.get(name, lambda: cls(visibility_timeout=visibility_timeout))
+
+    @classmethod
+    def from_config(cls, config: Config) -> MemoryBroker:
+        """The process-wide broker that ``memory://<name>`` names, with ``config.visibility_timeout``."""
+        return cls.named(config.broker_url.partition("://")[2], visibility_timeout=config.visibility_timeout)
 
     # -- helpers (caller holds the lock) -------------------------------------------------------
 
