@@ -13,11 +13,12 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
+from machinery.backends.base import wait_until_final
 from machinery.backends.records import decode_value, encode_value, stamped
 from machinery.config import Config
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
-from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, parse_sqlite_url
+from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, file_options, parse_sqlite_url
 from machinery.sqlite.wakeup import WakeupChannel, wake_directory
 from machinery.states import TaskResult, TaskState
 
@@ -74,11 +75,7 @@ class SQLiteBackend:
         expires_in: float = 3600.0,
         poll_interval: float = 0.5,
     ) -> None:
-        options = path if isinstance(path, SQLiteOptions) else SQLiteOptions(path=path)
-        if options.path == ":memory:":
-            raise ResultBackendError(
-                "the SQLite result backend needs a database file; :memory: cannot be shared between processes"
-            )
+        options = file_options(path, "the SQLite result backend", ResultBackendError)
         if expires_in <= 0:
             raise ResultBackendError(f"expires_in must be > 0 seconds, got {expires_in!r}")
         self.options = options
@@ -146,16 +143,12 @@ class SQLiteBackend:
             listener = self._channel.listen(task_uuid)
         except OSError as exc:
             raise ResultBackendError(f"cannot listen for results in {self._channel.directory}: {exc}") from exc
+        def read() -> TaskResult | None:
+            listener.drain()  # wake-ups before this read say nothing new
+            return self.get(task_uuid)
+
         try:
-            while True:
-                listener.drain()
-                current = self.get(task_uuid)
-                if current is not None and current.ready:
-                    return current
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return current
-                listener.wait(min(remaining, self.poll_interval))
+            return wait_until_final(read, listener.wait, deadline, self.poll_interval)
         finally:
             listener.close()
 

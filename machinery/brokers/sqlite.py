@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
 from machinery.config import Config
 from machinery.errors import BrokerError
-from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, parse_sqlite_url
+from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, file_options, parse_sqlite_url
 from machinery.sqlite.wakeup import Listener, WakeupChannel, wake_directory
 
 __all__ = ["SQLiteBroker"]
@@ -147,9 +147,7 @@ class SQLiteBroker(Broker):
         visibility_timeout: float = 30.0,
         poll_interval: float = 0.5,
     ) -> None:
-        options = path if isinstance(path, SQLiteOptions) else SQLiteOptions(path=path)
-        if options.path == ":memory:":
-            raise BrokerError("the SQLite broker needs a database file; :memory: cannot be shared between processes")
+        options = file_options(path, "the SQLite broker", BrokerError)
         if visibility_timeout <= 0:
             raise BrokerError(f"visibility_timeout must be > 0 seconds, got {visibility_timeout!r}")
         self.options = options
