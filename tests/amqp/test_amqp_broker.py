@@ -194,23 +194,28 @@ def redelivered_after_cut(consumer: AMQPBroker, proxy: TCPProxy, queue: str) -> 
     return old, again
 
 
-def test_settling_a_delivery_from_a_lost_connection_is_dropped_with_a_warning(
-    rabbitmq_url: str, proxy: TCPProxy, token: str, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture
+def proxied(rabbitmq_url: str, proxy: TCPProxy, token: str) -> Iterator[AMQPBroker]:
+    """A broker connected through ``proxy`` (which can cut the connection)."""
     queue = f"q-{token}"
     consumer = AMQPBroker(proxy.url(), exchange=f"ex-{token}", default_queue=queue, binding_key=queue)
     forget_at_exit(rabbitmq_url, consumer.exchange, (queue,))
-    try:
-        old, again = redelivered_after_cut(consumer, proxy, queue)
-        assert again.body == b"in flight"
-        assert again.delivery_count == 2
-        with caplog.at_level(logging.WARNING, logger="machinery.brokers.amqp"):
-            consumer.ack(old)
-        assert "lost connection" in caplog.text
-        consumer.ack(again)
-        assert consumer.fetch([queue], 1, 0.5) == []
-    finally:
-        consumer.close()
+    yield consumer
+    consumer.close()
+
+
+def test_settling_a_delivery_from_a_lost_connection_is_dropped_with_a_warning(
+    proxied: AMQPBroker, proxy: TCPProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    consumer, queue = proxied, proxied.default_queue
+    old, again = redelivered_after_cut(consumer, proxy, queue)
+    assert again.body == b"in flight"
+    assert again.delivery_count == 2
+    with caplog.at_level(logging.WARNING, logger="machinery.brokers.amqp"):
+        consumer.ack(old)
+    assert "lost connection" in caplog.text
+    consumer.ack(again)
+    assert consumer.fetch([queue], 1, 0.5) == []
 
 
 def test_depth_from_a_fresh_client_declares_what_it_needs_and_cannot_see_in_flight(
@@ -240,19 +245,14 @@ def test_ack_many_settles_every_delivery_of_the_batch(rabbitmq_url: str, broker:
 
 
 def test_ack_many_drops_deliveries_of_a_lost_connection_and_settles_the_rest(
-    rabbitmq_url: str, proxy: TCPProxy, token: str, caplog: pytest.LogCaptureFixture
+    rabbitmq_url: str, proxied: AMQPBroker, proxy: TCPProxy, token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    queue = f"q-{token}"
-    consumer = AMQPBroker(proxy.url(), exchange=f"ex-{token}", default_queue=queue, binding_key=queue)
-    forget_at_exit(rabbitmq_url, consumer.exchange, (queue,))
-    try:
-        old, again = redelivered_after_cut(consumer, proxy, queue)
-        with caplog.at_level(logging.WARNING, logger="machinery.brokers.amqp"):
-            consumer.ack_many([old, again])
-        assert "lost connection" in caplog.text
-        assert consumer.depth(queue).in_flight == 0
-    finally:
-        consumer.close()
+    consumer, queue = proxied, proxied.default_queue
+    old, again = redelivered_after_cut(consumer, proxy, queue)
+    with caplog.at_level(logging.WARNING, logger="machinery.brokers.amqp"):
+        consumer.ack_many([old, again])
+    assert "lost connection" in caplog.text
+    assert consumer.depth(queue).in_flight == 0
     fresh = AMQPBroker(rabbitmq_url, exchange=f"ex-{token}", default_queue=queue, binding_key=queue)
     try:
         assert fresh.fetch([queue], 1, 0.5) == []

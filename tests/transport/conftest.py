@@ -76,5 +76,6 @@ def backend_factory(request: pytest.FixtureRequest) -> BackendFactory:
 def make_backend(
     backend_factory: BackendFactory, request: pytest.FixtureRequest, tmp_path: Path, token: str
 ) -> Iterator[MakeBackend]:
-    """``make_backend(expires_in=3600.0)``: a new client of this test's result store, closed at the end."""
+    """``make_backend(expires_in=3600.0, poll_interval=0.5)``: a new client of this test's result
+    store, closed at the end."""
     yield from _clients(backend_factory, request, tmp_path, token)

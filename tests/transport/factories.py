@@ -34,6 +34,8 @@ class FactoryContext:
     service_url: str | None = None
     visibility_timeout: float = 30.0
     expires_in: float = 3600.0
+    poll_interval: float = 0.5
+    """How often a waiting backend reads the store when nothing wakes it (where it polls)."""
 
 
 def _nothing(broker: Broker) -> None:
@@ -90,12 +92,14 @@ def _memory_backend(ctx: FactoryContext) -> ResultBackend:
 
 
 def _sqlite_backend(ctx: FactoryContext) -> ResultBackend:
-    return SQLiteBackend(str(ctx.tmp_path / "results.sqlite3"), expires_in=ctx.expires_in)
+    return SQLiteBackend(str(ctx.tmp_path / "results.sqlite3"), expires_in=ctx.expires_in,
+                         poll_interval=ctx.poll_interval)
 
 
 def _redis_backend(ctx: FactoryContext) -> ResultBackend:
     assert ctx.service_url is not None
-    return RedisBackend(ctx.service_url, expires_in=ctx.expires_in, prefix=f"machinery-test:{ctx.token}:")
+    return RedisBackend(ctx.service_url, expires_in=ctx.expires_in, prefix=f"machinery-test:{ctx.token}:",
+                        poll_interval=ctx.poll_interval)
 
 
 BROKER_FACTORIES: dict[str, BrokerFactory] = {
