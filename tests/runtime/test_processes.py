@@ -6,27 +6,20 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from machinery import App, Config, Signature, TaskState, chain
-from tests.runtime.brokers import sqlite_config
 from tests.support.processes import REPO_ROOT, process_env, worker_command
 from tests.support.waiting import TIMEOUT, eventually
 
-
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return sqlite_config(tmp_path)
+#: On the embedded default only (``app`` and ``broker_config`` come from ``conftest.py``).
+pytestmark = pytest.mark.parametrize("broker_config", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def app(config: Config) -> Iterator[App]:
-    application = App(config)
-    yield application
-    application.close()
+def config(broker_config: Config) -> Config:
+    return broker_config
 
 
 def start_worker(config: Config, *args: str) -> subprocess.Popen[bytes]:
