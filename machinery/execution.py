@@ -1,8 +1,9 @@
-"""Handling one delivery: decode, run the task, record its state, send follow-ups, settle.
+"""Handling one delivery: decode, run the task, and say what must be stored, published and
+acknowledged (an ``Outcome``); the worker's settler (``settling.py``) does that, in batches.
 
-The order is what makes delivery at-least-once: the result and every follow-up message (callbacks,
-retry, chord callback) are stored before the delivery is acknowledged. If any of that fails, the
-delivery is given back (``nack``) and the task runs again.
+The order is what makes delivery at-least-once: the result, then every follow-up message
+(callbacks, retry, chord callback), are stored before the delivery is acknowledged. If any of that
+fails, the delivery is given back (``nack``) and the task runs again.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from machinery._speedups import decode
 from machinery.backends.base import ResultBackend
-from machinery.brokers.base import Broker, Delivery, OutgoingMessage
+from machinery.brokers.base import Broker, Delivery, OutgoingMessage, PendingPublish
 from machinery.config import Config
 from machinery.errors import DecodeError, Retry, TaskNotRegistered
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
@@ -24,7 +26,7 @@ from machinery.routing import outgoing
 from machinery.signature import Signature
 from machinery.states import TaskResult, TaskState
 
-__all__ = ["NOT_REGISTERED_DELAY", "RETRIES_HEADER", "Executor", "error_text"]
+__all__ = ["NOT_REGISTERED_DELAY", "RETRIES_HEADER", "Executor", "Outcome", "error_text"]
 
 log = logging.getLogger("machinery.worker")
 
@@ -35,14 +37,33 @@ NOT_REGISTERED_DELAY = 1.0
 #: Signature header counting the retries so far (drives the back-off when retry_timeout is 0).
 RETRIES_HEADER = "machinery_retries"
 
-#: Seconds before a delivery whose follow-ups could not be stored is tried again.
-_SETTLE_RETRY_DELAY = 1.0
 
 
 def error_text(exc: BaseException) -> str:
     """The text recorded for a failed task and prepended to its error callbacks' args:
-    ``str(exc)``, or the exception's class name when that is empty."""
-    return str(exc) or type(exc).__name__
+    ``str(exc)``, or the exception's class name when that is empty (lone surrogates, which no
+    store can encode, are escaped)."""
+    text = str(exc) or type(exc).__name__
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What settling a processed delivery takes, in this order: store ``records`` (the task's
+    final or RETRY state), publish ``follow_ups`` and wait until the broker accepted them, forget
+    ``chord_group``'s bookkeeping (its callback is among the follow-ups), then ack ``delivery``."""
+
+    delivery: Delivery
+    task_uuid: str = ""
+    records: list[TaskResult] = field(default_factory=list)
+    follow_ups: list[OutgoingMessage] = field(default_factory=list)
+    chord_group: str = ""
+    publishing: PendingPublish | None = None
+    """The follow-ups' publish once begun (its ``wait`` precedes the ack)."""
 
 
 class NotJSONResult(TypeError):
@@ -101,15 +122,13 @@ class Executor:
         if self.backend is not None:
             self.backend.set(TaskResult(sig.uuid, state, sig.name, result, error, time.time()))
 
+    def _final(self, sig: Signature, state: TaskState, result: JSONValue = None, error: str = "") -> list[TaskResult]:
+        if self.backend is None:
+            return []
+        return [TaskResult(sig.uuid, state, sig.name, result, error, time.time())]
+
     def _message(self, sig: Signature, delay: float = 0.0) -> OutgoingMessage:
         return outgoing(sig, self.default_queue, delay)
-
-    def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        if len(messages) == 1:
-            m = messages[0]
-            self.broker.publish(m.queue, m.body, delay=m.delay, priority=m.priority)
-        elif messages:
-            self.broker.publish_many(messages)
 
     def _log(self, sig: Signature, state: TaskState, started: float, detail: str = "") -> None:
         if log.isEnabledFor(logging.INFO):
@@ -119,35 +138,39 @@ class Executor:
 
     # -- one delivery -------------------------------------------------------------------------
 
-    def process(self, delivery: Delivery) -> bool:
-        """Process ``delivery`` to the end. True: its outcome and follow-ups are stored and the
-        caller must ``ack`` it (the worker's settler acks in batches); False: it was settled here
-        (given back or dead-lettered)."""
+    def process(self, delivery: Delivery) -> Outcome | None:
+        """Run ``delivery``'s task. An ``Outcome``: what the caller must store, publish and then
+        ack (the worker's settler does, in batches); None: it was settled here (given back or
+        dead-lettered)."""
         try:
             sig = decode(delivery.body)
         except DecodeError as exc:
             reason = f"undecodable message: {exc}"
             log.error("dead-lettering a message from queue %s: %s", delivery.queue, reason)
             self.broker.dead_letter(delivery, reason)
-            return False
+            return None
         try:
             task = self.registry.get(sig.name)
         except TaskNotRegistered:
             self._not_registered(delivery, sig)
-            return False
-        try:
-            self._run(delivery, sig, task.run)
-        except Exception:
-            log.exception("task %s[%s]: could not store its outcome; it will run again", sig.name, sig.uuid)
-            self._give_back(delivery)
-            return False
-        return True
+            return None
+        if delivery.delivery_count > 1 and self._already_followed_up(sig):
+            log.info("task %s[%s] delivered again after its result and follow-ups were stored; not run again",
+                     sig.name, sig.uuid)
+            return Outcome(delivery, sig.uuid)
+        return self._run(delivery, sig, task.run)
 
-    def _give_back(self, delivery: Delivery) -> None:
+    def _already_followed_up(self, sig: Signature) -> bool:
+        """Whether the store says this task's follow-ups were published (False when it cannot tell)."""
+        backend = self.backend
+        if backend is None:
+            return False
         try:
-            self.broker.nack(delivery, delay=_SETTLE_RETRY_DELAY)
-        except Exception:
-            log.exception("could not give back a delivery from %s; its lease will expire", delivery.queue)
+            return backend.follow_ups_sent(sig.uuid)
+        except Exception as exc:
+            log.warning("task %s[%s]: could not read whether its follow-ups were sent (%s); running it",
+                        sig.name, sig.uuid, exc)
+            return False
 
     def _not_registered(self, delivery: Delivery, sig: Signature) -> None:
         if delivery.delivery_count <= self.config.max_redeliveries:
@@ -166,7 +189,9 @@ class Executor:
         self._record(sig, TaskState.FAILURE, error=reason)
         self.broker.dead_letter(delivery, reason)
 
-    def _run(self, delivery: Delivery, sig: Signature, run: Callable[[tuple[JSONValue, ...]], object]) -> None:
+    def _run(
+        self, delivery: Delivery, sig: Signature, run: Callable[[tuple[JSONValue, ...]], object]
+    ) -> Outcome:
         started = time.perf_counter()
         progress = self.progress
         if progress is not None:
@@ -180,13 +205,12 @@ class Executor:
         except Exception as exc:
             if progress is not None:
                 progress.finish(delivery)
-            self._failed(delivery, sig, exc, started)
-            return
+            return self._failed(delivery, sig, exc, started)
         if progress is not None:
             progress.finish(delivery)
-        self._succeeded(delivery, sig, result, started)
+        return self._succeeded(delivery, sig, result, started)
 
-    def _succeeded(self, delivery: Delivery, sig: Signature, result: JSONValue, started: float) -> None:
+    def _succeeded(self, delivery: Delivery, sig: Signature, result: JSONValue, started: float) -> Outcome:
         follow_ups = [
             self._message(cb if sig.immutable else cb.with_result(result)) for cb in sig.on_success
         ]
@@ -199,13 +223,10 @@ class Executor:
                     callback = callback.with_args((*results, *callback.args))
                 follow_ups.append(self._message(callback))
                 chord_group = sig.group_uuid
-        self._record(sig, TaskState.SUCCESS, result)
-        self._publish(follow_ups)
-        if chord_group and self.backend is not None:
-            self.backend.group_done(chord_group)
         self._log(sig, TaskState.SUCCESS, started)
+        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.SUCCESS, result), follow_ups, chord_group)
 
-    def _failed(self, delivery: Delivery, sig: Signature, exc: Exception, started: float) -> None:
+    def _failed(self, delivery: Delivery, sig: Signature, exc: Exception, started: float) -> Outcome:
         error = error_text(exc)
         if sig.retry_count > 0:
             retries = sig.headers.get(RETRIES_HEADER, 0)
@@ -219,10 +240,9 @@ class Executor:
             again = sig.replace(
                 retry_count=sig.retry_count - 1, headers={**sig.headers, RETRIES_HEADER: done + 1}, eta=None
             )
-            self._record(sig, TaskState.RETRY, error=error)
-            self._publish([self._message(again, delay)])
             self._log(sig, TaskState.RETRY, started, f"{error} (again in {delay:g}s, {again.retry_count} left)")
-            return
-        self._record(sig, TaskState.FAILURE, error=error)
-        self._publish([self._message(cb.with_result(error)) for cb in sig.on_error])
+            return Outcome(delivery, sig.uuid, self._final(sig, TaskState.RETRY, error=error),
+                           [self._message(again, delay)])
         self._log(sig, TaskState.FAILURE, started, error)
+        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.FAILURE, error=error),
+                       [self._message(cb.with_result(error)) for cb in sig.on_error])

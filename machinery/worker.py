@@ -2,9 +2,9 @@
 
 There is no fetching thread to hand messages over: a task thread that finds no fetched message
 waiting fetches itself (one at a time; as many as there are free slots, plus a small prefetch) and
-leaves the rest for the others. Acknowledgements are settled in batches by one settler thread (at
-most ``ACK_DELAY`` seconds or ``ACK_BATCH`` deliveries after the task finished, and at once when
-the threads run out of work), and one thread renews the leases of everything held.
+leaves the rest for the others. What follows a run (result stored, follow-ups published, then the
+ack) is done in batches by the settler (``settling.py``), which also pauses the worker while the
+result store is unreachable; one thread renews the leases of everything held.
 ``launch()`` blocks and stops cleanly on SIGINT/SIGTERM; ``start()``/``stop()`` embed it.
 """
 
@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections import deque
 from collections.abc import Sequence
 from types import FrameType
@@ -26,6 +25,7 @@ from machinery.config import Config, masked_url
 from machinery.execution import Executor
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
+from machinery.settling import ACK_BATCH, Settler
 
 __all__ = ["Worker", "WorkerApp"]
 
@@ -33,10 +33,10 @@ log = logging.getLogger("machinery.worker")
 
 #: Seconds one fetch waits for a message before looking at the stop flag again.
 FETCH_TIMEOUT = 1.0
-#: Most finished deliveries the settler gathers before acknowledging them together.
-ACK_BATCH = 32
-#: Longest the settler waits (seconds) for more finished deliveries while task threads are busy.
-ACK_DELAY = 0.002
+#: Seconds between looks at whether a paused worker (result store unreachable) may resume.
+PAUSE_CHECK = 0.05
+#: Seconds before a delivery whose processing failed (its outcome could not be read or stored) runs again.
+RETRY_DELAY = 1.0
 
 
 class WorkerApp(Protocol):
@@ -79,19 +79,14 @@ class Worker:
         lock = threading.Lock()
         self._work = threading.Condition(lock)
         """Guards everything below; task threads wait on it for fetched messages."""
-        self._settle = threading.Condition(lock)
-        """The settler waits on it for finished deliveries."""
         self._ready: deque[Delivery] = deque()
         """Fetched and not started."""
         self._held: dict[int, Delivery] = {}
         """Every delivery not yet settled (its lease is renewed)."""
-        self._owed: list[Delivery] = []
-        """Finished and stored, waiting for the settler's ack."""
         self._busy = 0
         self._fetching = False
         self._waiting = 0
-        self._flush = False
-        self._tasks_done = False
+        self._settler: Settler | None = None
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._started = threading.Event()
@@ -176,6 +171,9 @@ class Worker:
             progress.start()
         self._progress = progress
         executor = Executor(config, app.registry, broker, backend, progress)
+        settler = Settler(broker, backend, ack_batch=self._ack_batch, release=self._release, on_pause=self._paused,
+                          stopping=self._stopping)
+        self._settler = settler
         broker.declare(self.queues)
         runners = [
             threading.Thread(target=self._run_tasks, args=(executor,), name=f"machinery-task-{i}", daemon=True)
@@ -183,7 +181,6 @@ class Worker:
         ]
         for t in runners:
             t.start()
-        settler = threading.Thread(target=self._settle_loop, name="machinery-settler", daemon=True)
         settler.start()
         leases = threading.Thread(target=self._renew_leases, name="machinery-leases", daemon=True)
         leases.start()
@@ -201,10 +198,7 @@ class Worker:
                 self._work.notify_all()
             for t in runners:
                 t.join()
-            with self._work:
-                self._tasks_done = True
-                self._settle.notify()
-            settler.join()
+            settler.finish()
             self._give_back_unstarted()
             self._runners_done.set()
             leases.join()
@@ -214,46 +208,73 @@ class Worker:
             self._stopped.set()
 
     def _run_tasks(self, executor: Executor) -> None:
-        """One task thread: take a fetched message (fetching when none waits), run it, repeat."""
+        """One task thread: take a fetched message (fetching when none waits), run it, hand its
+        outcome to the settler, repeat."""
         progress = self._progress
+        settler = self._settler
+        assert settler is not None
         work = self._work
         while True:
             delivery = self._next()
             if delivery is None:
                 return
-            owed = False
+            outcome = None
             try:
-                owed = executor.process(delivery)
+                outcome = executor.process(delivery)
             except Exception:
-                log.exception("settling a delivery from %s failed; it comes back when its lease ends", delivery.queue)
+                log.exception("processing a delivery from %s failed; it runs again", delivery.queue)
+                self._give_back(delivery)
             finally:
                 if progress is not None:
                     progress.finish(delivery)
                 with work:
                     self._busy -= 1
-                    if owed:
-                        pending = self._owed
-                        pending.append(delivery)
-                        if len(pending) == 1 or len(pending) >= self._ack_batch:
-                            self._settle.notify()
-                    else:
+                    if outcome is None:
                         self._held.pop(delivery.tag, None)
+            if outcome is not None:
+                try:
+                    settler.add(outcome)
+                except Exception:
+                    log.exception("settling a delivery from %s failed; it comes back when its lease ends",
+                                  delivery.queue)
+
+    def _give_back(self, delivery: Delivery) -> None:
+        try:
+            self.app.broker.nack(delivery, delay=RETRY_DELAY)
+        except Exception:
+            log.exception("could not give back a delivery from %s; it comes back when its lease ends", delivery.queue)
+
+    def _release(self, deliveries: Sequence[Delivery]) -> None:
+        """(settler) These deliveries are settled: stop holding them."""
+        with self._work:
+            held = self._held
+            for d in deliveries:
+                held.pop(d.tag, None)
+
+    def _paused(self, paused: bool) -> None:
+        """(settler) The result store went away (pause) or came back (resume)."""
+        if not paused:
+            with self._work:
+                self._work.notify_all()
 
     def _next(self) -> Delivery | None:
         """The next message to run (counted busy), or None once stopping."""
         work = self._work
         ready = self._ready
         stopping = self._stopping
+        settler = self._settler
+        assert settler is not None
         with work:
             while True:
                 if stopping.is_set():
                     return None
+                if settler.paused:  # the result store is unreachable: start and fetch nothing
+                    work.wait(PAUSE_CHECK)
+                    continue
                 if ready:
                     self._busy += 1
                     return ready.popleft()
-                if self._owed and not self._flush:  # out of work: settle what is owed now
-                    self._flush = True
-                    self._settle.notify()
+                settler.flush()  # out of work: settle what is owed now
                 if self._fetching:
                     self._waiting += 1
                     work.wait()
@@ -288,34 +309,6 @@ class Worker:
             for d in deliveries:
                 progress.received(d)
         return deliveries
-
-    def _settle_loop(self) -> None:
-        """Acknowledge finished deliveries in batches: as soon as ``ACK_BATCH`` gathered or the
-        task threads ran out of work, else ``ACK_DELAY`` after the first one finished."""
-        broker = self.app.broker
-        settle = self._settle
-        while True:
-            with settle:
-                while not self._owed and not self._tasks_done:
-                    settle.wait()
-                if not self._owed:
-                    return
-                deadline = time.monotonic() + ACK_DELAY
-                while len(self._owed) < self._ack_batch and not self._flush and not self._tasks_done:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    settle.wait(left)
-                batch, self._owed = self._owed, []
-                self._flush = False
-            try:
-                broker.ack_many(batch)
-            except Exception:
-                log.exception("acknowledging %d deliveries failed; they come back when their leases end", len(batch))
-            with settle:
-                held = self._held
-                for d in batch:
-                    held.pop(d.tag, None)
 
     def _give_back_unstarted(self) -> None:
         broker = self.app.broker

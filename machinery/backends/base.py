@@ -9,7 +9,10 @@ from typing import Protocol, runtime_checkable
 from machinery.jsonvalues import JSONValue
 from machinery.states import TaskResult
 
-__all__ = ["ResultBackend", "wait_until_final"]
+__all__ = ["READ_CHUNK", "ResultBackend", "wait_all_final", "wait_until_final"]
+
+#: Most task UUIDs read in one round trip or query by ``get_many`` and ``wait_many``.
+READ_CHUNK = 1000
 
 
 @runtime_checkable
@@ -21,12 +24,37 @@ class ResultBackend(Protocol):
         """Store ``result`` as the latest state of its task (it expires after the configured time)."""
         ...
 
+    def set_many(self, results: Sequence[TaskResult]) -> None:
+        """Store every one of ``results`` in one round trip or transaction (each expiring after
+        the configured time) and wake the waiters of the final ones; all or, on failure, possibly
+        some of them are stored (a later ``set_many`` of the same results is harmless)."""
+        ...
+
     def get(self, task_uuid: str) -> TaskResult | None:
         """The latest stored state, or None when nothing is stored (PENDING or expired)."""
         ...
 
+    def get_many(self, task_uuids: Sequence[str]) -> list[TaskResult | None]:
+        """``get`` of each of ``task_uuids``, in order, read ``READ_CHUNK`` at a time."""
+        ...
+
     def wait(self, task_uuid: str, timeout: float) -> TaskResult | None:
         """Block up to ``timeout`` seconds until the task's state is final; the latest state seen."""
+        ...
+
+    def wait_many(self, task_uuids: Sequence[str], timeout: float) -> list[TaskResult | None]:
+        """Block up to ``timeout`` seconds until every one of ``task_uuids`` is final (woken by the
+        same notifications as ``wait``, reading the unfinished ones in batches); the latest states
+        seen, in order."""
+        ...
+
+    def mark_follow_ups_sent(self, task_uuids: Sequence[str]) -> None:
+        """Remember (as long as results are kept) that these tasks' follow-up messages were
+        published, so that a redelivery of one of them does not publish them again."""
+        ...
+
+    def follow_ups_sent(self, task_uuid: str) -> bool:
+        """Whether ``mark_follow_ups_sent`` recorded ``task_uuid`` (and it has not expired)."""
         ...
 
     def group_start(self, group_uuid: str, task_uuids: Sequence[str]) -> None:
@@ -64,4 +92,42 @@ def wait_until_final(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return current
+        pause(min(remaining, interval))
+
+
+def wait_all_final(
+    task_uuids: Sequence[str],
+    read_many: Callable[[Sequence[str]], list[TaskResult | None]],
+    pause: Callable[[float], object],
+    deadline: float,
+    interval: float,
+) -> list[TaskResult | None]:
+    """A backend's ``wait_many``: read the states of ``task_uuids`` and, until they are all final
+    or ``deadline`` (``time.monotonic``) passes, ``pause(seconds)`` (at most ``interval``; it returns
+    early when a notification arrives) and read again the unfinished ones, in order and
+    ``READ_CHUNK`` at a time, stopping at the first chunk that is not all final (the rest cannot
+    complete the wait yet, and are read on a later pass). The latest states read, in order."""
+    states: list[TaskResult | None] = [None] * len(task_uuids)
+    pending = list(range(len(task_uuids)))
+    first = True
+    while True:
+        start = 0
+        while start < len(pending):
+            chunk = pending[start:start + READ_CHUNK]
+            read = read_many([task_uuids[i] for i in chunk])
+            still = []
+            for index, state in zip(chunk, read, strict=True):
+                states[index] = state
+                if state is None or not state.ready:
+                    still.append(index)
+            pending[start:start + READ_CHUNK] = still
+            if still and not first:
+                break
+            start += len(still)
+        first = False
+        if not pending:
+            return states
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return states
         pause(min(remaining, interval))

@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+from machinery.backends.base import wait_all_final
+from machinery.backends.records import stamped
 from machinery.config import Config
 from machinery.jsonvalues import JSONValue
 from machinery.schemes import SharedByName
@@ -33,6 +35,7 @@ class MemoryBackend:
         self._cond = threading.Condition(threading.Lock())
         self._results: dict[str, tuple[TaskResult, float]] = {}
         self._groups: dict[str, _GroupRecord] = {}
+        self._follow_ups_sent: dict[str, float] = {}
 
     @classmethod
     def named(cls, name: str, *, expires_in: float = 3600.0) -> MemoryBackend:
@@ -55,16 +58,42 @@ class MemoryBackend:
         return entry[0]
 
     def set(self, result: TaskResult) -> None:
-        now = time.monotonic()
-        if result.updated_at == 0.0:
-            result = TaskResult(result.task_uuid, result.state, result.name, result.result, result.error, time.time())
+        self.set_many((result,))
+
+    def set_many(self, results: Sequence[TaskResult]) -> None:
+        expires_at = time.monotonic() + self.expires_in
         with self._cond:
-            self._results[result.task_uuid] = (result, now + self.expires_in)
+            for result in results:
+                self._results[result.task_uuid] = (stamped(result), expires_at)
             self._cond.notify_all()
 
     def get(self, task_uuid: str) -> TaskResult | None:
         with self._cond:
             return self._current(task_uuid, time.monotonic())
+
+    def get_many(self, task_uuids: Sequence[str]) -> list[TaskResult | None]:
+        now = time.monotonic()
+        with self._cond:
+            return [self._current(uuid, now) for uuid in task_uuids]
+
+    def wait_many(self, task_uuids: Sequence[str], timeout: float) -> list[TaskResult | None]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+
+        def pause(seconds: float) -> None:
+            with self._cond:
+                self._cond.wait(seconds)
+
+        return wait_all_final(task_uuids, self.get_many, pause, deadline, 0.05)
+
+    def mark_follow_ups_sent(self, task_uuids: Sequence[str]) -> None:
+        expires_at = time.monotonic() + self.expires_in
+        with self._cond:
+            for uuid in task_uuids:
+                self._follow_ups_sent[uuid] = expires_at
+
+    def follow_ups_sent(self, task_uuid: str) -> bool:
+        with self._cond:
+            return self._follow_ups_sent.get(task_uuid, 0.0) > time.monotonic()
 
     def wait(self, task_uuid: str, timeout: float) -> TaskResult | None:
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -97,6 +126,7 @@ class MemoryBackend:
     def forget(self, task_uuid: str) -> None:
         with self._cond:
             self._results.pop(task_uuid, None)
+            self._follow_ups_sent.pop(task_uuid, None)
 
     def close(self) -> None:
         """Nothing to release."""

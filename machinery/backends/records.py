@@ -35,11 +35,12 @@ def decode_value(text: str | bytes | None) -> JSONValue:
         raise ResultBackendError(f"a stored result is not valid JSON: {exc}") from exc
 
 
-def stamped(result: TaskResult) -> TaskResult:
-    """``result`` with ``updated_at`` set to now when the caller left it at 0."""
+def stamped(result: TaskResult, now: float | None = None) -> TaskResult:
+    """``result`` with ``updated_at`` set to ``now`` (default: the time now) when the caller left it at 0."""
     if result.updated_at:
         return result
-    return TaskResult(result.task_uuid, result.state, result.name, result.result, result.error, time.time())
+    return TaskResult(result.task_uuid, result.state, result.name, result.result, result.error,
+                      time.time() if now is None else now)
 
 
 def encode_record(result: TaskResult) -> str:

@@ -2,14 +2,17 @@
 
 Keys (all under ``prefix``, default ``machinery:``): ``result:<uuid>`` holds the TaskResult as JSON
 with a PX expiry of ``expires_in``; ``group:<uuid>:members`` (a list, group order) and
-``group:<uuid>:results`` (a hash) hold a chord's bookkeeping, updated atomically by a Lua script.
-A final state is also published on ``done:<uuid>``, which ``wait`` subscribes to (polling as a
-fallback). Every Redis failure becomes ``ResultBackendError``; the password never appears in
+``group:<uuid>:results`` (a hash) hold a chord's bookkeeping, updated atomically by a Lua script;
+``follow-ups-sent:<uuid>`` marks a task whose follow-ups were published. A final state is also
+published on ``done:<uuid>``, which ``wait`` and ``wait_many`` subscribe to (polling as a
+fallback). ``set_many`` writes a batch of results, their expiry and their notifications in one
+pipelined round trip. Every Redis failure becomes ``ResultBackendError``; the password never appears in
 messages or reprs.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
@@ -18,7 +21,7 @@ from urllib.parse import urlsplit
 import redis
 from redis.commands.core import Script
 
-from machinery.backends.base import wait_until_final
+from machinery.backends.base import READ_CHUNK, wait_all_final, wait_until_final
 from machinery.backends.records import decode_record, decode_value, encode_record, encode_value, stamped
 from machinery.config import Config, masked_url
 from machinery.errors import ResultBackendError
@@ -100,6 +103,9 @@ class RedisBackend:
     def _result_key(self, task_uuid: str) -> str:
         return f"{self.prefix}result:{task_uuid}"
 
+    def _sent_key(self, task_uuid: str) -> str:
+        return f"{self.prefix}follow-ups-sent:{task_uuid}"
+
     def _done_channel(self, task_uuid: str) -> str:
         return f"{self.prefix}done:{task_uuid}"
 
@@ -108,14 +114,24 @@ class RedisBackend:
 
     def set(self, result: TaskResult) -> None:
         """Store ``result`` (expiring after ``expires_in``); announce a final state to waiters."""
-        result = stamped(result)
-        record = encode_record(result)
+        self.set_many((result,))
+
+    def set_many(self, results: Sequence[TaskResult]) -> None:
+        """Store every one of ``results`` (each expiring after ``expires_in``) and announce the
+        final ones to their waiters, in one pipelined round trip."""
+        if not results:
+            return
+        now = time.time()
+        records = [
+            (r.task_uuid, encode_record(r if r.updated_at else stamped(r, now)), r.state.is_final) for r in results
+        ]
 
         def store() -> None:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.set(self._result_key(result.task_uuid), record, px=self._expire_ms)
-            if result.state.is_final:
-                pipe.publish(self._done_channel(result.task_uuid), b"1")
+            for task_uuid, record, final in records:
+                pipe.set(self._result_key(task_uuid), record, px=self._expire_ms)
+                if final:
+                    pipe.publish(self._done_channel(task_uuid), b"1")
             pipe.execute()
 
         self._call(store)
@@ -124,6 +140,15 @@ class RedisBackend:
         """The latest stored state, or None."""
         text = cast(bytes | None, self._call(lambda: self._redis.get(self._result_key(task_uuid))))
         return None if text is None else decode_record(text)
+
+    def get_many(self, task_uuids: Sequence[str]) -> list[TaskResult | None]:
+        """The latest stored state of each task, in order (one ``MGET`` per ``READ_CHUNK``)."""
+        out: list[TaskResult | None] = []
+        for start in range(0, len(task_uuids), READ_CHUNK):
+            keys = [self._result_key(uuid) for uuid in task_uuids[start:start + READ_CHUNK]]
+            texts = cast(list[bytes | None], self._call(functools.partial(self._redis.mget, keys)))
+            out.extend(None if text is None else decode_record(text) for text in texts)
+        return out
 
     def wait(self, task_uuid: str, timeout: float) -> TaskResult | None:
         """Block up to ``timeout`` seconds for a final state (pub/sub, polling as a fallback)."""
@@ -141,6 +166,53 @@ class RedisBackend:
                 pubsub.close()
             except redis.RedisError:
                 pass
+
+    def wait_many(self, task_uuids: Sequence[str], timeout: float) -> list[TaskResult | None]:
+        """Block up to ``timeout`` seconds until every task is final: one pub/sub connection
+        subscribed to the unfinished tasks' channels, the unfinished ones re-read in batches when
+        notified (polling as a fallback)."""
+        states = self.get_many(task_uuids)
+        pending = [uuid for uuid, state in zip(task_uuids, states, strict=True) if state is None or not state.ready]
+        if not pending or timeout <= 0:
+            return states
+        deadline = time.monotonic() + timeout
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        try:
+            for start in range(0, len(pending), READ_CHUNK):
+                channels = [self._done_channel(uuid) for uuid in pending[start:start + READ_CHUNK]]
+                self._call(functools.partial(pubsub.subscribe, *channels))
+            return wait_all_final(task_uuids, self.get_many, lambda seconds: self._listen_all(pubsub, seconds),
+                                  deadline, self.poll_interval)
+        finally:
+            try:
+                pubsub.close()
+            except redis.RedisError:
+                pass
+
+    def _listen_all(self, pubsub: redis.client.PubSub, timeout: float) -> None:
+        """Wait up to ``timeout`` for a notification, then take every one already queued."""
+        if self._call(lambda: pubsub.get_message(timeout=timeout)) is None:
+            return
+        for _ in range(100_000):
+            if self._call(lambda: pubsub.get_message(timeout=0.0)) is None:
+                return
+
+    def mark_follow_ups_sent(self, task_uuids: Sequence[str]) -> None:
+        """Record that these tasks' follow-ups were published, in one pipelined round trip."""
+        if not task_uuids:
+            return
+
+        def mark() -> None:
+            pipe = self._redis.pipeline(transaction=False)
+            for uuid in task_uuids:
+                pipe.set(self._sent_key(uuid), b"1", px=self._expire_ms)
+            pipe.execute()
+
+        self._call(mark)
+
+    def follow_ups_sent(self, task_uuid: str) -> bool:
+        """Whether the task's follow-ups were recorded as published (and not expired)."""
+        return bool(self._call(lambda: self._redis.exists(self._sent_key(task_uuid))))
 
     def _listen(self, pubsub: redis.client.PubSub, timeout: float) -> None:
         self._call(lambda: pubsub.get_message(timeout=timeout))
@@ -175,7 +247,7 @@ class RedisBackend:
 
     def forget(self, task_uuid: str) -> None:
         """Drop the task's stored state."""
-        self._call(lambda: self._redis.delete(self._result_key(task_uuid)))
+        self._call(lambda: self._redis.delete(self._result_key(task_uuid), self._sent_key(task_uuid)))
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -9,12 +9,14 @@ seconds as the fallback. Durability is the broker's: WAL with ``synchronous=NORM
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from machinery.backends.base import wait_until_final
-from machinery.backends.records import decode_value, encode_value, stamped
+from machinery.backends.base import wait_all_final, wait_until_final
+from machinery.backends.records import decode_value, encode_value
 from machinery.config import Config
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
@@ -27,6 +29,10 @@ __all__ = ["SQLiteBackend"]
 RESULTS = "machinery_results"
 GROUPS = "machinery_groups"
 MEMBERS = "machinery_group_members"
+FOLLOW_UPS = "machinery_follow_ups_sent"
+
+#: The wake-up topic notified once per write of final results, which ``wait_many`` listens to.
+ANY_FINAL = "*final"
 
 SCHEMA = (
     f"""CREATE TABLE IF NOT EXISTS {RESULTS} (
@@ -54,6 +60,10 @@ SCHEMA = (
         PRIMARY KEY (group_uuid, position)
     ) WITHOUT ROWID""",
     f"CREATE INDEX IF NOT EXISTS {MEMBERS}_task ON {MEMBERS} (group_uuid, task_uuid)",
+    f"""CREATE TABLE IF NOT EXISTS {FOLLOW_UPS} (
+        task_uuid TEXT PRIMARY KEY,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID""",
 )
 
 _UPSERT = (
@@ -63,6 +73,25 @@ _UPSERT = (
     "updated_at = excluded.updated_at, expires_at = excluded.expires_at"
 )
 _SELECT = f"SELECT state, name, result, error, updated_at FROM {RESULTS} WHERE task_uuid = ? AND expires_at > ?"
+_SELECT_MANY = (
+    f"SELECT task_uuid, state, name, result, error, updated_at FROM {RESULTS} WHERE expires_at > ? AND task_uuid"
+)
+#: Host parameters in one query (SQLite's limit is 32,766 since 3.32; older builds allow 999).
+_SQL_CHUNK = 900
+
+
+def _fetch_all(query: str, params: tuple[object, ...], conn: sqlite3.Connection) -> list[Any]:
+    return conn.execute(query, params).fetchall()
+
+
+def _record(task_uuid: str, row: tuple[str, str, str | None, str, float]) -> TaskResult:
+    """The TaskResult of a row (state, name, result, error, updated_at)."""
+    state, name, result, error, updated_at = row
+    try:
+        task_state = TaskState(state)
+    except ValueError:
+        raise ResultBackendError(f"task {task_uuid} has an unknown stored state {state!r}") from None
+    return TaskResult(task_uuid, task_state, name, decode_value(result), error, updated_at)
 
 
 class SQLiteBackend:
@@ -102,20 +131,38 @@ class SQLiteBackend:
 
     def set(self, result: TaskResult) -> None:
         """Store ``result`` as the task's latest state; wake waiters when it is final."""
-        result = stamped(result)
+        self.set_many((result,))
+
+    def set_many(self, results: Sequence[TaskResult]) -> None:
+        """Store every one of ``results`` in one transaction; wake the waiters of final ones."""
+        if not results:
+            return
         now = time.time()
-        row = (
-            result.task_uuid,
-            str(result.state),
-            result.name,
-            encode_value(result.result, result.task_uuid),
-            result.error,
-            result.updated_at,
-            now + self.expires_in,
-        )
-        self._pool.run(lambda conn: conn.execute(_UPSERT, row))
-        if result.state.is_final:
-            self._channel.notify(result.task_uuid)
+        expires_at = now + self.expires_in
+        rows = [
+            (r.task_uuid, str(r.state), r.name, encode_value(r.result, r.task_uuid), r.error, r.updated_at or now,
+             expires_at)
+            for r in results
+        ]
+        if len(rows) == 1:
+            row = rows[0]
+            self._pool.run(lambda conn: conn.execute(_UPSERT, row))
+        else:
+
+            def upsert_all(conn: sqlite3.Connection) -> None:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(_UPSERT, rows)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+
+            self._pool.run(upsert_all)
+        final = [r.task_uuid for r in results if r.state.is_final]
+        if final:
+            final.append(ANY_FINAL)
+            self._channel.notify_many(final)
         if time.monotonic() >= self._next_purge:
             self._purge()
 
@@ -125,12 +172,21 @@ class SQLiteBackend:
         row = self._pool.run(lambda conn: conn.execute(_SELECT, params).fetchone())
         if row is None:
             return None
-        state, name, result, error, updated_at = row
-        try:
-            task_state = TaskState(state)
-        except ValueError:
-            raise ResultBackendError(f"task {task_uuid} has an unknown stored state {state!r}") from None
-        return TaskResult(task_uuid, task_state, name, decode_value(result), error, updated_at)
+        return _record(task_uuid, row)
+
+    def get_many(self, task_uuids: Sequence[str]) -> list[TaskResult | None]:
+        """The latest unexpired state of each task, in order (one query per 900)."""
+        now = time.time()
+        found: dict[str, TaskResult] = {}
+        for start in range(0, len(task_uuids), _SQL_CHUNK):
+            chunk = list(task_uuids[start:start + _SQL_CHUNK])
+            query = f"{_SELECT_MANY} IN ({','.join('?' * len(chunk))})"
+            params = (now, *chunk)
+            rows: list[tuple[Any, ...]] = self._pool.run(
+                functools.partial(_fetch_all, query, params))
+            for uuid, *fields in rows:
+                found[uuid] = _record(uuid, tuple(fields))
+        return [found.get(uuid) for uuid in task_uuids]
 
     def wait(self, task_uuid: str, timeout: float) -> TaskResult | None:
         """Block up to ``timeout`` seconds for a final state (woken by ``set``, polling as a
@@ -151,6 +207,44 @@ class SQLiteBackend:
             return wait_until_final(read, listener.wait, deadline, self.poll_interval)
         finally:
             listener.close()
+
+    def wait_many(self, task_uuids: Sequence[str], timeout: float) -> list[TaskResult | None]:
+        """Block up to ``timeout`` seconds until every task is final, woken once per write of final
+        results (re-reading the unfinished ones in batches), polling as a fallback."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        try:
+            listener = self._channel.listen(ANY_FINAL)
+        except OSError as exc:
+            raise ResultBackendError(f"cannot listen for results in {self._channel.directory}: {exc}") from exc
+
+        def read(uuids: Sequence[str]) -> list[TaskResult | None]:
+            listener.drain()
+            return self.get_many(uuids)
+
+        try:
+            return wait_all_final(task_uuids, read, listener.wait, deadline, self.poll_interval)
+        finally:
+            listener.close()
+
+    def mark_follow_ups_sent(self, task_uuids: Sequence[str]) -> None:
+        """Record in one transaction that these tasks' follow-ups were published."""
+        if not task_uuids:
+            return
+        expires_at = time.time() + self.expires_in
+        rows = [(uuid, expires_at) for uuid in task_uuids]
+
+        def mark(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(f"INSERT OR REPLACE INTO {FOLLOW_UPS} (task_uuid, expires_at) VALUES (?, ?)", rows)
+            conn.execute("COMMIT")
+
+        self._pool.run(mark)
+
+    def follow_ups_sent(self, task_uuid: str) -> bool:
+        """Whether the task's follow-ups were recorded as published (and not expired)."""
+        params = (task_uuid, time.time())
+        query = f"SELECT 1 FROM {FOLLOW_UPS} WHERE task_uuid = ? AND expires_at > ?"
+        return self._pool.run(lambda conn: conn.execute(query, params).fetchone()) is not None
 
     def group_start(self, group_uuid: str, task_uuids: Sequence[str]) -> None:
         """Record the group's members in order (replacing any earlier record of the group)."""
@@ -225,7 +319,11 @@ class SQLiteBackend:
 
     def forget(self, task_uuid: str) -> None:
         """Drop the task's stored state."""
-        self._pool.run(lambda conn: conn.execute(f"DELETE FROM {RESULTS} WHERE task_uuid = ?", (task_uuid,)))
+        def forget(conn: sqlite3.Connection) -> None:
+            conn.execute(f"DELETE FROM {RESULTS} WHERE task_uuid = ?", (task_uuid,))
+            conn.execute(f"DELETE FROM {FOLLOW_UPS} WHERE task_uuid = ?", (task_uuid,))
+
+        self._pool.run(forget)
 
     def purge_expired(self) -> int:
         """Delete every expired result and group row now; how many results went."""
@@ -235,6 +333,7 @@ class SQLiteBackend:
             conn.execute("BEGIN IMMEDIATE")
             removed = conn.execute(f"DELETE FROM {RESULTS} WHERE expires_at <= ?", (now,)).rowcount
             conn.execute(f"DELETE FROM {GROUPS} WHERE expires_at <= ?", (now,))
+            conn.execute(f"DELETE FROM {FOLLOW_UPS} WHERE expires_at <= ?", (now,))
             conn.execute(f"DELETE FROM {MEMBERS} WHERE group_uuid NOT IN (SELECT group_uuid FROM {GROUPS})")
             conn.execute("COMMIT")
             return removed

@@ -28,7 +28,7 @@ from machinery.brokers.amqp_buffer import DeliveryBuffer
 from machinery.brokers.amqp_connection import AMQPConnection
 from machinery.brokers.amqp_consuming import Consumers
 from machinery.brokers.amqp_topology import DELAY_BUCKETS, Topology
-from machinery.brokers.base import Broker, Delivery, OutgoingMessage, QueueDepth
+from machinery.brokers.base import PUBLISHED, Broker, Delivery, OutgoingMessage, PendingPublish, QueueDepth
 from machinery.jsonvalues import thaw
 
 if TYPE_CHECKING:
@@ -109,13 +109,18 @@ class AMQPBroker(Broker):
     def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
         """Publish all ``messages`` persistent, then wait for all their confirms (pipelined, not one
         by one). ``publish`` (inherited from ``Broker``) publishes one this way."""
+        self.publish_begin(messages).wait()
+
+    def publish_begin(self, messages: Sequence[OutgoingMessage]) -> PendingPublish:
+        """Send all ``messages`` persistent now; the handle's ``wait`` awaits their confirms (a
+        worker's task thread moves on while its settler waits for them before the ack)."""
         if not messages:
-            return
+            return PUBLISHED
         topology = self.topology
         topology.declare(sorted({m.queue for m in messages}))
         outs = [topology.resolve(m.queue, m.body, delay=m.delay, priority=m.priority, headers=m.headers,
                                  deliveries=None) for m in messages]
-        self.connection.publish(outs)
+        return self.connection.publish_begin(outs)
 
     # ----------------------------------------------------------------- consuming
 

@@ -37,7 +37,7 @@ from machinery.errors import BrokerError
 if TYPE_CHECKING:
     from pika.frame import Method
 
-__all__ = ["AMQPConnection"]
+__all__ = ["AMQPConnection", "ConfirmedPublish"]
 
 log = logging.getLogger("machinery.brokers.amqp")
 
@@ -52,6 +52,42 @@ _DIRECT_WAIT = 0.002
 
 def _nothing() -> None:
     pass
+
+
+class ConfirmedPublish:
+    """Publishes sent and waiting for RabbitMQ's confirms; ``wait`` (any thread but the I/O thread)
+    returns once all were confirmed, sending again those lost with a dropped connection a bounded
+    number of times, or raises ``BrokerError``."""
+
+    __slots__ = ("_connection", "_deadline", "_outs", "_waiter")
+
+    def __init__(self, connection: AMQPConnection, outs: list[Resolved]) -> None:
+        self._connection = connection
+        self._outs = outs
+        self._deadline = time.monotonic() + connection.timeout
+        self._waiter = connection.send_attempt(outs)
+
+    def wait(self) -> None:
+        connection = self._connection
+        outs = self._outs
+        waiter = self._waiter
+        retries = connection.publish_retries
+        for attempt in range(retries + 1):
+            if attempt:
+                waiter = connection.send_attempt(outs)
+            while not waiter.event.wait(0.05):
+                why = connection.failing()
+                if why is not None or time.monotonic() > self._deadline:
+                    waiter.cancelled = True
+                    raise BrokerError(f"could not publish to {connection.safe_url}: {why or 'no confirm in time'}")
+            if waiter.error is not None:
+                raise BrokerError(waiter.error)
+            if not waiter.lost:
+                return
+            outs = [outs[i] for i in sorted(waiter.lost)]
+            log.warning("connection lost before %d confirms; publishing them again", len(outs))
+            time.sleep(min(2.0, 0.05 * 2**attempt))
+        raise BrokerError(f"could not publish to {connection.safe_url}: connection lost {retries + 1} times")
 
 
 class AMQPConnection:
@@ -89,7 +125,7 @@ class AMQPConnection:
         self.params = params
         self.prefetch_count = prefetch_count
         self._connect_attempts = connect_attempts
-        self._publish_retries = publish_retries
+        self.publish_retries = publish_retries
         self.timeout = timeout
         self.fast_path = fast_path
         """Use the fast path (``_pika_fastpath``) when this pika has what it needs; False: pika's public API."""
@@ -144,25 +180,26 @@ class AMQPConnection:
     def publish(self, outs: list[Resolved]) -> None:
         """Publish ``outs`` and wait for their confirms, retrying the ones lost with a dropped
         connection a bounded number of times. (Any thread but the I/O thread.)"""
+        self.publish_begin(outs).wait()
+
+    def publish_begin(self, outs: list[Resolved]) -> ConfirmedPublish:
+        """Send ``outs`` now (from this thread while the loop sleeps, else handed to it) and return
+        without waiting: the handle's ``wait`` awaits their confirms. (Any thread but the I/O thread.)"""
         self.start()
-        deadline = time.monotonic() + self.timeout
-        for attempt in range(self._publish_retries + 1):
-            waiter = Waiter(len(outs))
-            if not self._publish_directly(outs, waiter):
-                self.submit(functools.partial(self.publish_now, outs, waiter))
-            while not waiter.event.wait(0.05):
-                if self._failures >= self._connect_attempts or time.monotonic() > deadline:
-                    waiter.cancelled = True
-                    why = self._last_error or "no confirm in time"
-                    raise BrokerError(f"could not publish to {self.safe_url}: {why}")
-            if waiter.error is not None:
-                raise BrokerError(waiter.error)
-            if not waiter.lost:
-                return
-            outs = [outs[i] for i in sorted(waiter.lost)]
-            log.warning("connection lost before %d confirms; publishing them again", len(outs))
-            time.sleep(min(2.0, 0.05 * 2**attempt))
-        raise BrokerError(f"could not publish to {self.safe_url}: connection lost {self._publish_retries + 1} times")
+        return ConfirmedPublish(self, outs)
+
+    def send_attempt(self, outs: Sequence[Resolved]) -> Waiter:
+        """One attempt at publishing ``outs``: their confirms will settle the returned waiter."""
+        waiter = Waiter(len(outs))
+        if not self._publish_directly(outs, waiter):
+            self.submit(functools.partial(self.publish_now, outs, waiter))
+        return waiter
+
+    def failing(self) -> str | None:
+        """Why publishing cannot succeed now (the connection failed too often), else None."""
+        if self._failures >= self._connect_attempts:
+            return self._last_error or "connection failed"
+        return None
 
     def _publish_directly(self, outs: Sequence[Resolved], waiter: Waiter) -> bool:
         """Publish from this thread, in the I/O thread's place, while that thread sleeps in ``poll``

@@ -10,6 +10,8 @@ __all__ = [
     "Broker",
     "Delivery",
     "OutgoingMessage",
+    "PUBLISHED",
+    "PendingPublish",
     "QueueDepth",
     "REASON_HEADER",
     "dead_letter_queue",
@@ -70,6 +72,26 @@ class QueueDepth:
     """In the dead-letter queue beside this queue."""
 
 
+class PendingPublish(Protocol):
+    """Messages being published: ``wait`` returns once the broker accepted every one of them, or
+    raises ``BrokerError`` (then some may have been stored: at-least-once)."""
+
+    def wait(self) -> None: ...
+
+
+class _Published:
+    """A publish already accepted."""
+
+    __slots__ = ()
+
+    def wait(self) -> None:
+        return None
+
+
+#: The ``PendingPublish`` of messages the broker has already accepted.
+PUBLISHED: PendingPublish = _Published()
+
+
 @runtime_checkable
 class Broker(Protocol):
     """Moves message bytes between producers and consumers with at-least-once delivery.
@@ -100,6 +122,13 @@ class Broker(Protocol):
         """Store several messages, pipelined; returns once all were accepted, or raises
         ``BrokerError`` (then some may have been stored: at-least-once)."""
         ...
+
+    def publish_begin(self, messages: Sequence[OutgoingMessage]) -> PendingPublish:
+        """Start publishing ``messages`` and return without waiting for the broker to accept them
+        where it can (AMQP: the frames are sent, the confirms are awaited by ``wait``). This default,
+        inherited by the brokers that subclass ``Broker``, publishes them now with ``publish_many``."""
+        self.publish_many(messages)
+        return PUBLISHED
 
     def fetch(self, queues: Sequence[str], max_messages: int, timeout: float) -> list[Delivery]:
         """Up to ``max_messages`` deliverable messages from ``queues``, highest priority first, then

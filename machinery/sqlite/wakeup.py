@@ -19,6 +19,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["Listener", "WakeupChannel", "wake_directory"]
@@ -154,10 +155,18 @@ class WakeupChannel:
 
     def notify(self, topic: str = "") -> None:
         """Wake every listener of ``topic``; never blocks and never raises."""
-        prefix = _topic_prefix(topic)
+        self.notify_many((topic,))
+
+    def notify_many(self, topics: Iterable[str]) -> None:
+        """Wake every listener of each of ``topics``, reading the directory once; never blocks and
+        never raises."""
+        names = self._listing()
+        if not names:
+            return
+        prefixes = {_topic_prefix(topic) for topic in topics}
         stale: list[str] = []
-        for name in self._listing():
-            if name.startswith(prefix):
+        for name in names:
+            if name[:name.find(".") + 1] in prefixes:
                 path = os.path.join(self.directory, name)
                 if not _send(path):
                     stale.append(path)

@@ -1,11 +1,12 @@
-"""``Executor.process``: one delivery from decoding to its stored outcome and follow-ups, settled
-here (given back, dead-lettered) or left for the caller to ack. In-memory broker and backend, no
-worker: each test fetches the delivery and processes it on this thread."""
+"""``Executor.process``: one delivery from decoding to its outcome, settled here (given back,
+dead-lettered) or returned for the settler to store, publish and ack. In-memory broker and backend,
+no worker: each test fetches the delivery, processes it and settles its outcome on this thread."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -17,6 +18,7 @@ from machinery.brokers.memory import MemoryBroker
 from machinery.errors import Retry
 from machinery.execution import NOT_REGISTERED_DELAY, RETRIES_HEADER, Executor, as_json_result, error_text
 from machinery.registry import Registry
+from machinery.settling import Settler
 from machinery.states import TaskResult, TaskState
 from tests.support.names import unique_name
 
@@ -40,11 +42,30 @@ class Recorder(MemoryBroker):
         super().dead_letter(delivery, reason)
 
 
-class FailingBackend(MemoryBackend):
-    """A result store that is down."""
+class BrokenBackend(MemoryBackend):
+    """A result store that fails with something other than ``ResultBackendError``."""
 
-    def set(self, result: TaskResult) -> None:
-        raise OSError("the store went away")
+    def set_many(self, results: Sequence[TaskResult]) -> None:
+        raise OSError("the store is broken")
+
+
+class Run:
+    """An executor and a settler over one broker and backend: ``handle`` processes a delivery and
+    settles its outcome on this thread; True when an outcome was settled (acked or given back)."""
+
+    def __init__(self, registry: Registry, broker: MemoryBroker, backend: MemoryBackend | None,
+                 **config: object) -> None:
+        self.executor = Executor(Config(default_queue=QUEUE, track_started=False, **config),  # type: ignore[arg-type]
+                                 registry, broker, backend)
+        self.settler = Settler(broker, backend, release=lambda _d: None, on_pause=lambda _p: None,
+                               stopping=threading.Event())
+
+    def handle(self, delivery: Delivery) -> bool:
+        outcome = self.executor.process(delivery)
+        if outcome is None:
+            return False
+        self.settler.settle_now([outcome])
+        return True
 
 
 @pytest.fixture
@@ -77,8 +98,8 @@ def _not_json() -> object:
     return object()
 
 
-def executor(registry: Registry, broker: MemoryBroker, backend: MemoryBackend | None, **config: object) -> Executor:
-    return Executor(Config(default_queue=QUEUE, track_started=False, **config), registry, broker, backend)  # type: ignore[arg-type]
+def executor(registry: Registry, broker: MemoryBroker, backend: MemoryBackend | None, **config: object) -> Run:
+    return Run(registry, broker, backend, **config)
 
 
 def deliver(broker: MemoryBroker, sig: Signature | bytes) -> Delivery:
@@ -119,7 +140,7 @@ def test_a_success_is_recorded_and_its_callbacks_get_the_result_first(
 ) -> None:
     callback = Signature("add", [10])
     sig = Signature("add", [1, 2], on_success=[callback])
-    assert executor(registry, broker, backend).process(deliver(broker, sig)) is True
+    assert executor(registry, broker, backend).handle(deliver(broker, sig)) is True
     done = state(backend, sig)
     assert (done.state, done.result) == (TaskState.SUCCESS, 3)
     assert [(s.uuid, s.args) for s in queued(broker)] == [(callback.uuid, (3, 10))]
@@ -131,7 +152,7 @@ def test_an_immutable_task_passes_no_result_to_its_callbacks(
 ) -> None:
     callback = Signature("add", [10])
     sig = Signature("add", [1, 2], on_success=[callback], immutable=True)
-    assert executor(registry, broker, backend).process(deliver(broker, sig)) is True
+    assert executor(registry, broker, backend).handle(deliver(broker, sig)) is True
     assert [s.args for s in queued(broker)] == [(10,)]
 
 
@@ -140,7 +161,7 @@ def test_a_failure_is_recorded_and_its_error_callbacks_get_the_error_text_first(
 ) -> None:
     on_error = Signature("add", ["x"])
     sig = Signature("boom", [], on_error=[on_error])
-    assert executor(registry, broker, backend).process(deliver(broker, sig)) is True
+    assert executor(registry, broker, backend).handle(deliver(broker, sig)) is True
     done = state(backend, sig)
     assert (done.state, done.error) == (TaskState.FAILURE, "boom")
     assert [(s.uuid, s.args) for s in queued(broker)] == [(on_error.uuid, ("boom", "x"))]
@@ -149,7 +170,7 @@ def test_a_failure_is_recorded_and_its_error_callbacks_get_the_error_text_first(
 def test_a_result_that_is_not_json_is_a_failure(registry: Registry, broker: Recorder, backend: MemoryBackend) -> None:
     for name in ("nan", "obj"):
         sig = Signature(name, [])
-        assert executor(registry, broker, backend).process(deliver(broker, sig)) is True
+        assert executor(registry, broker, backend).handle(deliver(broker, sig)) is True
         assert state(backend, sig).state == TaskState.FAILURE
 
 
@@ -157,7 +178,7 @@ def test_a_failing_task_with_retries_left_is_sent_again_with_a_delay_and_a_count
     registry: Registry, broker: Recorder, backend: MemoryBackend
 ) -> None:
     sig = Signature("boom", [], retry_count=2, retry_timeout=0)
-    assert executor(registry, broker, backend, retry_backoff_max=0.0).process(deliver(broker, sig)) is True
+    assert executor(registry, broker, backend, retry_backoff_max=0.0).handle(deliver(broker, sig)) is True
     assert state(backend, sig).state == TaskState.RETRY
     [again] = queued(broker)
     assert (again.uuid, again.retry_count, again.headers[RETRIES_HEADER]) == (sig.uuid, 1, 1)
@@ -169,7 +190,7 @@ def test_retry_with_a_countdown_waits_that_long(registry: Registry, broker: Reco
 
     registry.register("later", later)
     sig = Signature("later", [], retry_count=1)
-    assert executor(registry, broker, backend).process(deliver(broker, sig)) is True
+    assert executor(registry, broker, backend).handle(deliver(broker, sig)) is True
     assert queued(broker) == []  # held by the broker for a minute
     assert broker.depth(QUEUE).delayed == 1
 
@@ -180,18 +201,18 @@ def test_a_task_not_registered_is_given_back_then_dead_lettered_with_a_failure(
     sig = Signature(unique_name("missing"), [])
     run = executor(registry, broker, backend, max_redeliveries=1)
     first = deliver(broker, sig)
-    assert run.process(first) is False
+    assert run.handle(first) is False
     assert broker.nacked == [(first, NOT_REGISTERED_DELAY)]
     assert backend.get(sig.uuid) is None
     [second] = broker.fetch([QUEUE], 1, 5.0)
     assert second.delivery_count == 2
-    assert run.process(second) is False
+    assert run.handle(second) is False
     assert [reason for _d, reason in broker.dead] == [f"task {sig.name!r} is not registered (delivered 2 times)"]
     assert state(backend, sig).state == TaskState.FAILURE
 
 
 def test_an_undecodable_message_is_dead_lettered_with_the_reason(registry: Registry, broker: Recorder) -> None:
-    assert executor(registry, broker, None).process(deliver(broker, b"not json")) is False
+    assert executor(registry, broker, None).handle(deliver(broker, b"not json")) is False
     [(_delivery, reason)] = broker.dead
     assert reason.startswith("undecodable message: ")
     assert broker.depth(QUEUE).dead == 1
@@ -200,7 +221,7 @@ def test_an_undecodable_message_is_dead_lettered_with_the_reason(registry: Regis
 def test_an_outcome_that_cannot_be_stored_gives_the_delivery_back(registry: Registry, broker: Recorder) -> None:
     sig = Signature("add", [1], on_success=[Signature("add", [2])])
     delivery = deliver(broker, sig)
-    assert executor(registry, broker, FailingBackend()).process(delivery) is False
+    assert executor(registry, broker, BrokenBackend()).handle(delivery) is True
     assert [(d.tag, delay > 0) for d, delay in broker.nacked] == [(delivery.tag, True)]
     depth = broker.depth(QUEUE)
     assert (depth.ready, depth.delayed) == (0, 1)  # no follow-up sent; the task itself runs again soon
@@ -208,5 +229,5 @@ def test_an_outcome_that_cannot_be_stored_gives_the_delivery_back(registry: Regi
 
 def test_without_a_result_backend_callbacks_still_run(registry: Registry, broker: Recorder) -> None:
     callback = Signature("add", [1])
-    assert executor(registry, broker, None).process(deliver(broker, Signature("add", [2], on_success=[callback])))
+    assert executor(registry, broker, None).handle(deliver(broker, Signature("add", [2], on_success=[callback])))
     assert [s.args for s in queued(broker)] == [(2, 1)]

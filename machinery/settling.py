@@ -1,0 +1,326 @@
+"""The worker's settler: what follows a task's run, for every task in this order: its result is
+stored, its follow-up messages are published and accepted by the broker, and only then is its
+delivery acknowledged. A crash at any point loses nothing: an unacknowledged delivery runs again.
+
+The steps are batched. Results gathered from finished tasks are written in one round trip
+(``ResultBackend.set_many``: a Redis pipeline, one SQLite transaction); their follow-ups are then
+published together (``Broker.publish_begin``: on AMQP the frames leave at once and the confirms are
+awaited here, not on a task thread); the deliveries whose follow-ups were accepted are acknowledged
+together (``Broker.ack_many``). A task that finishes while nothing is being written writes its own
+result at once, on its own thread, so a lone task waits for no batch; one that finishes while a write
+is under way joins the next batch, which the settler thread writes as soon as the current one is
+done. Deliveries that store and publish nothing are acknowledged as before: as soon as
+``ACK_BATCH`` gathered or the task threads ran out of work, else ``ACK_DELAY`` after the first.
+
+When the result store cannot be reached, finished results are held (not re-run), the worker pauses
+(``paused``: no new task starts, nothing more is fetched) and the write is tried again with a
+back-off from ``STORE_RETRY_FIRST`` to ``STORE_RETRY_MAX`` seconds; nothing is acknowledged without
+its result. Once the store answers, the held results are written, followed up and acknowledged, and
+the worker resumes. A worker asked to stop during an outage keeps trying for ``STOP_GRACE`` seconds,
+then gives the held deliveries back (they run again).
+
+Redelivered tasks: after a batch's follow-ups were accepted, the store records that they were sent
+(``mark_follow_ups_sent``) before the ack, so a task delivered again after a crash between the two
+is acknowledged without running or publishing again (see ``Executor.process``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from machinery.backends.base import ResultBackend
+from machinery.brokers.base import Broker, Delivery, PendingPublish
+from machinery.errors import ResultBackendError
+from machinery.execution import Outcome
+
+__all__ = ["ACK_BATCH", "ACK_DELAY", "STOP_GRACE", "STORE_RETRY_FIRST", "STORE_RETRY_MAX", "Settler"]
+
+log = logging.getLogger("machinery.worker")
+
+#: Most finished deliveries the settler gathers before acknowledging them together.
+ACK_BATCH = 32
+#: Longest the settler waits (seconds) for more finished deliveries while task threads are busy.
+ACK_DELAY = 0.002
+#: First pause (seconds) before writing again to a result store that failed; it doubles each time.
+STORE_RETRY_FIRST = 0.05
+#: Longest pause (seconds) between attempts to write to a result store that keeps failing.
+STORE_RETRY_MAX = 2.0
+#: Seconds a stopping worker keeps trying to store held results before giving their deliveries back.
+STOP_GRACE = 10.0
+#: Seconds before a delivery whose outcome could not be stored or published runs again.
+GIVE_BACK_DELAY = 1.0
+
+
+class Settler:
+    """Stores, publishes and acknowledges the outcomes handed to ``add`` (from task threads) on
+    its own thread, in batches. ``release(deliveries)`` is called once deliveries are settled
+    (acked or given back); ``on_pause(paused)`` when the worker should pause or resume."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        backend: ResultBackend | None,
+        *,
+        ack_batch: int = ACK_BATCH,
+        release: Callable[[Sequence[Delivery]], None],
+        on_pause: Callable[[bool], None],
+        stopping: threading.Event,
+        stop_grace: float = STOP_GRACE,
+    ) -> None:
+        self.broker = broker
+        self.backend = backend
+        self.ack_batch = max(1, ack_batch)
+        self._release = release
+        self._on_pause = on_pause
+        self._stopping = stopping
+        self._stop_grace = stop_grace
+        self._cond = threading.Condition(threading.Lock())
+        self._to_write: list[Outcome] = []
+        """Finished, result not stored yet (waiting for the settler thread)."""
+        self._to_ack: list[Outcome] = []
+        """Stored, follow-ups sent (maybe not yet accepted): waiting for the ack."""
+        self._writers = 0
+        self._flush = False
+        self._done = False
+        self.paused = False
+        """True while the result store is unreachable: start no task, fetch nothing."""
+        self._thread = threading.Thread(target=self._loop, name="machinery-settler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def finish(self) -> None:
+        """Settle everything handed over so far, then end the settler thread (call once no task
+        thread will ``add`` again)."""
+        with self._cond:
+            self._done = True
+            self._cond.notify()
+        self._thread.join()
+
+    def flush(self) -> None:
+        """The task threads ran out of work: acknowledge what is owed now, without waiting."""
+        with self._cond:
+            if self._to_ack and not self._flush:
+                self._flush = True
+                self._cond.notify()
+
+    def settle_now(self, outcomes: Sequence[Outcome]) -> None:
+        """Store, publish and ack ``outcomes`` on this thread, as the settler thread does a batch."""
+        done = self._publish_stored(self._store(list(outcomes)))
+        if done:
+            self._settle(done)
+
+    # -- from task threads --------------------------------------------------------------------
+
+    def add(self, outcome: Outcome) -> None:
+        """Take over a processed delivery: store, publish and ack it (now or in a batch)."""
+        cond = self._cond
+        if not outcome.records:
+            if outcome.follow_ups and not self._begin_publish([outcome]):
+                return
+            with cond:
+                owed = self._to_ack
+                owed.append(outcome)
+                if len(owed) == 1 or len(owed) >= self.ack_batch or outcome.publishing is not None:
+                    cond.notify()
+            return
+        with cond:
+            if self._writers or self._to_write or self.paused:
+                self._to_write.append(outcome)
+                if len(self._to_write) == 1:
+                    cond.notify()
+                return
+            self._writers += 1
+        try:
+            stored = self._write_once([outcome])
+        finally:
+            with cond:
+                self._writers -= 1
+        if stored is None:
+            return
+        if not stored:  # the store failed: the settler thread holds it and tries again
+            with cond:
+                self._to_write.append(outcome)
+                cond.notify()
+            return
+        if outcome.follow_ups and not self._begin_publish([outcome]):
+            return
+        with cond:
+            self._to_ack.append(outcome)
+            cond.notify()
+
+    # -- the settler thread ---------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._to_write and not self._to_ack and not self._done:
+                    cond.wait()
+                if not self._to_write and not self._to_ack:
+                    return
+                if not self._to_write and not any(o.publishing is not None for o in self._to_ack):
+                    deadline = time.monotonic() + ACK_DELAY
+                    while (len(self._to_ack) < self.ack_batch and not self._flush and not self._done
+                           and not self._to_write):
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        cond.wait(left)
+                writes, self._to_write = self._to_write, []
+                acks, self._to_ack = self._to_ack, []
+                self._flush = False
+                if writes:
+                    self._writers += 1
+            if writes:
+                try:
+                    stored = self._store(writes)
+                finally:
+                    with cond:
+                        self._writers -= 1
+                acks.extend(self._publish_stored(stored))
+            if acks:
+                self._settle(acks)
+
+    def _write_once(self, outcomes: Sequence[Outcome]) -> bool | None:
+        """One attempt to store the outcomes' records. True: stored; False: the store failed (hold
+        them and try again); None: they cannot be stored and were given back."""
+        backend = self.backend
+        if backend is None:
+            return True
+        records = [r for o in outcomes for r in o.records]
+        try:
+            backend.set_many(records)
+        except ResultBackendError:
+            return False
+        except Exception:
+            log.exception("storing %d results failed; their tasks will run again", len(records))
+            self._give_back(outcomes)
+            return None
+        return True
+
+    def _store(self, writes: list[Outcome]) -> list[Outcome]:
+        """Store the outcomes' records, holding them with a back-off while the store fails (the
+        worker paused meanwhile); the outcomes stored (none when they were given back)."""
+        pause = STORE_RETRY_FIRST
+        failing_since = 0.0
+        give_up_at = 0.0
+        try:
+            while True:
+                try:
+                    stored = self._write_once(writes)
+                    if stored is None:
+                        return []
+                    if stored:
+                        if failing_since:
+                            log.warning("the result store is back after %.1f s: %d held results stored; resuming",
+                                        time.monotonic() - failing_since, len(writes))
+                        return writes
+                    if not failing_since:
+                        failing_since = time.monotonic()
+                        self._set_paused(True)
+                        log.warning("the result store cannot be reached: holding %d finished results (their "
+                                    "tasks are not run again), pausing consumption and retrying", len(writes))
+                except ResultBackendError:  # from a backend without set_many's error mapping
+                    pass
+                if self._stopping.is_set():
+                    now = time.monotonic()
+                    give_up_at = give_up_at or now + self._stop_grace
+                    if now >= give_up_at:
+                        log.error("stopping with the result store still unreachable: giving back %d deliveries "
+                                  "(their tasks will run again)", len(writes))
+                        self._give_back(writes)
+                        return []
+                time.sleep(pause)
+                pause = min(pause * 2, STORE_RETRY_MAX)
+                with self._cond:  # hold what finished meanwhile together with these
+                    writes.extend(self._to_write)
+                    self._to_write.clear()
+        finally:
+            if failing_since:
+                self._set_paused(False)
+
+    def _publish_stored(self, stored: list[Outcome]) -> list[Outcome]:
+        """Begin publishing the follow-ups of stored outcomes (one batch); those not given back."""
+        with_follow_ups = [o for o in stored if o.follow_ups]
+        done = [o for o in stored if not o.follow_ups]
+        if with_follow_ups and self._begin_publish(with_follow_ups):
+            done.extend(with_follow_ups)
+        return done
+
+    def _set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self._on_pause(paused)
+
+    def _begin_publish(self, outcomes: Sequence[Outcome]) -> bool:
+        """Start publishing every follow-up of ``outcomes`` (one batch); False (and the outcomes
+        given back) when that failed."""
+        messages = [m for o in outcomes for m in o.follow_ups]
+        try:
+            pending: PendingPublish = self.broker.publish_begin(messages)
+        except Exception:
+            log.exception("publishing %d follow-up messages failed; their tasks will run again", len(messages))
+            self._give_back(outcomes)
+            return False
+        for o in outcomes:
+            o.publishing = pending
+        return True
+
+    def _settle(self, outcomes: list[Outcome]) -> None:
+        """Wait until the outcomes' follow-ups were accepted, record that they were sent, forget
+        finished chords' bookkeeping, then ack together the deliveries whose follow-ups made it."""
+        accepted: dict[int, bool] = {}
+        ok: list[Outcome] = []
+        failed: list[Outcome] = []
+        for o in outcomes:
+            pending = o.publishing
+            if pending is None:
+                ok.append(o)
+                continue
+            key = id(pending)
+            if key not in accepted:
+                try:
+                    pending.wait()
+                    accepted[key] = True
+                except Exception:
+                    log.exception("follow-up messages were not accepted; their tasks will run again")
+                    accepted[key] = False
+            (ok if accepted[key] else failed).append(o)
+        if failed:
+            self._give_back(failed)
+        backend = self.backend
+        if backend is not None:
+            sent = [o.task_uuid for o in ok if o.follow_ups]
+            if sent:
+                try:
+                    backend.mark_follow_ups_sent(sent)
+                except Exception as exc:
+                    log.warning("could not record that %d tasks' follow-ups were sent (%s); a redelivery of "
+                                "one of them would send them again", len(sent), exc)
+            for o in ok:
+                if o.chord_group:
+                    try:
+                        backend.group_done(o.chord_group)
+                    except Exception:
+                        log.exception("could not forget the bookkeeping of chord group %s", o.chord_group)
+        if ok:
+            deliveries = [o.delivery for o in ok]
+            try:
+                self.broker.ack_many(deliveries)
+            except Exception:
+                log.exception("acknowledging %d deliveries failed; they come back when their leases end",
+                              len(deliveries))
+            self._release(deliveries)
+
+    def _give_back(self, outcomes: Sequence[Outcome]) -> None:
+        broker = self.broker
+        for o in outcomes:
+            try:
+                broker.nack(o.delivery, delay=GIVE_BACK_DELAY)
+            except Exception:
+                log.exception("could not give back a delivery from %s; it comes back when its lease ends",
+                              o.delivery.queue)
+        self._release([o.delivery for o in outcomes])
