@@ -13,7 +13,7 @@ from machinery.errors import ResultBackendError, ResultTimeout, TaskFailed
 from machinery.jsonvalues import JSONValue
 from machinery.states import TaskResult, TaskState
 
-__all__ = ["AsyncResult", "ChainResult", "ChordResult", "GroupResult"]
+__all__ = ["AsyncResult", "ChainResult", "ChordResult", "GroupResult", "wait_all"]
 
 #: Longest single ``backend.wait`` call while waiting without a timeout.
 _WAIT_SLICE = 30.0
@@ -140,10 +140,38 @@ class GroupResult:
         return all(r.ready() for r in self.results)
 
     def get(self, timeout: float | None = None) -> list[JSONValue]:
-        """Every task's value in group order; ``TaskFailed`` for the first failed one, or
-        ``ResultTimeout`` when they are not all done within ``timeout`` seconds."""
+        """Every task's value in group order once all are final; ``TaskFailed`` for the first
+        failed one, or ``ResultTimeout`` when they are not all done within ``timeout`` seconds.
+        The members are awaited together (``ResultBackend.wait_many``: woken by notifications,
+        read in batches); a chain's result among them is awaited step by step."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        return [r._value(r.wait_final(deadline, timeout)) for r in self.results]
+        records = wait_all(self.results, deadline, timeout)
+        return [r._value(record) for r, record in zip(self.results, records, strict=True)]
+
+
+def wait_all(results: Sequence[AsyncResult], deadline: float | None, timeout: float | None) -> list[TaskResult]:
+    """The final records of ``results`` (in order), waiting for them together until ``deadline``
+    (monotonic; None: as long as it takes), else ``ResultTimeout`` naming the first unfinished."""
+    plain = [r for r in results if type(r) is AsyncResult]
+    final: dict[str, TaskResult] = {}
+    if plain:
+        backend = _require(plain[0]._backend)
+        uuids = list(dict.fromkeys(r.task_uuid for r in plain))
+        while True:
+            slice_ = _WAIT_SLICE if deadline is None else max(deadline - time.monotonic(), 0.0)
+            states = backend.wait_many(uuids, slice_)
+            waiting = []
+            for uuid, state in zip(uuids, states, strict=True):
+                if state is not None and state.ready:
+                    final[uuid] = state
+                else:
+                    waiting.append(uuid)
+            if not waiting:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultTimeout(waiting[0], timeout or 0.0)
+            uuids = waiting
+    return [final[r.task_uuid] if type(r) is AsyncResult else r.wait_final(deadline, timeout) for r in results]
 
 
 class ChordResult:
@@ -175,6 +203,6 @@ class ChordResult:
 
     def get(self, timeout: float | None = None) -> JSONValue:
         deadline = None if timeout is None else time.monotonic() + timeout
-        for r in self.group.results:
-            r._value(r.wait_final(deadline, timeout))
+        for r, record in zip(self.group.results, wait_all(self.group.results, deadline, timeout), strict=True):
+            r._value(record)
         return self.callback._value(self.callback.wait_final(deadline, timeout))

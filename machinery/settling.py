@@ -6,11 +6,12 @@ The steps are batched. Results gathered from finished tasks are written in one r
 (``ResultBackend.set_many``: a Redis pipeline, one SQLite transaction); their follow-ups are then
 published together (``Broker.publish_begin``: on AMQP the frames leave at once and the confirms are
 awaited here, not on a task thread); the deliveries whose follow-ups were accepted are acknowledged
-together (``Broker.ack_many``). A task that finishes while nothing is being written writes its own
-result at once, on its own thread, so a lone task waits for no batch; one that finishes while a write
-is under way joins the next batch, which the settler thread writes as soon as the current one is
-done. Deliveries that store and publish nothing are acknowledged as before: as soon as
-``ACK_BATCH`` gathered or the task threads ran out of work, else ``ACK_DELAY`` after the first.
+together (``Broker.ack_many``). A task that finishes alone (no other task running or waiting) while
+nothing is being written writes its own result at once, on its own thread, so a lone task waits for
+no batch; the others join the next batch, which the settler thread writes as soon as the current one
+is done (so batches grow with the load, and no write waits for a timer). Deliveries that store and
+publish nothing are acknowledged as before: as soon as ``ACK_BATCH`` gathered or the task threads
+ran out of work, else ``ACK_DELAY`` after the first.
 
 When the result store cannot be reached, finished results are held (not re-run), the worker pauses
 (``paused``: no new task starts, nothing more is fetched) and the write is tried again with a
@@ -115,8 +116,10 @@ class Settler:
 
     # -- from task threads --------------------------------------------------------------------
 
-    def add(self, outcome: Outcome) -> None:
-        """Take over a processed delivery: store, publish and ack it (now or in a batch)."""
+    def add(self, outcome: Outcome, *, alone: bool = False) -> None:
+        """Take over a processed delivery: store, publish and ack it. ``alone`` (no other task is
+        running or waiting to run): its result is written at once on this thread when no write is
+        under way; otherwise it joins the settler's next batch."""
         cond = self._cond
         if not outcome.records:
             if outcome.follow_ups and not self._begin_publish([outcome]):
@@ -128,7 +131,7 @@ class Settler:
                     cond.notify()
             return
         with cond:
-            if self._writers or self._to_write or self.paused:
+            if not alone or self._writers or self._to_write or self.paused:
                 self._to_write.append(outcome)
                 if len(self._to_write) == 1:
                     cond.notify()

@@ -75,6 +75,9 @@ class Worker:
         self.queues = list(queues) if queues else [config.default_queue]
         self.prefetch = prefetch if prefetch is not None else max(1, config.prefetch_count)
         self._capacity = self.concurrency + self.prefetch
+        self._hold_limit = 2 * self._capacity
+        """Most deliveries held at once: fetched, running, or finished and being settled (a batch
+        being written while the next one runs)."""
         self._ack_batch = max(1, min(ACK_BATCH, self.prefetch))
         lock = threading.Lock()
         self._work = threading.Condition(lock)
@@ -86,6 +89,8 @@ class Worker:
         self._busy = 0
         self._fetching = False
         self._waiting = 0
+        self._starved = 0
+        """Task threads waiting because as many deliveries are held as allowed."""
         self._settler: Settler | None = None
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -219,6 +224,7 @@ class Worker:
             if delivery is None:
                 return
             outcome = None
+            alone = False
             try:
                 outcome = executor.process(delivery)
             except Exception:
@@ -229,11 +235,14 @@ class Worker:
                     progress.finish(delivery)
                 with work:
                     self._busy -= 1
+                    alone = not self._busy and not self._ready
                     if outcome is None:
+                        if self._starved:
+                            work.notify(self._starved)
                         self._held.pop(delivery.tag, None)
             if outcome is not None:
                 try:
-                    settler.add(outcome)
+                    settler.add(outcome, alone=alone)
                 except Exception:
                     log.exception("settling a delivery from %s failed; it comes back when its lease ends",
                                   delivery.queue)
@@ -250,6 +259,8 @@ class Worker:
             held = self._held
             for d in deliveries:
                 held.pop(d.tag, None)
+            if self._starved:
+                self._work.notify(self._starved)
 
     def _paused(self, paused: bool) -> None:
         """(settler) The result store went away (pause) or came back (resume)."""
@@ -280,8 +291,13 @@ class Worker:
                     work.wait()
                     self._waiting -= 1
                     continue
+                free = min(self._capacity - self._busy, self._hold_limit - len(self._held))
+                if free <= 0:  # as many held as allowed (running or being settled): wait for a release
+                    self._starved += 1
+                    work.wait()
+                    self._starved -= 1
+                    continue
                 self._fetching = True
-                free = self._capacity - self._busy
                 work.release()
                 try:
                     deliveries = self._fetch(free)
