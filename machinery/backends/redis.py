@@ -5,8 +5,8 @@ with a PX expiry of ``expires_in``; ``group:<uuid>:members`` (a list, group orde
 ``group:<uuid>:results`` (a hash) hold a chord's bookkeeping, updated atomically by a Lua script;
 ``follow-ups-sent:<uuid>`` marks a task whose follow-ups were published. A final state is also
 published on ``done:<uuid>``, which ``wait`` and ``wait_many`` subscribe to (polling as a
-fallback). ``set_many`` writes a batch of results, their expiry and their notifications in one
-pipelined round trip. Every Redis failure becomes ``ResultBackendError``; the password never appears in
+fallback). ``set_many`` writes a batch of results, their expiry and their notifications with one
+command (a Lua script). Every Redis failure becomes ``ResultBackendError``; the password never appears in
 messages or reprs.
 """
 
@@ -51,6 +51,20 @@ return values
 """
 
 
+# KEYS: result keys. ARGV: expiry in ms, then one record per key, then one channel per key ("" for
+# a state that is not final). One command for a whole batch: Redis sets each key with its expiry and
+# publishes the final ones, and the client parses one reply instead of two per result.
+_SET_MANY = """
+local n = #KEYS
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
+  local channel = ARGV[n + i + 1]
+  if channel ~= '' then redis.call('PUBLISH', channel, '1') end
+end
+return n
+"""
+
+
 def _describe(url: str) -> str:
     """The URL without password or query, for messages."""
     return masked_url(url).split("?", 1)[0]
@@ -85,6 +99,7 @@ class RedisBackend:
         except (ValueError, redis.RedisError) as exc:
             raise ResultBackendError(f"Redis result backend at {self._where}: {type(exc).__name__}") from None
         self._add_result: Script = self._redis.register_script(_ADD_RESULT)
+        self._set_many: Script = self._redis.register_script(_SET_MANY)
 
     @classmethod
     def from_config(cls, config: Config) -> RedisBackend:
@@ -118,23 +133,15 @@ class RedisBackend:
 
     def set_many(self, results: Sequence[TaskResult]) -> None:
         """Store every one of ``results`` (each expiring after ``expires_in``) and announce the
-        final ones to their waiters, in one pipelined round trip."""
+        final ones to their waiters, with one command."""
         if not results:
             return
         now = time.time()
-        records = [
-            (r.task_uuid, encode_record(r if r.updated_at else stamped(r, now)), r.state.is_final) for r in results
-        ]
-
-        def store() -> None:
-            pipe = self._redis.pipeline(transaction=False)
-            for task_uuid, record, final in records:
-                pipe.set(self._result_key(task_uuid), record, px=self._expire_ms)
-                if final:
-                    pipe.publish(self._done_channel(task_uuid), b"1")
-            pipe.execute()
-
-        self._call(store)
+        keys = [self._result_key(r.task_uuid) for r in results]
+        args: list[str | int] = [self._expire_ms]
+        args.extend(encode_record(r if r.updated_at else stamped(r, now)) for r in results)
+        args.extend(self._done_channel(r.task_uuid) if r.state.is_final else "" for r in results)
+        self._call(lambda: self._set_many(keys=keys, args=args))
 
     def get(self, task_uuid: str) -> TaskResult | None:
         """The latest stored state, or None."""

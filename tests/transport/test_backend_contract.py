@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from machinery.backends.base import READ_CHUNK
 from machinery.jsonvalues import FrozenDict, freeze
 from machinery.states import TaskResult, TaskState
 from tests.transport.conftest import MakeBackend
@@ -157,3 +158,90 @@ def test_group_results_from_many_clients_complete_exactly_once(make_backend: Mak
         t.join(30)
     assert completions == [list(members)]
 
+
+
+# -- batches: set_many, get_many, wait_many, and the record of follow-ups sent ---------------------
+
+
+def test_set_many_stores_every_result_and_get_many_reads_them_in_order(make_backend: MakeBackend, token: str) -> None:
+    backend = make_backend()
+    results = [TaskResult(f"{token}-{i}", TaskState.SUCCESS, name="add", result=i, updated_at=1.5) for i in range(5)]
+    backend.set_many(results)
+    uuids = [f"{token}-{i}" for i in (4, 0, 9, 2)]
+    assert backend.get_many(uuids) == [results[4], results[0], None, results[2]]
+    assert backend.get(f"{token}-3") == results[3]
+
+
+def test_set_many_of_nothing_stores_nothing(make_backend: MakeBackend, token: str) -> None:
+    backend = make_backend()
+    backend.set_many([])
+    assert backend.get_many([token]) == [None]
+
+
+def test_get_many_reads_more_tasks_than_one_batch(make_backend: MakeBackend, token: str) -> None:
+    backend = make_backend()
+    count = 2 * READ_CHUNK + 7
+    backend.set_many([TaskResult(f"{token}-{i}", TaskState.SUCCESS, result=i) for i in range(count)])
+    read = backend.get_many([f"{token}-{i}" for i in range(count)])
+    assert [r.result if r is not None else None for r in read] == list(range(count))
+
+
+def test_set_many_results_expire_after_the_configured_time(make_backend: MakeBackend, token: str) -> None:
+    backend = make_backend(expires_in=0.5)
+    backend.set_many([TaskResult(f"{token}-{i}", TaskState.SUCCESS, result=i) for i in range(3)])
+    assert None not in backend.get_many([f"{token}-{i}" for i in range(3)])
+    time.sleep(0.8)
+    assert backend.get_many([f"{token}-{i}" for i in range(3)]) == [None, None, None]
+
+
+def test_wait_many_returns_once_every_task_is_final_woken_by_set_many(make_backend: MakeBackend, token: str) -> None:
+    """Woken by another client's batched write, not at the waiter's next poll."""
+    waiter, writer = make_backend(poll_interval=60.0), make_backend()
+    uuids = [f"{token}-{i}" for i in range(50)]
+    writer.set_many([TaskResult(u, TaskState.SUCCESS, result=1) for u in uuids[:20]])
+    writer.set(TaskResult(uuids[20], TaskState.STARTED))
+
+    def finish() -> None:
+        writer.set_many([TaskResult(u, TaskState.SUCCESS, result=2) for u in uuids[20:40]])
+        time.sleep(0.1)
+        writer.set_many([TaskResult(u, TaskState.FAILURE, error="bad") for u in uuids[40:]])
+
+    timer = threading.Timer(0.2, finish)
+    started = time.monotonic()
+    timer.start()
+    try:
+        states = waiter.wait_many(uuids, 20.0)
+    finally:
+        timer.join()
+    assert time.monotonic() - started < 3.0
+    assert [s.state if s is not None else None for s in states] == (
+        [TaskState.SUCCESS] * 40 + [TaskState.FAILURE] * 10
+    )
+    assert [s.result for s in states if s is not None][18:22] == [1, 1, 2, 2]
+
+
+def test_wait_many_gives_the_latest_states_when_time_runs_out(make_backend: MakeBackend, token: str) -> None:
+    backend = make_backend()
+    backend.set_many([TaskResult(f"{token}-a", TaskState.SUCCESS), TaskResult(f"{token}-b", TaskState.STARTED)])
+    started = time.monotonic()
+    states = backend.wait_many([f"{token}-a", f"{token}-b", f"{token}-c"], 0.3)
+    assert time.monotonic() - started >= 0.25
+    assert [s.state if s is not None else None for s in states] == [TaskState.SUCCESS, TaskState.STARTED, None]
+
+
+def test_follow_ups_sent_is_recorded_per_task_and_forgotten_with_it(make_backend: MakeBackend, token: str) -> None:
+    backend, other = make_backend(), make_backend()
+    assert backend.follow_ups_sent(f"{token}-a") is False
+    backend.mark_follow_ups_sent([f"{token}-a", f"{token}-b"])
+    assert other.follow_ups_sent(f"{token}-a") and other.follow_ups_sent(f"{token}-b")
+    assert other.follow_ups_sent(f"{token}-c") is False
+    backend.forget(f"{token}-a")
+    assert other.follow_ups_sent(f"{token}-a") is False
+
+
+def test_follow_ups_sent_expires_with_the_results(make_backend: MakeBackend, token: str) -> None:
+    backend = make_backend(expires_in=0.5)
+    backend.mark_follow_ups_sent([token])
+    assert backend.follow_ups_sent(token)
+    time.sleep(0.8)
+    assert backend.follow_ups_sent(token) is False
