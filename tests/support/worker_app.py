@@ -35,3 +35,12 @@ def pid(seconds: float = 0.0) -> int:
     """Sleeps ``seconds``, then returns the id of the worker process that ran it."""
     time.sleep(seconds)
     return os.getpid()
+
+
+@app.task(name="tally")
+def tally(*args: str | float) -> float:
+    """Records its one string argument as a key (``effects``) and returns the sum of the numbers:
+    a chain step that shows each of its runs."""
+    key = next(a for a in args if isinstance(a, str))
+    record_effect(os.environ[EFFECTS_ENV], key)
+    return sum(a for a in args if not isinstance(a, str))
