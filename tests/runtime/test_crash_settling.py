@@ -51,7 +51,7 @@ def test_sigkilled_workers_store_every_result_and_complete_every_chain(tmp_path:
         app.broker.declare([config.default_queue])
         plain = app.send_tasks([Signature("tally", [f"p{i}", i, i]) for i in range(PLAIN)])
         chains = app.send_tasks([
-            chain(Signature("tally", [f"c{i}-1", i]), *(Signature("tally", [f"c{i}-{s}", 1]) for s in range(2, STEPS + 1)))
+            chain(*(Signature("tally", [f"c{i}-{s}", i if s == 1 else 1]) for s in range(1, STEPS + 1)))
             for i in range(CHAINS)
         ])
         workers = [start() for _ in range(WORKERS)]
@@ -85,6 +85,7 @@ def test_sigkilled_workers_store_every_result_and_complete_every_chain(tmp_path:
     assert kills >= 1
     assert values == [2.0 * i for i in range(PLAIN)]
     assert finals == [float(i + STEPS - 1) for i in range(CHAINS)]
-    assert set(seen) == {f"p{i}" for i in range(PLAIN)} | {f"c{i}-{s}" for i in range(CHAINS) for s in range(1, STEPS + 1)}
+    keys = {f"p{i}" for i in range(PLAIN)} | {f"c{i}-{s}" for i in range(CHAINS) for s in range(1, STEPS + 1)}
+    assert set(seen) == keys
     assert (depth.ready, depth.delayed, depth.dead) == (0, 0, 0)
     assert codes == [0] * WORKERS
