@@ -387,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {label:<{width}}  {value:>18}")
     print("\nratios (same run):")
     print(f"  machinery processing (results off) / bare WAL loop: {m_off[2] / bare:.2f}  (aim >= 0.5)")
+    print(f"  machinery processing, results on / results off:    {m_on[2] / m_off[2]:.2f}  (aim >= 0.6)")
     if h_off is not None and h_on is not None and h_lat is not None:
         print(f"  machinery / Huey processing, results off: {m_off[2] / h_off[1]:.2f}  (aim >= 1)")
         print(f"  machinery / Huey processing, results on:  {m_on[2] / h_on[1]:.2f}  (aim >= 1)")

@@ -6,10 +6,15 @@ publish rate with publisher confirms (machinery: batched ``send_tasks``), then p
 from a full queue, timed by a side channel rather than queue depth (a FIFO that the task process
 writes one byte to at its first and its N-th completion and at every one after those), p50/p99
 send-to-result latency and a 10-step chain's latency. machinery runs with results not stored, then
-stored in Redis. Prints a table with ratios to raw pika, the machine and its load, and writes
-a PNG chart to ``benchmarks/results/``.
+stored in Redis; Celery and Dramatiq run without results, then with their Redis result stores
+(Celery's Redis result backend, Dramatiq's Results middleware). A "one follow-up per task" row
+(each task's ``on_success`` sends one more task; every task run counted) is measured for machinery
+and for raw pika, and the worker's resident memory after ``--memory-tasks`` tasks with results in
+Redis. Prints a table with ratios to raw pika, the issue's targets as same-run ratios, the machine
+and its load, and writes a PNG chart to ``benchmarks/results/``.
 
-Run: ``.venv/bin/python -m benchmarks.throughput_amqp [--tasks N] [--quick] [--skip-peers] [--skip-stored]``
+Run: ``.venv/bin/python -m benchmarks.throughput_amqp [--tasks N] [--quick] [--skip-peers] [--skip-stored]
+[--skip-follow-ups] [--memory-tasks N]``
 (also ``benchmarks/throughput.py --broker amqp``). Celery, Dramatiq and matplotlib come from the
 ``bench`` extra; a missing one is skipped.
 """
@@ -128,11 +133,13 @@ def __getattr__(name: str) -> Any:
         return machinery_app
     if name == "celery_app":
         celery: Any = importlib.import_module("celery")
-        capp = celery.Celery("bench", broker=AMQP_URL.replace("amqp://", "pyamqp://"))
+        stored = bool(os.environ.get("BENCH_RESULTS"))
+        capp = celery.Celery("bench", broker=AMQP_URL.replace("amqp://", "pyamqp://"),
+                             backend=REDIS_URL if stored else None)
         capp.conf.update(
             task_acks_late=True,
             worker_prefetch_multiplier=int(os.environ.get("BENCH_PREFETCH", "4")),
-            task_ignore_result=True,
+            task_ignore_result=not stored,
             broker_transport_options={"confirm_publish": True},
             task_default_queue=os.environ.get("BENCH_QUEUE", "celery-bench"),
             worker_hijack_root_logger=False,
@@ -148,13 +155,26 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+def _dramatiq_broker(url: str, *, results: bool, **options: Any) -> Any:
+    """A Dramatiq RabbitMQ broker, with the Results middleware on Redis when ``results``."""
+    broker = importlib.import_module("dramatiq.brokers.rabbitmq").RabbitmqBroker(url=url, **options)
+    if results:
+        middleware = importlib.import_module("dramatiq.results")
+        backends = importlib.import_module("dramatiq.results.backends")
+        broker.add_middleware(middleware.Results(backend=backends.RedisBackend(url=REDIS_URL)))
+    return broker
+
+
 if os.environ.get("BENCH_DRAMATIQ_QUEUE"):  # imported by the dramatiq command in its worker process
     _dramatiq: Any = importlib.import_module("dramatiq")
-    _dramatiq.set_broker(importlib.import_module("dramatiq.brokers.rabbitmq").RabbitmqBroker(url=AMQP_URL))
+    _stored = bool(os.environ.get("BENCH_RESULTS"))
+    _dramatiq.set_broker(_dramatiq_broker(AMQP_URL, results=_stored))
 
-    @_dramatiq.actor(queue_name=os.environ["BENCH_DRAMATIQ_QUEUE"], max_retries=0)  # type: ignore[untyped-decorator]
-    def dnoop() -> None:
+    @_dramatiq.actor(queue_name=os.environ["BENCH_DRAMATIQ_QUEUE"], max_retries=0,  # type: ignore[untyped-decorator]
+                     **({"store_results": True} if _stored else {}))
+    def dnoop() -> int:
         done()
+        return 1
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -312,6 +332,96 @@ def raw_pika(n: int) -> Row:
     return row
 
 
+def raw_pika_follow_ups(n: int) -> Row:
+    """n messages consumed (prefetch 100, manual acks), each publishing one follow-up message on a
+    channel in confirm mode (as machinery's tasks do) and acked; the rate counts all 2n consumed."""
+    row = Row("raw pika, one follow-up per task")
+    queue = f"bench-raw-f-{uuid.uuid4().hex[:8]}"
+    props = BasicProperties(delivery_mode=2)
+    from machinery import Signature, encode
+
+    body = encode(Signature("noop", [], immutable=True))
+    follow = encode(Signature("noop", [], immutable=True, routing_key="f"))  # same size, told apart
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=True)
+    channel.confirm_delivery()
+    for _ in range(n):
+        channel.basic_publish("", queue, body, props)
+    connection.close()
+    times: dict[str, float] = {}
+
+    def consume(ch: Channel) -> None:
+        got = [0]
+
+        def on_message(c: Channel, method: Basic.Deliver, _p: BasicProperties, message: bytes) -> None:
+            if got[0] == 0:
+                times["first"] = time.perf_counter()
+            got[0] += 1
+            if message == body:
+                c.basic_publish("", queue, follow, props)
+            c.basic_ack(method.delivery_tag or 0)
+            if got[0] >= 2 * n:
+                times["last"] = time.perf_counter()
+                client.finish()
+
+        ch.confirm_delivery(lambda _f: None, callback=lambda _f: ch.basic_qos(
+            prefetch_count=100, callback=lambda _g: ch.basic_consume(queue, on_message)))
+
+    client = _RawPika()
+    client.run(consume)
+    row.process = (2 * n - 1) / (times["last"] - times["first"])
+    row.notes.append(f"{n:,} tasks + {n:,} follow-ups counted")
+    _delete_queues(queue)
+    return row
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def machinery_memory(n: int, channel: SideChannel, *, prefetch: int, batch: int) -> str:
+    """Worker resident memory after processing n tasks with results stored in Redis."""
+    from machinery import App, Config, Signature
+
+    token = uuid.uuid4().hex[:8]
+    exchange, queue = f"bench-ex-{token}", f"bench-q-{token}"
+    config = Config(broker_url=AMQP_URL, result_backend=REDIS_URL, exchange=exchange, default_queue=queue,
+                    binding_key=queue, prefetch_count=prefetch)
+    env = _env(MACHINERY_BROKER_URL=AMQP_URL, MACHINERY_RESULT_BACKEND=REDIS_URL, MACHINERY_EXCHANGE=exchange,
+               MACHINERY_DEFAULT_QUEUE=queue, MACHINERY_BINDING_KEY=queue, MACHINERY_PREFETCH_COUNT=str(prefetch),
+               **{FIFO_ENV: str(channel.path), EXPECT_ENV: str(n + 1)})
+    app = App(config)
+    noop = Signature("noop", [], immutable=True)
+    try:
+        app.broker.declare([queue])
+        channel.reset()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "machinery", "--log-level", "WARNING", "worker", "-A",
+             "benchmarks.throughput_amqp:app"], env=env, cwd=ROOT,
+        )
+        try:
+            app.send_task(noop.replace(uuid=f"warm-{token}")).get(timeout=60)
+            first = rss_mb(worker.pid)
+            for i in range(0, n, batch):
+                app.send_tasks([noop.replace(uuid=f"m{j}-{token}") for j in range(i, min(n, i + batch))])
+            if not channel.wait_for(2, 600):
+                return f"not all {n:,} done in 600 s"
+            app.result(f"m{n - 1}-{token}").get(timeout=60)
+            time.sleep(0.5)
+            after = rss_mb(worker.pid)
+        finally:
+            _stop(worker)
+    finally:
+        app.close()
+        _delete_queues(queue, f"{queue}.dead")
+    return f"worker RSS after {n:,} tasks with results in Redis: {after:.1f} MB ({first:.1f} MB after its first task)"
+
+
 def _raw_chain(queue: str, body: bytes, props: BasicProperties, *, confirms: bool) -> float:
     """Median ms of 30 10-hop chains where each delivery acks itself and publishes the next message
     (with ``confirms``, on a channel in confirm mode, as machinery publishes; nobody waits for them)."""
@@ -356,8 +466,11 @@ def _raw_chain(queue: str, body: bytes, props: BasicProperties, *, confirms: boo
 # -- machinery ------------------------------------------------------------------------------------
 
 
-def machinery_rows(n: int, samples: int, channel: SideChannel, *, stored: bool, prefetch: int, batch: int) -> Row:
-    """machinery with one worker process (default 4 threads), results off or stored in Redis."""
+def machinery_rows(n: int, samples: int, channel: SideChannel, *, stored: bool, prefetch: int, batch: int,
+                   follow_up: bool = False) -> Row:
+    """machinery with one worker process (default 4 threads), results off or stored in Redis. With
+    ``follow_up``, each of the n tasks sends one more (its ``on_success``), and the processing rate
+    counts all 2n tasks; latency and chains are not measured then."""
     from machinery import App, Config, Signature, chain
 
     token = uuid.uuid4().hex[:8]
@@ -365,21 +478,27 @@ def machinery_rows(n: int, samples: int, channel: SideChannel, *, stored: bool, 
     backend = REDIS_URL if stored else "none"
     config = Config(broker_url=AMQP_URL, result_backend=backend, exchange=exchange, default_queue=queue,
                     binding_key=queue, prefetch_count=prefetch)
-    row = Row(f"machinery, results {'stored (Redis)' if stored else 'not stored'}")
+    row = Row(f"machinery, results {'stored (Redis)' if stored else 'not stored'}"
+              + (", one follow-up per task" if follow_up else ""))
+    total = 2 * n if follow_up else n
     env = _env(MACHINERY_BROKER_URL=AMQP_URL, MACHINERY_RESULT_BACKEND=backend, MACHINERY_EXCHANGE=exchange,
                MACHINERY_DEFAULT_QUEUE=queue, MACHINERY_BINDING_KEY=queue, MACHINERY_PREFETCH_COUNT=str(prefetch),
-               **{FIFO_ENV: str(channel.path), EXPECT_ENV: str(n + 1)})  # n and the warm-up task
+               **{FIFO_ENV: str(channel.path), EXPECT_ENV: str(total + 1)})  # the tasks and the warm-up task
     app = App(config)
     noop = Signature("noop", [], immutable=True)
     try:
         app.broker.declare([queue])
         app.send_tasks([noop.replace(uuid=f"warm-{token}")])  # connect before timing
-        signatures = [noop.replace(uuid=f"t{i}-{token}") for i in range(n)]
+        if follow_up:
+            signatures = [noop.replace(uuid=f"t{i}-{token}", on_success=[noop.replace(uuid=f"f{i}-{token}")])
+                          for i in range(n)]
+        else:
+            signatures = [noop.replace(uuid=f"t{i}-{token}") for i in range(n)]
         started = time.perf_counter()
         for i in range(0, n, batch):
             app.send_tasks(signatures[i:i + batch])
         row.publish = n / (time.perf_counter() - started)
-        queued = n + 1  # with the warm-up task
+        queued = total + 1  # with the warm-up task
         channel.reset()
         worker = subprocess.Popen(
             [sys.executable, "-m", "machinery", "--log-level", "WARNING", "worker",
@@ -392,6 +511,9 @@ def machinery_rows(n: int, samples: int, channel: SideChannel, *, stored: bool, 
                 return row
             times = channel.times
             row.process = (queued - 1) / (times[1] - times[0])
+            if follow_up:
+                row.notes.append(f"{n:,} tasks + {n:,} follow-ups counted")
+                return row
             latencies: list[float] = []
             for _ in range(samples):
                 channel.reset()
@@ -442,12 +564,14 @@ def _time_peer_worker(row: Row, command: list[str], env: dict[str, str], n: int,
         _stop(worker)
 
 
-def celery_row(n: int, channel: SideChannel) -> Row | None:
+def celery_row(n: int, channel: SideChannel, *, stored: bool = False) -> Row | None:
+    """Celery with ``acks_late`` and 4 threads; with ``stored``, its worker keeps results in Redis
+    (the Redis result backend; tasks are sent by an app without one, as a producer that does not wait)."""
     if importlib.util.find_spec("celery") is None:
         return None
     queue = f"celery-bench-{uuid.uuid4().hex[:8]}"
     os.environ["BENCH_QUEUE"] = queue
-    row = Row("Celery (acks_late, threads x4)")
+    row = Row(f"Celery (acks_late, threads x4){', results in Redis' if stored else ''}")
     capp: Any = __getattr__("celery_app")
     capp.conf.task_default_queue = queue
     task = capp.tasks["noop"]
@@ -463,25 +587,29 @@ def celery_row(n: int, channel: SideChannel) -> Row | None:
             [sys.executable, "-m", "celery", "-A", "benchmarks.throughput_amqp:celery_app", "worker", "-P",
              "threads", "-c", "4", "-Q", queue, "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
              "--without-heartbeat"],
-            _env(BENCH_QUEUE=queue, **{FIFO_ENV: str(channel.path)}), n, channel,
+            _env(BENCH_QUEUE=queue, **{FIFO_ENV: str(channel.path)}, **({"BENCH_RESULTS": "1"} if stored else {})),
+            n, channel,
         )
     finally:
         _delete_queues(queue)
     return row
 
 
-def dramatiq_row(n: int, channel: SideChannel) -> Row | None:
+def dramatiq_row(n: int, channel: SideChannel, *, stored: bool = False) -> Row | None:
+    """Dramatiq with 8 threads; with ``stored``, the Results middleware keeps results in Redis."""
     if importlib.util.find_spec("dramatiq") is None:
         return None
     queue = f"dramatiq-bench-{uuid.uuid4().hex[:8]}"
-    row = Row("Dramatiq (threads x8)")
+    row = Row(f"Dramatiq (threads x8){', Results in Redis' if stored else ''}")
     dramatiq: Any = importlib.import_module("dramatiq")
-    broker = importlib.import_module("dramatiq.brokers.rabbitmq").RabbitmqBroker(url=AMQP_URL, confirm_delivery=True)
+    broker = _dramatiq_broker(AMQP_URL, results=stored, confirm_delivery=True)
     dramatiq.set_broker(broker)
 
-    @dramatiq.actor(queue_name=queue, max_retries=0)  # type: ignore[untyped-decorator]
-    def dnoop() -> None:
+    @dramatiq.actor(queue_name=queue, max_retries=0,  # type: ignore[untyped-decorator]
+                    **({"store_results": True} if stored else {}))
+    def dnoop() -> int:
         done()
+        return 1
 
     started = time.perf_counter()
     for _ in range(n):
@@ -493,7 +621,9 @@ def dramatiq_row(n: int, channel: SideChannel) -> Row | None:
         _time_peer_worker(
             row,
             [sys.executable, "-m", "dramatiq", "benchmarks.throughput_amqp", "--processes", "1", "--threads", "8"],
-            _env(BENCH_DRAMATIQ_QUEUE=queue, **{FIFO_ENV: str(channel.path)}), n, channel,
+            _env(BENCH_DRAMATIQ_QUEUE=queue, **{FIFO_ENV: str(channel.path)},
+                 **({"BENCH_RESULTS": "1"} if stored else {})),
+            n, channel,
         )
     finally:
         _delete_queues(queue, f"{queue}.DQ", f"{queue}.XQ")
@@ -515,16 +645,46 @@ def _ratio(value: float | None, ref: float | None, *, lower_is_better: bool = Fa
 
 def report(rows: list[Row], n: int) -> str:
     ref = rows[0]
-    lines = [f"{'system':<34} {'publish/s':>18} {'process/s':>18} {'p50 ms':>8} {'p99 ms':>8} {'chain10 ms':>16}"
+    lines = [f"{'system':<56} {'publish/s':>18} {'process/s':>18} {'p50 ms':>8} {'p99 ms':>8} {'chain10 ms':>16}"
              f" {'÷ unconfirmed':>13}"]
     for row in rows:
         unconfirmed = _ratio(row.chain_ms, ref.chain_unconfirmed_ms).strip(" ()") if row is not ref else ""
         lines.append(
-            f"{row.name:<34} {_fmt(row.publish) + _ratio(row.publish, ref.publish):>18} "
+            f"{row.name:<56} {_fmt(row.publish) + _ratio(row.publish, ref.publish):>18} "
             f"{_fmt(row.process) + _ratio(row.process, ref.process):>18} {_fmt(row.p50_ms):>8} {_fmt(row.p99_ms):>8} "
             f"{_fmt(row.chain_ms) + _ratio(row.chain_ms, ref.chain_ms):>16} {unconfirmed:>13}"
             + (f"  [{'; '.join(row.notes)}]" if row.notes else "")
         )
+    return "\n".join(lines)
+
+
+def ratios(rows: list[Row]) -> str:
+    """The issue's targets as same-run ratios (those whose rows were measured)."""
+    by_name = {r.name: r for r in rows}
+
+    def rate(name: str) -> float | None:
+        row = by_name.get(name)
+        return None if row is None else row.process
+
+    off, on = rate("machinery, results not stored"), rate("machinery, results stored (Redis)")
+    follow = rate("machinery, results not stored, one follow-up per task")
+    lines = ["same-run ratios:"]
+    if off and on:
+        lines.append(f"  results stored / not stored: {on / off:.2f} (aim >= 0.6)")
+    if off and follow:
+        lines.append(f"  one follow-up per task / none: {follow / off:.2f} (aim >= 0.5; both count every task run)")
+    raw, raw_follow = rate("raw pika"), rate("raw pika, one follow-up per task")
+    if raw and raw_follow and follow:
+        lines.append(f"  one follow-up per task, machinery / raw pika: {follow / raw_follow:.2f}"
+                     f" (raw pika's own follow-up / none: {raw_follow / raw:.2f})")
+    for peer in ("Celery (acks_late, threads x4), results in Redis", "Dramatiq (threads x8), Results in Redis"):
+        theirs = rate(peer)
+        if on and theirs:
+            lines.append(f"  machinery stored / {peer.split(' ')[0]} stored: {on / theirs:.2f} (aim >= 3)")
+    ref = by_name.get("raw pika")
+    mine = by_name.get("machinery, results not stored")
+    if ref and mine and ref.chain_ms and mine.chain_ms:
+        lines.append(f"  chain10 / raw pika's confirm-mode chain: {mine.chain_ms / ref.chain_ms:.2f} (aim <= 1.2)")
     return "\n".join(lines)
 
 
@@ -539,7 +699,9 @@ def chart(rows: list[Row], path: Path, title: str) -> Path | None:
     for ax, attr, label in ((axes[0], "publish", "publish with confirms (msg/s)"),
                             (axes[1], "process", "processing (tasks/s)")):
         values = [getattr(r, attr) or 0 for r in rows]
-        bars = ax.barh(names, values, color=["#888888"] + ["#1f77b4"] * 2 + ["#ff7f0e"] * (len(rows) - 3))
+        colors = ["#888888" if r.name.startswith("raw pika") else "#1f77b4" if r.name.startswith("machinery")
+                  else "#ff7f0e" for r in rows]
+        bars = ax.barh(names, values, color=colors)
         ax.set_title(label)
         ax.invert_yaxis()
         for bar, v in zip(bars, values, strict=True):
@@ -562,7 +724,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="machinery's prefetch_count, as raw pika's (default 100; config default is 16)")
     parser.add_argument("--batch", type=int, default=1000, help="tasks per send_tasks call (default 1,000)")
     parser.add_argument("--skip-peers", action="store_true", help="leave out Celery and Dramatiq")
-    parser.add_argument("--skip-stored", action="store_true", help="leave out machinery with results stored")
+    parser.add_argument("--skip-stored", action="store_true", help="leave out every row with results stored")
+    parser.add_argument("--skip-follow-ups", action="store_true", help="leave out the one-follow-up-per-task rows")
+    parser.add_argument("--memory-tasks", type=int, default=100_000,
+                        help="tasks before the worker's resident memory is read (default 100,000; 0 skips it)")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     n = 2000 if args.quick else args.tasks
     samples = 50 if args.quick else args.latency_samples
@@ -570,21 +735,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"load before: {load()}; N = {n:,} no-op tasks, one worker process (4 threads), prefetch "
           f"{args.prefetch}, send_tasks batches of {args.batch:,}; latency: {samples} samples")
     rows = [raw_pika(n)]
+    memory = ""
     with tempfile.TemporaryDirectory() as tmp:
         channel = SideChannel(Path(tmp))
         for stored in (False,) if args.skip_stored else (False, True):
             rows.append(machinery_rows(n, samples, channel, stored=stored, prefetch=args.prefetch, batch=args.batch))
+        if not args.skip_follow_ups:
+            rows.append(raw_pika_follow_ups(n))
+            rows.append(machinery_rows(n, samples, channel, stored=False, prefetch=args.prefetch, batch=args.batch,
+                                       follow_up=True))
         if not args.skip_peers:
-            for make in (celery_row, dramatiq_row):
-                try:
-                    row = make(n, channel)
-                except Exception as exc:  # a peer that fails to run is reported, not fatal
-                    print(f"{make.__name__}: {type(exc).__name__}: {exc}", file=sys.stderr)
-                    continue
-                if row is not None:
-                    rows.append(row)
+            for stored in (False,) if args.skip_stored else (False, True):
+                for make in (celery_row, dramatiq_row):
+                    try:
+                        row = make(n, channel, stored=stored)
+                    except Exception as exc:  # a peer that fails to run is reported, not fatal
+                        print(f"{make.__name__}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                        continue
+                    if row is not None:
+                        rows.append(row)
+        if args.memory_tasks:
+            memory = machinery_memory(args.memory_tasks, channel, prefetch=args.prefetch, batch=args.batch)
     table = report(rows, n)
     print(table)
+    print(ratios(rows))
+    if memory:
+        print(memory)
     print(f"load after: {load()}")
     print("ratios are to raw pika in this run; chain10 = send to the 10th step's completion (median of 30), "
           "raw pika's publishing each step in confirm mode; '÷ unconfirmed' is to raw pika's chain without confirms")
