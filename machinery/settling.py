@@ -2,16 +2,16 @@
 stored, its follow-up messages are published and accepted by the broker, and only then is its
 delivery acknowledged. A crash at any point loses nothing: an unacknowledged delivery runs again.
 
-The steps are batched. Results gathered from finished tasks are written in one round trip
-(``ResultBackend.set_many``: a Redis pipeline, one SQLite transaction); their follow-ups are then
+The steps are batched. The results of finished tasks are written in one round trip
+(``ResultBackend.set_many``: one Redis command, one SQLite transaction); their follow-ups are then
 published together (``Broker.publish_begin``: on AMQP the frames leave at once and the confirms are
 awaited here, not on a task thread); the deliveries whose follow-ups were accepted are acknowledged
 together (``Broker.ack_many``). A task that finishes alone (no other task running or waiting) while
-nothing is being written writes its own result at once, on its own thread, so a lone task waits for
-no batch; the others join the next batch, which the settler thread writes as soon as the current one
-is done (so batches grow with the load, and no write waits for a timer). Deliveries that store and
-publish nothing are acknowledged as before: as soon as ``ACK_BATCH`` gathered or the task threads
-ran out of work, else ``ACK_DELAY`` after the first.
+nothing is being written stores its result and sends its follow-ups at once, on its own thread, so
+a lone task (a chain's step) waits for no batch; the others join the next batch, which the settler
+thread takes as soon as the current one is written (so batches grow with the load, and no write
+waits for a timer). Deliveries that store and publish nothing are acknowledged as before: as soon
+as ``ACK_BATCH`` gathered or the task threads ran out of work, else ``ACK_DELAY`` after the first.
 
 When the result store cannot be reached, finished results are held (not re-run), the worker pauses
 (``paused``: no new task starts, nothing more is fetched) and the write is tried again with a
@@ -121,13 +121,11 @@ class Settler:
         running or waiting to run): its result is written at once on this thread when no write is
         under way; otherwise it joins the settler's next batch."""
         cond = self._cond
-        if not outcome.records:
-            if outcome.follow_ups and not self._begin_publish([outcome]):
-                return
+        if not outcome.records and not outcome.follow_ups:
             with cond:
                 owed = self._to_ack
                 owed.append(outcome)
-                if len(owed) == 1 or len(owed) >= self.ack_batch or outcome.publishing is not None:
+                if len(owed) == 1 or len(owed) >= self.ack_batch:
                     cond.notify()
             return
         with cond:
@@ -192,9 +190,9 @@ class Settler:
         """One attempt to store the outcomes' records. True: stored; False: the store failed (hold
         them and try again); None: they cannot be stored and were given back."""
         backend = self.backend
-        if backend is None:
-            return True
         records = [r for o in outcomes for r in o.records]
+        if backend is None or not records:
+            return True
         try:
             backend.set_many(records)
         except ResultBackendError:
