@@ -20,6 +20,10 @@ its result. Once the store answers, the held results are written, followed up an
 the worker resumes. A worker asked to stop during an outage keeps trying for ``STOP_GRACE`` seconds,
 then gives the held deliveries back (they run again).
 
+One file: when the broker and the result store are the same SQLite file (the default), a batch's
+results, its follow-up messages, the record that they were sent and its acks are written in one
+transaction: all of it or none of it is stored, in one commit.
+
 Redelivered tasks: after a batch's follow-ups were accepted, the store records that they were sent
 (``mark_follow_ups_sent``) before the ack, so a task delivered again after a crash between the two
 is acknowledged without running or publishing again (see ``Executor.process``).
@@ -33,8 +37,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from machinery.backends.base import ResultBackend
+from machinery.backends.sqlite import SQLiteBackend
 from machinery.brokers.base import Broker, Delivery, PendingPublish
-from machinery.errors import ResultBackendError
+from machinery.brokers.sqlite import SQLiteBroker
+from machinery.errors import BrokerError, ResultBackendError
 from machinery.execution import Outcome
 
 __all__ = ["ACK_BATCH", "ACK_DELAY", "STOP_GRACE", "STORE_RETRY_FIRST", "STORE_RETRY_MAX", "Settler"]
@@ -53,6 +59,25 @@ STORE_RETRY_MAX = 2.0
 STOP_GRACE = 10.0
 #: Seconds before a delivery whose outcome could not be stored or published runs again.
 GIVE_BACK_DELAY = 1.0
+
+
+def joint_sqlite(broker: Broker, backend: ResultBackend | None) -> Callable[[Sequence[Outcome]], None] | None:
+    """When ``broker`` and ``backend`` are the same SQLite file: a function that stores outcomes'
+    results, publishes their follow-ups, records that they were sent and acks their deliveries in
+    one transaction (raising as the pool does when that fails). Else None."""
+    if not (isinstance(broker, SQLiteBroker) and isinstance(backend, SQLiteBackend)):
+        return None
+    if not backend.shares_file(broker.options.path):
+        return None
+
+    def settle(outcomes: Sequence[Outcome]) -> None:
+        records = [r for o in outcomes for r in o.records]
+        sent = [o.task_uuid for o in outcomes if o.follow_ups]
+        messages = [m for o in outcomes for m in o.follow_ups]
+        broker.transaction([backend.store_part(records, sent),
+                            broker.settle_part([o.delivery for o in outcomes], messages)])
+
+    return settle
 
 
 class Settler:
@@ -88,6 +113,8 @@ class Settler:
         self._done = False
         self.paused = False
         """True while the result store is unreachable: start no task, fetch nothing."""
+        self._joint = joint_sqlite(broker, backend)
+        """Results, follow-ups and acks in one transaction (broker and store in one SQLite file)."""
         self._thread = threading.Thread(target=self._loop, name="machinery-settler", daemon=True)
 
     def start(self) -> None:
@@ -110,6 +137,9 @@ class Settler:
 
     def settle_now(self, outcomes: Sequence[Outcome]) -> None:
         """Store, publish and ack ``outcomes`` on this thread, as the settler thread does a batch."""
+        if self._joint is not None:
+            self._store(list(outcomes))
+            return
         done = self._publish_stored(self._store(list(outcomes)))
         if done:
             self._settle(done)
@@ -140,7 +170,7 @@ class Settler:
         finally:
             with cond:
                 self._writers -= 1
-        if stored is None:
+        if stored is None or (stored and self._joint is not None):
             return
         if not stored:  # the store failed: the settler thread holds it and tries again
             with cond:
@@ -176,6 +206,13 @@ class Settler:
                 self._flush = False
                 if writes:
                     self._writers += 1
+            if writes and self._joint is not None:
+                try:
+                    self._store(writes + acks)
+                finally:
+                    with cond:
+                        self._writers -= 1
+                continue
             if writes:
                 try:
                     stored = self._store(writes)
@@ -187,8 +224,20 @@ class Settler:
                 self._settle(acks)
 
     def _write_once(self, outcomes: Sequence[Outcome]) -> bool | None:
-        """One attempt to store the outcomes' records. True: stored; False: the store failed (hold
-        them and try again); None: they cannot be stored and were given back."""
+        """One attempt to store the outcomes' records (with a joint transaction: and to publish
+        their follow-ups and ack them). True: stored; False: the store failed (hold them and try
+        again); None: they cannot be stored and were given back."""
+        if self._joint is not None:
+            try:
+                self._joint(outcomes)
+            except (ResultBackendError, BrokerError):
+                return False
+            except Exception:
+                log.exception("settling %d deliveries failed; their tasks will run again", len(outcomes))
+                self._give_back(outcomes)
+                return None
+            self._after_joint(outcomes)
+            return True
         backend = self.backend
         records = [r for o in outcomes for r in o.records]
         if backend is None or not records:
@@ -251,6 +300,17 @@ class Settler:
         if with_follow_ups and self._begin_publish(with_follow_ups):
             done.extend(with_follow_ups)
         return done
+
+    def _after_joint(self, outcomes: Sequence[Outcome]) -> None:
+        """Settled in one transaction: forget finished chords' bookkeeping, stop holding them."""
+        backend = self.backend
+        for o in outcomes:
+            if o.chord_group and backend is not None:
+                try:
+                    backend.group_done(o.chord_group)
+                except Exception:
+                    log.exception("could not forget the bookkeeping of chord group %s", o.chord_group)
+        self._release([o.delivery for o in outcomes])
 
     def _set_paused(self, paused: bool) -> None:
         self.paused = paused

@@ -75,7 +75,7 @@ class Worker:
         self.queues = list(queues) if queues else [config.default_queue]
         self.prefetch = prefetch if prefetch is not None else max(1, config.prefetch_count)
         self._capacity = self.concurrency + self.prefetch
-        self._hold_limit = 2 * self._capacity
+        self._hold_limit = 4 * self._capacity
         """Most deliveries held at once: fetched, running, or finished and being settled (a batch
         being written while the next one runs)."""
         self._ack_batch = max(1, min(ACK_BATCH, self.prefetch))

@@ -16,11 +16,18 @@ from machinery.states import TaskResult, TaskState
 
 __all__ = ["decode_record", "decode_value", "encode_record", "encode_value", "stamped"]
 
+#: One encoder for every record (``json.dumps`` with options builds a new one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_encode = _ENCODER.encode
+
 
 def encode_value(value: JSONValue, task_uuid: str = "") -> str:
     """``value`` as compact JSON text, or ``ResultBackendError`` naming the task."""
+    kind = type(value)
+    if kind is int or value is None or kind is bool:
+        return "null" if value is None else ("true" if value else "false") if kind is bool else str(value)
     try:
-        return json.dumps(thaw(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _encode(thaw(value))
     except (TypeError, ValueError) as exc:
         raise ResultBackendError(f"the result of task {task_uuid or '?'} cannot be stored as JSON: {exc}") from exc
 
@@ -54,7 +61,7 @@ def encode_record(result: TaskResult) -> str:
         "updated_at": result.updated_at,
     }
     try:
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _encode(record)
     except (TypeError, ValueError) as exc:
         raise ResultBackendError(f"the result of task {result.task_uuid} cannot be stored as JSON: {exc}") from exc
 

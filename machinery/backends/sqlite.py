@@ -10,6 +10,7 @@ seconds as the fallback. Durability is the broker's: WAL with ``synchronous=NORM
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from machinery.backends.records import decode_value, encode_value
 from machinery.config import Config
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
-from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, file_options, parse_sqlite_url
+from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, TransactionPart, file_options, parse_sqlite_url
 from machinery.sqlite.wakeup import WakeupChannel, wake_directory
 from machinery.states import TaskResult, TaskState
 
@@ -73,6 +74,7 @@ _UPSERT = (
     "updated_at = excluded.updated_at, expires_at = excluded.expires_at"
 )
 _SELECT = f"SELECT state, name, result, error, updated_at FROM {RESULTS} WHERE task_uuid = ? AND expires_at > ?"
+_MARK_SENT = f"INSERT OR REPLACE INTO {FOLLOW_UPS} (task_uuid, expires_at) VALUES (?, ?)"
 _SELECT_MANY = (
     f"SELECT task_uuid, state, name, result, error, updated_at FROM {RESULTS} WHERE expires_at > ? AND task_uuid"
 )
@@ -137,6 +139,16 @@ class SQLiteBackend:
         """Store every one of ``results`` in one transaction; wake the waiters of final ones."""
         if not results:
             return
+        if len(results) == 1:
+            part = self.store_part(results, ())
+            self._pool.run(part.work)  # one statement: its own transaction
+            part.after()
+        else:
+            self._pool.transaction([self.store_part(results, ())])
+
+    def store_part(self, results: Sequence[TaskResult], follow_ups_sent: Sequence[str]) -> TransactionPart:
+        """Storing ``results`` (and recording ``follow_ups_sent``) as a part of a transaction on
+        this backend's file (``ConnectionPool.transaction``); waiters are woken after the commit."""
         now = time.time()
         expires_at = now + self.expires_in
         rows = [
@@ -144,27 +156,29 @@ class SQLiteBackend:
              expires_at)
             for r in results
         ]
-        if len(rows) == 1:
-            row = rows[0]
-            self._pool.run(lambda conn: conn.execute(_UPSERT, row))
-        else:
+        sent = [(uuid, expires_at) for uuid in follow_ups_sent]
 
-            def upsert_all(conn: sqlite3.Connection) -> None:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(_UPSERT, rows)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+        def work(conn: sqlite3.Connection) -> None:
+            if len(rows) == 1:
+                conn.execute(_UPSERT, rows[0])
+            elif rows:
+                conn.executemany(_UPSERT, rows)
+            if sent:
+                conn.executemany(_MARK_SENT, sent)
 
-            self._pool.run(upsert_all)
-        final = [r.task_uuid for r in results if r.state.is_final]
-        if final:
-            final.append(ANY_FINAL)
-            self._channel.notify_many(final)
-        if time.monotonic() >= self._next_purge:
-            self._purge()
+        def after() -> None:
+            final = [r.task_uuid for r in results if r.state.is_final]
+            if final:
+                final.append(ANY_FINAL)
+                self._channel.notify_many(final)
+            if time.monotonic() >= self._next_purge:
+                self._purge()
+
+        return TransactionPart(work, after)
+
+    def shares_file(self, path: str) -> bool:
+        """Whether ``path`` is this backend's database file."""
+        return os.path.realpath(path) == os.path.realpath(self.options.path)
 
     def get(self, task_uuid: str) -> TaskResult | None:
         """The latest unexpired state, or None."""
@@ -235,7 +249,7 @@ class SQLiteBackend:
 
         def mark(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(f"INSERT OR REPLACE INTO {FOLLOW_UPS} (task_uuid, expires_at) VALUES (?, ?)", rows)
+            conn.executemany(_MARK_SENT, rows)
             conn.execute("COMMIT")
 
         self._pool.run(mark)

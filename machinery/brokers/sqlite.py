@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
 from machinery.config import Config
 from machinery.errors import BrokerError
-from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, file_options, parse_sqlite_url
+from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, TransactionPart, file_options, parse_sqlite_url
 from machinery.sqlite.wakeup import Listener, WakeupChannel, wake_directory
 
 __all__ = ["SQLiteBroker"]
@@ -69,6 +69,23 @@ _INSERT = (
     f"INSERT INTO {TABLE} (queue, held, priority, visible_at, published_at, headers, body) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _message_rows(messages: Sequence[OutgoingMessage]) -> list[tuple[object, ...]]:
+    """The rows that store ``messages`` (checked: queue names, bytes bodies)."""
+    now = time.time()
+    rows: list[tuple[object, ...]] = []
+    for m in messages:
+        _check_queue(m.queue)
+        if not isinstance(m.body, (bytes, bytearray, memoryview)):
+            raise BrokerError(f"a message body must be bytes, got {type(m.body).__name__}")
+        delay = m.delay if m.delay > 0 else 0.0
+        rows.append(
+            (m.queue, int(delay > 0), int(m.priority), now + delay, now, _encode_headers(m.headers), bytes(m.body))
+        )
+    return rows
+
+
 _RETURNING = "RETURNING id, queue, body, priority, headers, delivery_count"
 _SETTLE_WHERE = "WHERE id = ? AND lease_owner = ? AND delivery_count = ?"
 
@@ -193,16 +210,7 @@ class SQLiteBroker(Broker):
         if not messages:
             return
         self._check_open()
-        now = time.time()
-        rows = []
-        for m in messages:
-            _check_queue(m.queue)
-            if not isinstance(m.body, (bytes, bytearray, memoryview)):
-                raise BrokerError(f"a message body must be bytes, got {type(m.body).__name__}")
-            delay = m.delay if m.delay > 0 else 0.0
-            rows.append(
-                (m.queue, int(delay > 0), int(m.priority), now + delay, now, _encode_headers(m.headers), bytes(m.body))
-            )
+        rows = _message_rows(messages)
 
         if len(rows) == 1:
             row = rows[0]
@@ -367,26 +375,41 @@ class SQLiteBroker(Broker):
             self.ack(deliveries[0])
             return
         self._check_open()
+        self._pool.transaction([self.settle_part(deliveries, ())])
+
+    def settle_part(self, deliveries: Sequence[Delivery], messages: Sequence[OutgoingMessage]) -> TransactionPart:
+        """Publishing ``messages`` and acknowledging ``deliveries`` as a part of a transaction on
+        this broker's file (``ConnectionPool.transaction``); consumers are woken after the commit."""
+        self._check_open()
+        rows = _message_rows(messages)
         sql = f"UPDATE {TABLE} SET lease_owner = '{ACKED}', visible_at = {NEVER} {_SETTLE_WHERE}"
         owner = self._owner
+        marked: list[bool] = []
 
-        def mark_all(conn: sqlite3.Connection) -> list[bool]:
-            conn.execute("BEGIN IMMEDIATE")
-            marked = [conn.execute(sql, (d.tag, owner, d.delivery_count)).rowcount > 0 for d in deliveries]
-            conn.execute("COMMIT")
-            return marked
+        def work(conn: sqlite3.Connection) -> None:
+            if rows:
+                conn.executemany(_INSERT, rows)
+            marked[:] = [conn.execute(sql, (d.tag, owner, d.delivery_count)).rowcount > 0 for d in deliveries]
 
-        marked = self._pool.run(mark_all)
-        tags = [d.tag for d, ok in zip(deliveries, marked, strict=True) if ok]
-        with self._acked_lock:
-            self._acked.extend(tags)
-        if len(tags) < len(deliveries):
-            for d, ok in zip(deliveries, marked, strict=True):
-                if not ok:
-                    log.warning(
-                        "ack of message %d on %r ignored: its lease was lost (it expired and the message may "
-                        "be delivered again, or another consumer has it now)", d.tag, d.queue,
-                    )
+        def after() -> None:
+            tags = [d.tag for d, ok in zip(deliveries, marked, strict=True) if ok]
+            with self._acked_lock:
+                self._acked.extend(tags)
+            if len(tags) < len(deliveries):
+                for d, ok in zip(deliveries, marked, strict=True):
+                    if not ok:
+                        log.warning(
+                            "ack of message %d on %r ignored: its lease was lost (it expired and the message may "
+                            "be delivered again, or another consumer has it now)", d.tag, d.queue,
+                        )
+            if rows:
+                self._channel.notify()
+
+        return TransactionPart(work, after)
+
+    def transaction(self, parts: Sequence[TransactionPart]) -> None:
+        """Run ``parts`` (of this broker and of a result backend on the same file) in one transaction."""
+        self._pool.transaction(parts)
 
     def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         """Release the lease; the message is deliverable again after ``delay`` seconds."""

@@ -14,16 +14,26 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from machinery.errors import ConfigError, MachineryError
 
-__all__ = ["ConnectionPool", "SQLiteOptions", "file_options", "parse_sqlite_url"]
+__all__ = ["ConnectionPool", "SQLiteOptions", "TransactionPart", "file_options", "parse_sqlite_url"]
 
 T = TypeVar("T")
+
+@dataclass(frozen=True, slots=True)
+class TransactionPart:
+    """What one component (the broker, the result backend) adds to a transaction that another runs
+    on the same file: ``work`` runs its statements inside it, ``after`` runs once it committed
+    (wake-ups, bookkeeping)."""
+
+    work: Callable[[sqlite3.Connection], None]
+    after: Callable[[], None]
+
 
 _SYNC_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _LOCKED_RETRIES = 4
@@ -222,6 +232,20 @@ class ConnectionPool:
                 raise
             self._release(conn)
             return result
+
+    def transaction(self, parts: Sequence[TransactionPart]) -> None:
+        """Run every part's ``work`` in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` (all or nothing),
+        then every part's ``after``."""
+
+        def run_all(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            for part in parts:
+                part.work(conn)
+            conn.execute("COMMIT")
+
+        self.run(run_all)
+        for part in parts:
+            part.after()
 
     def close(self) -> None:
         """Close every connection; later operations raise the pool's error."""
