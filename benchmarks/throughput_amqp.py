@@ -304,23 +304,7 @@ def raw_pika(n: int) -> Row:
     client.run(publish)
     row.publish = n / (times["published"] - times["start"])
 
-    def consume(ch: Channel) -> None:
-        got = [0]
-
-        def on_message(c: Channel, method: Basic.Deliver, _p: BasicProperties, _b: bytes) -> None:
-            if got[0] == 0:
-                times["first"] = time.perf_counter()
-            got[0] += 1
-            c.basic_ack(method.delivery_tag or 0)
-            if got[0] >= n:
-                times["last"] = time.perf_counter()
-                client.finish()
-
-        ch.basic_qos(prefetch_count=100, callback=lambda _f: ch.basic_consume(queue, on_message))
-
-    client = _RawPika()
-    client.run(consume)
-    row.process = n / (times["last"] - times["first"])
+    row.process = _raw_consume(queue, n)
 
     # The reference chain publishes each step in confirm mode, as any at-least-once chain must (a step
     # published unconfirmed may be lost); persistent messages in confirm mode cost RabbitMQ itself time
@@ -330,6 +314,41 @@ def raw_pika(n: int) -> Row:
     row.notes.append(f"chain10 without publisher confirms: {row.chain_unconfirmed_ms:.1f} ms")
     _delete_queues(queue)
     return row
+
+
+def _raw_consume(queue: str, total: int, *, follow_up: tuple[bytes, bytes] | None = None) -> float:
+    """Consume ``total`` messages of ``queue`` (prefetch 100, manual acks, one SelectConnection in
+    this thread); messages/s from the first to the last. With ``follow_up`` = (body, follow), each
+    message whose body is ``body`` first publishes ``follow`` (on a channel in confirm mode; nobody
+    waits for the confirm)."""
+    times: dict[str, float] = {}
+    props = BasicProperties(delivery_mode=2)
+
+    def consume(ch: Channel) -> None:
+        got = [0]
+
+        def on_message(c: Channel, method: Basic.Deliver, _p: BasicProperties, message: bytes) -> None:
+            if got[0] == 0:
+                times["first"] = time.perf_counter()
+            got[0] += 1
+            if follow_up is not None and message == follow_up[0]:
+                c.basic_publish("", queue, follow_up[1], props)
+            c.basic_ack(method.delivery_tag or 0)
+            if got[0] >= total:
+                times["last"] = time.perf_counter()
+                client.finish()
+
+        def start(_f: object = None) -> None:
+            ch.basic_qos(prefetch_count=100, callback=lambda _g: ch.basic_consume(queue, on_message))
+
+        if follow_up is not None:
+            ch.confirm_delivery(lambda _f: None, callback=start)
+        else:
+            start()
+
+    client = _RawPika()
+    client.run(consume)
+    return (total - 1) / (times["last"] - times["first"])
 
 
 def raw_pika_follow_ups(n: int) -> Row:
@@ -349,28 +368,7 @@ def raw_pika_follow_ups(n: int) -> Row:
     for _ in range(n):
         channel.basic_publish("", queue, body, props)
     connection.close()
-    times: dict[str, float] = {}
-
-    def consume(ch: Channel) -> None:
-        got = [0]
-
-        def on_message(c: Channel, method: Basic.Deliver, _p: BasicProperties, message: bytes) -> None:
-            if got[0] == 0:
-                times["first"] = time.perf_counter()
-            got[0] += 1
-            if message == body:
-                c.basic_publish("", queue, follow, props)
-            c.basic_ack(method.delivery_tag or 0)
-            if got[0] >= 2 * n:
-                times["last"] = time.perf_counter()
-                client.finish()
-
-        ch.confirm_delivery(lambda _f: None, callback=lambda _f: ch.basic_qos(
-            prefetch_count=100, callback=lambda _g: ch.basic_consume(queue, on_message)))
-
-    client = _RawPika()
-    client.run(consume)
-    row.process = (2 * n - 1) / (times["last"] - times["first"])
+    row.process = _raw_consume(queue, 2 * n, follow_up=(body, follow))
     row.notes.append(f"{n:,} tasks + {n:,} follow-ups counted")
     _delete_queues(queue)
     return row
@@ -386,15 +384,10 @@ def rss_mb(pid: int) -> float:
 
 def machinery_memory(n: int, channel: SideChannel, *, prefetch: int, batch: int) -> str:
     """Worker resident memory after processing n tasks with results stored in Redis."""
-    from machinery import App, Config, Signature
+    from machinery import App, Signature
 
-    token = uuid.uuid4().hex[:8]
-    exchange, queue = f"bench-ex-{token}", f"bench-q-{token}"
-    config = Config(broker_url=AMQP_URL, result_backend=REDIS_URL, exchange=exchange, default_queue=queue,
-                    binding_key=queue, prefetch_count=prefetch)
-    env = _env(MACHINERY_BROKER_URL=AMQP_URL, MACHINERY_RESULT_BACKEND=REDIS_URL, MACHINERY_EXCHANGE=exchange,
-               MACHINERY_DEFAULT_QUEUE=queue, MACHINERY_BINDING_KEY=queue, MACHINERY_PREFETCH_COUNT=str(prefetch),
-               **{FIFO_ENV: str(channel.path), EXPECT_ENV: str(n + 1)})
+    token, config, env = _machinery_setup(REDIS_URL, prefetch, channel, n + 1)
+    queue = config.default_queue
     app = App(config)
     noop = Signature("noop", [], immutable=True)
     try:
@@ -466,24 +459,34 @@ def _raw_chain(queue: str, body: bytes, props: BasicProperties, *, confirms: boo
 # -- machinery ------------------------------------------------------------------------------------
 
 
+def _machinery_setup(backend: str, prefetch: int, channel: SideChannel, expect: int) -> tuple[str, Any, dict[str, str]]:
+    """A token, a machinery Config on an exchange and queue unique to it, and the environment of a
+    worker process for it (reporting to ``channel`` at its first and ``expect``-th completion)."""
+    from machinery import Config
+
+    token = uuid.uuid4().hex[:8]
+    exchange, queue = f"bench-ex-{token}", f"bench-q-{token}"
+    config = Config(broker_url=AMQP_URL, result_backend=backend, exchange=exchange, default_queue=queue,
+                    binding_key=queue, prefetch_count=prefetch)
+    env = _env(MACHINERY_BROKER_URL=AMQP_URL, MACHINERY_RESULT_BACKEND=backend, MACHINERY_EXCHANGE=exchange,
+               MACHINERY_DEFAULT_QUEUE=queue, MACHINERY_BINDING_KEY=queue, MACHINERY_PREFETCH_COUNT=str(prefetch),
+               **{FIFO_ENV: str(channel.path), EXPECT_ENV: str(expect)})
+    return token, config, env
+
+
 def machinery_rows(n: int, samples: int, channel: SideChannel, *, stored: bool, prefetch: int, batch: int,
                    follow_up: bool = False) -> Row:
     """machinery with one worker process (default 4 threads), results off or stored in Redis. With
     ``follow_up``, each of the n tasks sends one more (its ``on_success``), and the processing rate
     counts all 2n tasks; latency and chains are not measured then."""
-    from machinery import App, Config, Signature, chain
+    from machinery import App, Signature, chain
 
-    token = uuid.uuid4().hex[:8]
-    exchange, queue = f"bench-ex-{token}", f"bench-q-{token}"
-    backend = REDIS_URL if stored else "none"
-    config = Config(broker_url=AMQP_URL, result_backend=backend, exchange=exchange, default_queue=queue,
-                    binding_key=queue, prefetch_count=prefetch)
     row = Row(f"machinery, results {'stored (Redis)' if stored else 'not stored'}"
               + (", one follow-up per task" if follow_up else ""))
     total = 2 * n if follow_up else n
-    env = _env(MACHINERY_BROKER_URL=AMQP_URL, MACHINERY_RESULT_BACKEND=backend, MACHINERY_EXCHANGE=exchange,
-               MACHINERY_DEFAULT_QUEUE=queue, MACHINERY_BINDING_KEY=queue, MACHINERY_PREFETCH_COUNT=str(prefetch),
-               **{FIFO_ENV: str(channel.path), EXPECT_ENV: str(total + 1)})  # the tasks and the warm-up task
+    # Expect the tasks and the warm-up task.
+    token, config, env = _machinery_setup(REDIS_URL if stored else "none", prefetch, channel, total + 1)
+    queue = config.default_queue
     app = App(config)
     noop = Signature("noop", [], immutable=True)
     try:

@@ -12,9 +12,10 @@ messages or reprs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -163,16 +164,10 @@ class RedisBackend:
         if (current is not None and current.ready) or timeout <= 0:
             return current
         deadline = time.monotonic() + timeout
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        try:
+        with self._pubsub() as pubsub:
             self._call(lambda: pubsub.subscribe(self._done_channel(task_uuid)))
             return wait_until_final(lambda: self.get(task_uuid), lambda seconds: self._listen(pubsub, seconds),
                                     deadline, self.poll_interval)
-        finally:
-            try:
-                pubsub.close()
-            except redis.RedisError:
-                pass
 
     def wait_many(self, task_uuids: Sequence[str], timeout: float) -> list[TaskResult | None]:
         """Block up to ``timeout`` seconds until every task is final: one pub/sub connection
@@ -183,13 +178,19 @@ class RedisBackend:
         if not pending or timeout <= 0:
             return states
         deadline = time.monotonic() + timeout
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        try:
+        with self._pubsub() as pubsub:
             for start in range(0, len(pending), READ_CHUNK):
                 channels = [self._done_channel(uuid) for uuid in pending[start:start + READ_CHUNK]]
                 self._call(functools.partial(pubsub.subscribe, *channels))
             return wait_all_final(task_uuids, self.get_many, lambda seconds: self._listen_all(pubsub, seconds),
                                   deadline, self.poll_interval)
+
+    @contextlib.contextmanager
+    def _pubsub(self) -> Iterator[redis.client.PubSub]:
+        """A pub/sub connection for the ``with`` block, closed at its end."""
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        try:
+            yield pubsub
         finally:
             try:
                 pubsub.close()
