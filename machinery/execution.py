@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from machinery._speedups import decode
 from machinery.backends.base import ResultBackend
@@ -59,8 +59,8 @@ class Outcome:
 
     delivery: Delivery
     task_uuid: str = ""
-    records: list[TaskResult] = field(default_factory=list)
-    follow_ups: list[OutgoingMessage] = field(default_factory=list)
+    records: Sequence[TaskResult] = ()
+    follow_ups: Sequence[OutgoingMessage] = ()
     chord_group: str = ""
     publishing: PendingPublish | None = None
     """The follow-ups' publish once begun (its ``wait`` precedes the ack)."""
@@ -122,10 +122,12 @@ class Executor:
         if self.backend is not None:
             self.backend.set(TaskResult(sig.uuid, state, sig.name, result, error, time.time()))
 
-    def _final(self, sig: Signature, state: TaskState, result: JSONValue = None, error: str = "") -> list[TaskResult]:
+    def _final(
+        self, sig: Signature, state: TaskState, result: JSONValue = None, error: str = ""
+    ) -> tuple[TaskResult, ...]:
         if self.backend is None:
-            return []
-        return [TaskResult(sig.uuid, state, sig.name, result, error, time.time())]
+            return ()
+        return (TaskResult(sig.uuid, state, sig.name, result, error, time.time()),)
 
     def _message(self, sig: Signature, delay: float = 0.0) -> OutgoingMessage:
         return outgoing(sig, self.default_queue, delay)
@@ -213,7 +215,7 @@ class Executor:
     def _succeeded(self, delivery: Delivery, sig: Signature, result: JSONValue, started: float) -> Outcome:
         follow_ups = [
             self._message(cb if sig.immutable else cb.with_result(result)) for cb in sig.on_success
-        ]
+        ] if sig.on_success else []
         chord_group = ""
         callback = sig.chord_callback
         if callback is not None and sig.group_uuid and self.backend is not None:

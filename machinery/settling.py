@@ -95,6 +95,7 @@ class Settler:
         on_pause: Callable[[bool], None],
         stopping: threading.Event,
         stop_grace: float = STOP_GRACE,
+        lock: threading.Lock | None = None,
     ) -> None:
         self.broker = broker
         self.backend = backend
@@ -103,7 +104,8 @@ class Settler:
         self._on_pause = on_pause
         self._stopping = stopping
         self._stop_grace = stop_grace
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(lock or threading.Lock())
+        """Guards what follows; a worker may share its own lock (see ``owe_locked``)."""
         self._to_write: list[Outcome] = []
         """Finished, result not stored yet (waiting for the settler thread)."""
         self._to_ack: list[Outcome] = []
@@ -130,10 +132,26 @@ class Settler:
 
     def flush(self) -> None:
         """The task threads ran out of work: acknowledge what is owed now, without waiting."""
-        with self._cond:
-            if self._to_ack and not self._flush:
-                self._flush = True
-                self._cond.notify()
+        if self._to_ack and not self._flush:
+            with self._cond:
+                self.flush_locked()
+
+    def flush_locked(self) -> None:
+        """``flush`` for a caller holding the lock given to the settler."""
+        if self._to_ack and not self._flush:
+            self._flush = True
+            self._cond.notify()
+
+    def owe_locked(self, outcome: Outcome) -> bool:
+        """For a caller holding the lock given to the settler: take over an outcome that has nothing
+        to store or send (True: it will be acked in a batch); False: call ``add`` instead."""
+        if outcome.records or outcome.follow_ups:
+            return False
+        owed = self._to_ack
+        owed.append(outcome)
+        if len(owed) == 1 or len(owed) >= self.ack_batch:
+            self._cond.notify()
+        return True
 
     def settle_now(self, outcomes: Sequence[Outcome]) -> None:
         """Store, publish and ack ``outcomes`` on this thread, as the settler thread does a batch."""
@@ -153,10 +171,7 @@ class Settler:
         cond = self._cond
         if not outcome.records and not outcome.follow_ups:
             with cond:
-                owed = self._to_ack
-                owed.append(outcome)
-                if len(owed) == 1 or len(owed) >= self.ack_batch:
-                    cond.notify()
+                self.owe_locked(outcome)
             return
         with cond:
             if not alone or self._writers or self._to_write or self.paused:

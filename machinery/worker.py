@@ -79,7 +79,7 @@ class Worker:
         """Most deliveries held at once: fetched, running, or finished and being settled (a batch
         being written while the next one runs)."""
         self._ack_batch = max(1, min(ACK_BATCH, self.prefetch))
-        lock = threading.Lock()
+        lock = self._lock = threading.Lock()
         self._work = threading.Condition(lock)
         """Guards everything below; task threads wait on it for fetched messages."""
         self._ready: deque[Delivery] = deque()
@@ -177,7 +177,7 @@ class Worker:
         self._progress = progress
         executor = Executor(config, app.registry, broker, backend, progress)
         settler = Settler(broker, backend, ack_batch=self._ack_batch, release=self._release, on_pause=self._paused,
-                          stopping=self._stopping)
+                          stopping=self._stopping, lock=self._lock)
         self._settler = settler
         broker.declare(self.queues)
         runners = [
@@ -240,6 +240,8 @@ class Worker:
                         if self._starved:
                             work.notify(self._starved)
                         self._held.pop(delivery.tag, None)
+                    elif settler.owe_locked(outcome):  # nothing to store or send: acked in a batch
+                        outcome = None
             if outcome is not None:
                 try:
                     settler.add(outcome, alone=alone)
@@ -285,7 +287,7 @@ class Worker:
                 if ready:
                     self._busy += 1
                     return ready.popleft()
-                settler.flush()  # out of work: settle what is owed now
+                settler.flush_locked()  # out of work: settle what is owed now
                 if self._fetching:
                     self._waiting += 1
                     work.wait()
