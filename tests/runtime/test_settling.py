@@ -227,5 +227,5 @@ def test_a_redelivered_task_whose_follow_ups_were_sent_is_acked_without_running(
     assert backend.follow_ups_sent(sig.uuid)
     again = Delivery(delivery.queue, delivery.body, delivery.tag, delivery_count=2)
     repeat = executor.process(again)
-    assert repeat is not None and repeat.records == [] and repeat.follow_ups == []
+    assert repeat is not None and not repeat.records and not repeat.follow_ups
     assert runs == [1]
