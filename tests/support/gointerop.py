@@ -60,14 +60,13 @@ class GoProgram:
         return self._run("group", documents)
 
 
-_built: GoProgram | None = None
+_built: dict[str, GoProgram] = {}
 
 
 def build_go_program() -> GoProgram:
     """The program, built on first use (skips, or fails under ``MACHINERY_REQUIRE_GO``, without Go)."""
-    global _built
-    if _built is not None:
-        return _built
+    if "program" in _built:
+        return _built["program"]
     go = shutil.which("go")
     if go is None:
         message = "no Go toolchain (apt-get install golang-go)"
@@ -81,5 +80,5 @@ def build_go_program() -> GoProgram:
     proc = subprocess.run([go, "build", "-o", str(binary), "."], cwd=SOURCE, env=env, capture_output=True,
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    _built = GoProgram(binary)
-    return _built
+    _built["program"] = GoProgram(binary)
+    return _built["program"]
