@@ -15,6 +15,8 @@
 //	                  json.Marshal, as Go Machinery's broker writes it
 //	interop state     TaskState documents in; the Go values of their results out, as decode does
 //	interop group     GroupMeta documents in; written back by json.Marshal (a round trip through the struct)
+//	interop writestate  TaskState documents in (typed Results, Values as JSON); written with real Go values
+//	interop member    a chord member's success done as Go's worker and Redis backend do it (redis.go)
 package main
 
 import (
@@ -323,9 +325,10 @@ func decodeGroup(line []byte) interface{} {
 func main() {
 	modes := map[string]func([]byte) interface{}{
 		"decode": decodeMessage, "encode": encodeMessage, "state": decodeState, "group": decodeGroup,
+		"writestate": writeState, "member": completeMember,
 	}
 	if len(os.Args) != 2 || modes[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: interop decode|encode|state|group < lines")
+		fmt.Fprintln(os.Stderr, "usage: interop decode|encode|state|group|writestate|member < lines")
 		os.Exit(2)
 	}
 	handle := modes[os.Args[1]]
