@@ -75,7 +75,10 @@ class Config:
     visibility_timeout: float = 30.0
     """Seconds a delivered message stays hidden before it is delivered again (SQLite broker)."""
     max_redeliveries: int = 5
-    """Deliveries of a message naming a task not registered here before it is dead-lettered."""
+    """Fewest deliveries of a message naming a task no worker took before it is dead-lettered."""
+    unregistered_timeout: float = 3600.0
+    """Seconds a message naming a task not registered here keeps being offered again (with a
+    jittered back-off, for a worker that has it) before it is dead-lettered as FAILURE."""
     concurrency: int = 4
     """Task threads per worker process."""
     retry_backoff_max: float = 60.0
@@ -145,6 +148,7 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "prefetch_count": (_int_at_least(0), "an integer >= 0"),
     "visibility_timeout": (_seconds(positive=True), "a finite number of seconds > 0"),
     "max_redeliveries": (_int_at_least(0), "an integer >= 0"),
+    "unregistered_timeout": (_seconds(positive=False), "a finite number of seconds >= 0"),
     "concurrency": (_int_at_least(1), "an integer >= 1"),
     "retry_backoff_max": (_seconds(positive=False), "a finite number of seconds >= 0"),
     "track_started_after": (_seconds(positive=False), "a finite number of seconds >= 0"),

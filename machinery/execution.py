@@ -25,14 +25,11 @@ from machinery.registry import Registry
 from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.states import TaskResult, TaskState
+from machinery.unregistered import UnregisteredPolicy, ignored_by_sender
 
-__all__ = ["NOT_REGISTERED_DELAY", "RETRIES_HEADER", "Executor", "error_text"]
+__all__ = ["RETRIES_HEADER", "Executor", "error_text"]
 
 log = logging.getLogger("machinery.worker")
-
-#: Seconds before a message naming a task not registered here is offered again (maybe to a
-#: worker that has it).
-NOT_REGISTERED_DELAY = 1.0
 
 #: Signature header counting the retries so far (drives the back-off when retry_timeout is 0).
 RETRIES_HEADER = "machinery_retries"
@@ -95,6 +92,7 @@ class Executor:
         self.backend = backend
         self.default_queue = config.default_queue
         self.router = Router(config)
+        self.unregistered = UnregisteredPolicy(config)
         self.go = self.router.go
         self.progress = progress
         """Writes RECEIVED/STARTED for slow tasks; without it (and with track_started) every task
@@ -156,16 +154,24 @@ class Executor:
             log.exception("could not give back a delivery from %s; its lease will expire", delivery.queue)
 
     def _not_registered(self, delivery: Delivery, sig: Signature) -> None:
-        if delivery.delivery_count <= self.config.max_redeliveries:
-            log.warning(
-                "task %s[%s] is not registered here (delivery %d of %d); giving it back",
-                sig.name, sig.uuid, delivery.delivery_count, self.config.max_redeliveries + 1,
-            )
+        if ignored_by_sender(delivery.body):
+            log.warning("task %s[%s] is not registered here; dropped as it asks (IgnoreWhenTaskNotRegistered)",
+                        sig.name, sig.uuid)
+            if self.progress is not None:
+                self.progress.finish(delivery)
+            self.broker.ack(delivery)
+            return
+        decision = self.unregistered.decide(delivery)
+        if not decision.give_up:
+            log.log(logging.WARNING if delivery.delivery_count == 1 else logging.DEBUG,
+                    "task %s[%s] is not registered here (delivery %d); offered again in %.2f s",
+                    sig.name, sig.uuid, delivery.delivery_count, decision.delay)
             if self.progress is not None:
                 self.progress.give_back(delivery)
-            self.broker.nack(delivery, delay=NOT_REGISTERED_DELAY)
+            self.broker.nack(delivery, delay=decision.delay)
             return
-        reason = f"task {sig.name!r} is not registered (delivered {delivery.delivery_count} times)"
+        reason = (f"task {sig.name!r} is not registered (no worker took it in {decision.waited:.0f} s, "
+                  f"{delivery.delivery_count} deliveries)")
         log.error("dead-lettering %s from queue %s: %s", sig.uuid, delivery.queue, reason)
         if self.progress is not None:
             self.progress.finish(delivery)

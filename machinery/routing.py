@@ -18,6 +18,8 @@ from machinery.signature import Signature
 
 __all__ = ["Router"]
 
+_NO_HEADERS: dict[str, str] = {}
+
 
 class Router:
     """Turns signatures into broker messages under one config: its default queue, binding key and
@@ -47,6 +49,6 @@ class Router:
         if queue is None:
             queue = self.queue_for(sig)
         if not self.go:
-            return OutgoingMessage(queue, encode(sig), max(delay, 0.0), sig.priority)
+            return OutgoingMessage(queue, encode(sig), max(delay, 0.0), sig.priority, _NO_HEADERS, sig.name)
         body = encode_go(sig, self._default_key if queue == self.default_queue else queue)
-        return OutgoingMessage(queue, body, max(delay, 0.0), sig.priority)
+        return OutgoingMessage(queue, body, max(delay, 0.0), sig.priority, _NO_HEADERS, sig.name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -36,6 +36,9 @@ class OutgoingMessage:
     """Seconds from now before any consumer may receive it (held by the broker, not in memory)."""
     priority: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+    task: str = ""
+    """The name of the task it carries, for brokers that can hand a consumer only the tasks it has
+    (``Broker.claim_only``); "" when unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,8 @@ class Delivery:
     Brokers that cannot count exactly give a lower bound (2 for a redelivered AMQP message)."""
     priority: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+    published_at: float = 0.0
+    """When it was first published (``time.time()``), where the broker keeps it (SQLite); else 0."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,12 @@ class Broker(Protocol):
         """Store several messages, pipelined; returns once all were accepted, or raises
         ``BrokerError`` (then some may have been stored: at-least-once)."""
         ...
+
+    def claim_only(self, task_names: Iterable[str], *, unclaimed_after: float) -> None:
+        """From now on, hand this broker's consumers only messages for ``task_names`` (and those
+        for other tasks once ``unclaimed_after`` seconds old, so they can be given up on). Brokers
+        that cannot choose by task (AMQP, in-memory) ignore it; this default does."""
+        return None
 
     def fetch(self, queues: Sequence[str], max_messages: int, timeout: float) -> list[Delivery]:
         """Up to ``max_messages`` deliverable messages from ``queues``, highest priority first, then

@@ -42,6 +42,12 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+def _stored(raw: redis.Redis, key: str) -> bytes:
+    value = raw.get(key)
+    assert isinstance(value, bytes), key
+    return value
+
+
 def _go_redis(redis_url: str) -> dict[str, object]:
     parts = urlsplit(redis_url)
     return {"Redis": f"{parts.hostname}:{parts.port or 6379}", "DB": int(parts.path.strip("/") or 0)}
@@ -63,14 +69,14 @@ VALUES: list[tuple[JSONValue, str, str, object]] = [
 ]
 
 
-@pytest.mark.parametrize(("value", "type_name", "go_type", "go_value"), VALUES)
+@pytest.mark.parametrize("case", VALUES)
 def test_a_result_stored_here_is_read_by_go_under_the_task_uuid(
-    go: GoProgram, backend: GoRedisBackend, raw: redis.Redis, value: JSONValue, type_name: str, go_type: str,
-    go_value: object,
+    go: GoProgram, backend: GoRedisBackend, raw: redis.Redis, case: tuple[JSONValue, str, str, object]
 ) -> None:
+    value, type_name, go_type, go_value = case
     uuid = f"task_{unique_name()}"
     backend.set(TaskResult(uuid, TaskState.SUCCESS, "add", value))
-    [state] = go.read_states([raw.get(uuid) or b""])
+    [state] = go.read_states([_stored(raw, uuid)])
     assert state["ok"], state
     assert (state["TaskUUID"], state["TaskName"], state["State"]) == (uuid, "add", "SUCCESS")
     assert [(r["Type"], r["GoType"], r["Value"]) for r in state["Results"]] == [(type_name, go_type, go_value)]
@@ -81,7 +87,7 @@ def test_a_failure_and_a_none_result_are_read_by_go(go: GoProgram, backend: GoRe
     failed, empty = f"task_{unique_name()}", f"task_{unique_name()}"
     backend.set(TaskResult(failed, TaskState.FAILURE, "div", None, "division by zero"))
     backend.set(TaskResult(empty, TaskState.SUCCESS, "noop", None))
-    states = go.read_states([raw.get(failed) or b"", raw.get(empty) or b""])
+    states = go.read_states([_stored(raw, failed), _stored(raw, empty)])
     assert (states[0]["State"], states[0]["Error"], states[0]["Results"]) == ("FAILURE", "division by zero", [])
     assert (states[1]["State"], states[1]["Results"]) == ("SUCCESS", [])
 
@@ -113,7 +119,7 @@ def test_a_result_go_stored_is_read_here(
 def test_group_meta_written_here_is_read_by_go(go: GoProgram, backend: GoRedisBackend, raw: redis.Redis) -> None:
     group = f"group_{unique_name()}"
     backend.group_start(group, ["task_a", "task_b"])
-    [meta] = go.read_groups([raw.get(group) or b""])
+    [meta] = go.read_groups([_stored(raw, group)])
     assert (meta["GroupUUID"], meta["TaskUUIDs"], meta["ChordTriggered"]) == (group, ["task_a", "task_b"], False)
 
 
@@ -125,7 +131,7 @@ def test_a_chord_fires_exactly_once_when_go_and_python_finish_its_members_togeth
     uuids = {g: [f"task_{unique_name()}" for _ in range(members)] for g in groups}
     for g in groups:
         backend.group_start(g, uuids[g])
-    fired: dict[str, list[object]] = {g: [] for g in groups}
+    fired: dict[str, list[tuple[str, list[object]]]] = {g: [] for g in groups}
     lock = threading.Lock()
     # Even members finish in Go, odd ones here, all chords at once.
     go_jobs = [json.dumps({**_go_redis(redis_url), "TaskUUID": u, "TaskName": "m", "GroupUUID": g,
@@ -139,7 +145,7 @@ def test_a_chord_fires_exactly_once_when_go_and_python_finish_its_members_togeth
                     results = backend.group_add_result(g, u, i)
                     if results is not None:
                         with lock:
-                            fired[g].append(("python", results))
+                            fired[g].append(("python", list[object](results)))
 
     thread = threading.Thread(target=python_members)
     thread.start()
