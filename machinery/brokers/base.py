@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from machinery.errors import BrokerError
+
 __all__ = [
     "Broker",
     "Delivery",
@@ -111,6 +113,16 @@ class Broker(Protocol):
         for other tasks once ``unclaimed_after`` seconds old, so they can be given up on). Brokers
         that cannot choose by task (AMQP, in-memory) ignore it; this default does."""
         return None
+
+    def pending(self, queue: str, limit: int) -> list[bytes]:
+        """Up to ``limit`` message bodies ready in ``queue``, in delivery order, without consuming
+        them. Brokers that cannot list without consuming (AMQP) raise ``BrokerError``: this default."""
+        raise BrokerError(f"{type(self).__name__} cannot list messages without consuming them")
+
+    def delayed(self, limit: int) -> list[tuple[str, float, bytes]]:
+        """Up to ``limit`` delayed messages of every queue, soonest first: (queue, due time as
+        ``time.time()``, body). Raises ``BrokerError`` where the broker cannot list (this default)."""
+        raise BrokerError(f"{type(self).__name__} cannot list messages without consuming them")
 
     def fetch(self, queues: Sequence[str], max_messages: int, timeout: float) -> list[Delivery]:
         """Up to ``max_messages`` deliverable messages from ``queues``, highest priority first, then

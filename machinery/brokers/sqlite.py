@@ -279,6 +279,22 @@ class SQLiteBroker(Broker):
             if listener.wait(wait):
                 self._next_due = 0.0  # something changed elsewhere, perhaps a delay: look again
 
+    def pending(self, queue: str, limit: int) -> list[bytes]:
+        """Up to ``limit`` bodies deliverable now in ``queue``, in delivery order (nothing is claimed)."""
+        _check_queue(queue)
+        self._check_open()
+        sql = (f"SELECT body FROM {TABLE} WHERE queue = ? AND held = 0 AND visible_at <= ? "
+               "ORDER BY priority DESC, id LIMIT ?")
+        now = time.time()
+        return [bytes(r[0]) for r in self._pool.run(lambda conn: conn.execute(sql, (queue, now, limit)).fetchall())]
+
+    def delayed(self, limit: int) -> list[tuple[str, float, bytes]]:
+        """Up to ``limit`` delayed messages of every queue, soonest first (nothing is claimed)."""
+        self._check_open()
+        sql = f"SELECT queue, visible_at, body FROM {TABLE} WHERE held = 1 ORDER BY visible_at LIMIT ?"
+        rows = self._pool.run(lambda conn: conn.execute(sql, (limit,)).fetchall())
+        return [(str(q), float(due), bytes(body)) for q, due, body in rows]
+
     def claim_only(self, task_names: Iterable[str], *, unclaimed_after: float) -> None:
         """Claim only messages for ``task_names`` (or of no known task, or published more than
         ``unclaimed_after`` seconds ago), so a consumer never takes a task it does not have while
