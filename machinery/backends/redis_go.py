@@ -24,13 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
 
 import redis
 
 from machinery._speedups._codec_py import format_eta, parse_eta, typed_arg
-from machinery.backends.base import wait_until_final
-from machinery.config import Config, masked_url
+from machinery.backends.redis import call_redis, connect_redis, wait_announced
+from machinery.config import Config
 from machinery.errors import DecodeError, ResultBackendError
 from machinery.gowire import go_typed_results
 from machinery.jsonvalues import JSONValue, freeze
@@ -105,20 +104,12 @@ class GoRedisBackend:
         self, url: str, *, expires_in: float = 3600.0, poll_interval: float = 0.1, socket_timeout: float = 10.0,
         lock_timeout: float = 20.0,
     ) -> None:
-        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ResultBackendError(f"not a Redis URL: {masked_url(url)}")
+        self._redis, self._where = connect_redis(url, socket_timeout)
         if expires_in <= 0:
             raise ResultBackendError(f"expires_in must be > 0 seconds, got {expires_in!r}")
-        self._where = masked_url(url).split("?", 1)[0]
         self._expire_ms = max(1, round(float(expires_in) * 1000))
         self.poll_interval = float(poll_interval)
         self.lock_timeout = float(lock_timeout)
-        try:
-            self._redis = redis.Redis.from_url(
-                url, socket_timeout=socket_timeout, socket_connect_timeout=min(socket_timeout, 5.0)
-            )
-        except (ValueError, redis.RedisError) as exc:
-            raise ResultBackendError(f"Redis result backend at {self._where}: {type(exc).__name__}") from None
         self._release = self._redis.register_script(_RELEASE)
 
     @classmethod
@@ -130,10 +121,7 @@ class GoRedisBackend:
         return f"<GoRedisBackend {self._where}>"
 
     def _call(self, operation: Callable[[], T]) -> T:
-        try:
-            return operation()
-        except redis.RedisError as exc:
-            raise ResultBackendError(f"Redis result backend at {self._where}: {type(exc).__name__}: {exc}") from None
+        return call_redis(self._where, operation)
 
     @staticmethod
     def _done_channel(task_uuid: str) -> str:
@@ -161,21 +149,8 @@ class GoRedisBackend:
 
     def wait(self, task_uuid: str, timeout: float) -> TaskResult | None:
         """Block up to ``timeout`` seconds for a final state (announcements, else polling)."""
-        current = self.get(task_uuid)
-        if (current is not None and current.ready) or timeout <= 0:
-            return current
-        deadline = time.monotonic() + timeout
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        try:
-            self._call(lambda: pubsub.subscribe(self._done_channel(task_uuid)))
-            return wait_until_final(lambda: self.get(task_uuid),
-                                    lambda s: self._call(lambda: pubsub.get_message(timeout=s)),
-                                    deadline, self.poll_interval)
-        finally:
-            try:
-                pubsub.close()
-            except redis.RedisError:
-                pass
+        return wait_announced(self._redis, self._where, self._done_channel(task_uuid), lambda: self.get(task_uuid),
+                              timeout=timeout, poll_interval=self.poll_interval)
 
     def forget(self, task_uuid: str) -> None:
         """Drop the task's stored state."""
