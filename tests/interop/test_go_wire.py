@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from machinery import Config, Signature
+from machinery import App, Config, Signature
 from machinery._speedups import _codec_py, decode
 from machinery.backends.memory import MemoryBackend
 from machinery.brokers.base import Delivery, OutgoingMessage
@@ -23,7 +23,7 @@ from machinery.jsonvalues import JSONValue
 from machinery.registry import Registry
 from machinery.routing import Router
 from machinery.states import TaskState
-from machinery.workflows import chord
+from machinery.workflows import chain, chord, group
 from tests.support.gointerop import GoProgram
 
 GO = Config(broker_url="memory://go-wire", result_backend="memory://go-wire", wire_format="go",
@@ -197,3 +197,20 @@ def test_a_none_result_adds_no_argument_as_a_go_task_returning_only_an_error(go:
              broker, backend)
     [decoded] = go.decode([m.body for m in broker.published])
     assert _args(decoded["tasks"][0]) == [("string", "string", "only")]
+
+
+def test_everything_an_app_sends_in_go_mode_decodes_in_go(go: GoProgram) -> None:
+    broker, backend = Capture(), MemoryBackend()
+    with App(GO, broker=broker, backend=backend) as app:
+        app.send_task(chain(Signature("add", [1, 2]), Signature("mul", [3.5]), Signature("log", [b"\x00"])))
+        app.send_task(group(Signature("add", [True]), Signature("add", [(1, 2)])))
+        app.send_task(chord([Signature("add", ["x"]), Signature("add", [2**64 - 1])], Signature("sum", [])))
+        app.send_task(Signature("later", [1]).countdown(30))
+        app.send_tasks([Signature("batch", [i]) for i in range(3)])
+    decoded = go.decode([m.body for m in broker.published])
+    assert all(d["ok"] for d in decoded), decoded
+    assert [d["tasks"][0]["Name"] for d in decoded] == ["add", "add", "add", "add", "add", "later",
+                                                         "batch", "batch", "batch"]
+    assert decoded[0]["tasks"][2]["Args"] == [{"Type": "[]byte", "GoType": "[]uint8", "Value": "AA=="}]
+    assert decoded[3]["tasks"][1]["Name"] == "sum"  # the chord callback travels with each member
+    assert decoded[5]["tasks"][0]["ETA"] is not None
