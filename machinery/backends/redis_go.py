@@ -30,9 +30,9 @@ import redis
 from machinery._speedups._codec_py import format_eta, parse_eta, typed_arg
 from machinery.backends.redis import call_redis, connect_redis, wait_announced
 from machinery.config import Config
-from machinery.errors import DecodeError, ResultBackendError
+from machinery.errors import DecodeError, EncodeError, ResultBackendError
 from machinery.gowire import go_typed_results
-from machinery.jsonvalues import JSONValue, freeze
+from machinery.jsonvalues import FrozenDict, JSONValue, freeze, thaw
 from machinery.states import TaskResult, TaskState
 
 __all__ = ["CHORD_LOCK", "GoRedisBackend"]
@@ -69,12 +69,23 @@ def go_result_value(results: object, where: str) -> JSONValue:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def _typed_results(value: JSONValue) -> list[dict[str, object]]:
+    """A result as Go's typed results; a value Go has no argument type for is stored with the type
+    Go's ``encoding/json`` gives such JSON (a worker in Go mode never produces one)."""
+    try:
+        return go_typed_results(value)
+    except EncodeError:
+        kind = "map[string]interface {}" if isinstance(value, FrozenDict) else "[]interface {}"
+        return [{"Type": kind, "Value": thaw(value)}]
+
+
 def task_state_document(result: TaskResult) -> bytes:
-    """``result`` as Go Machinery v1's ``TaskState`` JSON."""
-    results = go_typed_results(result.result) if result.state is TaskState.SUCCESS else []
+    """``result`` as Go Machinery v1's ``TaskState`` JSON (``CreatedAt`` its time, else now)."""
+    results = _typed_results(result.result) if result.state is TaskState.SUCCESS else []
+    created = format_eta(datetime.fromtimestamp(result.updated_at, UTC)) if result.updated_at else _now_text()
     return json.dumps({
         "TaskUUID": result.task_uuid, "TaskName": result.name, "State": result.state.value,
-        "Results": results, "Error": result.error, "CreatedAt": _now_text(), "TTL": 0,
+        "Results": results, "Error": result.error, "CreatedAt": created, "TTL": 0,
     }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -102,7 +113,7 @@ class GoRedisBackend:
 
     def __init__(
         self, url: str, *, expires_in: float = 3600.0, poll_interval: float = 0.1, socket_timeout: float = 10.0,
-        lock_timeout: float = 20.0,
+        lock_timeout: float = 20.0, key_prefix: str = "",
     ) -> None:
         self._redis, self._where = connect_redis(url, socket_timeout)
         if expires_in <= 0:
@@ -110,6 +121,8 @@ class GoRedisBackend:
         self._expire_ms = max(1, round(float(expires_in) * 1000))
         self.poll_interval = float(poll_interval)
         self.lock_timeout = float(lock_timeout)
+        self.key_prefix = key_prefix
+        """Put before every task and group key: "" (Go's layout); tests sharing a Redis set one."""
         self._release = self._redis.register_script(_RELEASE)
 
     @classmethod
@@ -127,6 +140,9 @@ class GoRedisBackend:
     def _done_channel(task_uuid: str) -> str:
         return f"machinery:done:{task_uuid}"
 
+    def _key(self, uuid: str) -> str:
+        return self.key_prefix + uuid
+
     # -- task states ---------------------------------------------------------------------------
 
     def set(self, result: TaskResult) -> None:
@@ -135,7 +151,7 @@ class GoRedisBackend:
 
         def store() -> None:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.set(result.task_uuid, document, px=self._expire_ms)
+            pipe.set(self._key(result.task_uuid), document, px=self._expire_ms)
             if result.state.is_final:
                 pipe.publish(self._done_channel(result.task_uuid), b"1")
             pipe.execute()
@@ -144,7 +160,7 @@ class GoRedisBackend:
 
     def get(self, task_uuid: str) -> TaskResult | None:
         """The latest state (written by Go or Python), or None."""
-        text = cast(bytes | None, self._call(lambda: self._redis.get(task_uuid)))
+        text = cast(bytes | None, self._call(lambda: self._redis.get(self._key(task_uuid))))
         return None if text is None else read_task_state(task_uuid, text)
 
     def wait(self, task_uuid: str, timeout: float) -> TaskResult | None:
@@ -154,7 +170,7 @@ class GoRedisBackend:
 
     def forget(self, task_uuid: str) -> None:
         """Drop the task's stored state."""
-        self._call(lambda: self._redis.delete(task_uuid))
+        self._call(lambda: self._redis.delete(self._key(task_uuid)))
 
     # -- groups and chords ---------------------------------------------------------------------
 
@@ -162,10 +178,11 @@ class GoRedisBackend:
         """Write Go's ``GroupMeta`` for the group (its members in order, chord not triggered)."""
         meta = {"GroupUUID": group_uuid, "TaskUUIDs": list(task_uuids), "ChordTriggered": False, "Lock": False,
                 "CreatedAt": _now_text(), "TTL": 0}
-        self._call(lambda: self._redis.set(group_uuid, json.dumps(meta, separators=(",", ":")), px=self._expire_ms))
+        text = json.dumps(meta, separators=(",", ":"))
+        self._call(lambda: self._redis.set(self._key(group_uuid), text, px=self._expire_ms))
 
     def _meta(self, group_uuid: str) -> dict[str, Any] | None:
-        text = cast(bytes | None, self._call(lambda: self._redis.get(group_uuid)))
+        text = cast(bytes | None, self._call(lambda: self._redis.get(self._key(group_uuid))))
         if text is None:
             return None
         try:
@@ -185,7 +202,8 @@ class GoRedisBackend:
         if meta is None or meta.get("ChordTriggered"):
             return None
         members = [str(u) for u in meta["TaskUUIDs"]]
-        texts = cast(list[bytes | None], self._call(lambda: self._redis.mget(members))) if members else []
+        keys = [self._key(u) for u in members]
+        texts = cast(list[bytes | None], self._call(lambda: self._redis.mget(keys))) if members else []
         states = [None if t is None else read_task_state(u, t) for u, t in zip(members, texts, strict=True)]
         if not all(s is not None and s.ready for s in states):
             return None
@@ -209,7 +227,7 @@ class GoRedisBackend:
                 return False
             meta["ChordTriggered"] = True
             text = json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
-            self._call(lambda: self._redis.set(group_uuid, text, px=self._expire_ms))
+            self._call(lambda: self._redis.set(self._key(group_uuid), text, px=self._expire_ms))
             return True
         finally:
             self._call(lambda: self._release(keys=[CHORD_LOCK], args=[token]))
