@@ -19,6 +19,7 @@ import pytest
 from machinery import App, Config, Signature, TaskFailed
 from machinery._speedups import decode
 from machinery.brokers.amqp_delays import go_delay_queue
+from machinery.routing import Router
 from tests.support.amqp import amqp_config
 from tests.support.gointerop import GoProgram
 from tests.support.waiting import TIMEOUT
@@ -221,3 +222,22 @@ def test_a_delayed_task_sent_here_in_go_mode_reaches_no_consumer_before_its_eta(
     assert len(received) == 200
     early = {u: etas[u] - t for u, t in received.items() if t < etas[u]}
     assert early == {}
+
+
+def test_go_and_python_declare_the_same_delay_queue_alike(app: App, producer: GoProducer, config: Config) -> None:
+    """Go declared ``delay.800.<exchange>.<key>`` first; Python's publish with the same delay uses
+    the same queue with equal arguments (else RabbitMQ would refuse the declare), and both arrive."""
+    ran: list[str] = []
+
+    @app.task(name="mark")
+    def mark(who: str) -> str:
+        ran.append(who)
+        return who
+
+    go_uuid = _uuid("go")
+    producer.send(_task(go_uuid, "mark", _arg("string", "go")), delay_ms=800)
+    sig = Signature("mark", ["python"])
+    app.broker.publish(config.default_queue, Router(config).message(sig).body, delay=0.8)
+    with running(app):
+        assert app.result(go_uuid).get(timeout=TIMEOUT) == "go"
+        assert app.result(sig.uuid).get(timeout=TIMEOUT) == "python"
