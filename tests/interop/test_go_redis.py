@@ -208,3 +208,32 @@ def test_a_python_chord_in_go_mode_writes_go_s_group_meta_and_fires_once(tmp_pat
         work = chord([Signature("double", [i]) for i in range(5)], Signature("total", [100]))
         with running(app, concurrency=4):
             assert app.send_task(work).get(timeout=TIMEOUT) == 100 + 2 * (0 + 1 + 2 + 3 + 4)
+
+
+def test_a_group_sent_from_go_runs_here_and_go_reads_every_member_s_state(
+    go: GoProgram, tmp_path: Path, redis_url: str
+) -> None:
+    config: Config = amqp_config(tmp_path).replace(result_backend=redis_url, wire_format="go")
+    group = f"group_{unique_name()}"
+    members = [f"task_{unique_name()}" for _ in range(3)]
+    with App(config) as app:
+        app.register_task("halve", lambda x: x / 2)
+        app.broker.declare([config.default_queue])
+        [meta] = go.read_groups([json.dumps({"GroupUUID": group, "TaskUUIDs": members,
+                                             "CreatedAt": "2030-01-01T00:00:00Z"}).encode()])
+        raw = redis.Redis.from_url(redis_url)
+        try:
+            raw.set(group, json.dumps(meta), ex=600)
+            bodies = go.encode([{"UUID": u, "Name": "halve", "RoutingKey": config.binding_key, "GroupUUID": group,
+                                 "GroupTaskCount": 3, "Args": [{"Name": "", "Type": "int64", "Value": 2 * i + 1}]}
+                                for i, u in enumerate(members)])
+            for body in bodies:
+                app.broker.publish(config.default_queue, body)
+            with running(app, concurrency=3):
+                assert [app.result(u).get(timeout=TIMEOUT) for u in members] == [0.5, 1.5, 2.5]
+            states = go.read_states([_stored(raw, u) for u in members])
+        finally:
+            raw.close()
+    assert [(s["State"], s["TaskName"], s["Results"]) for s in states] == [
+        ("SUCCESS", "halve", [{"Type": "float64", "GoType": "float64", "Value": v}]) for v in (0.5, 1.5, 2.5)
+    ]
