@@ -180,6 +180,8 @@ class Worker:
                           stopping=self._stopping, lock=self._lock)
         self._settler = settler
         broker.declare(self.queues)
+        # Where the broker can choose by task (SQLite), take only the tasks registered here.
+        broker.claim_only(app.registry.names(), unclaimed_after=config.unregistered_timeout)
         runners = [
             threading.Thread(target=self._run_tasks, args=(executor,), name=f"machinery-task-{i}", daemon=True)
             for i in range(1, self.concurrency)

@@ -6,8 +6,8 @@ with a PX expiry of ``expires_in``; ``group:<uuid>:members`` (a list, group orde
 ``follow-ups-sent:<uuid>`` marks a task whose follow-ups were published. A final state is also
 published on ``done:<uuid>``, which ``wait`` and ``wait_many`` subscribe to (polling as a
 fallback). ``set_many`` writes a batch of results, their expiry and their notifications with one
-command (a Lua script). Every Redis failure becomes ``ResultBackendError``; the password never appears in
-messages or reprs.
+command (a Lua script; ``RedisBatches``, shared with the Go layout). Every Redis failure becomes
+``ResultBackendError``; the password never appears in messages or reprs.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
 from machinery.states import TaskResult
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "RedisBatches", "call_redis", "connect_redis", "open_pubsub", "wait_announced"]
 
 T = TypeVar("T")
 
@@ -71,6 +71,130 @@ def _describe(url: str) -> str:
     return masked_url(url).split("?", 1)[0]
 
 
+def connect_redis(url: str, socket_timeout: float) -> tuple[redis.Redis, str]:
+    """A redis-py client (pooled) for ``url`` and the URL as messages show it; ``ResultBackendError``
+    for a bad URL."""
+    where = _describe(url)
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ResultBackendError(f"not a Redis URL: {where}")
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                      socket_connect_timeout=min(socket_timeout, 5.0))
+    except (ValueError, redis.RedisError) as exc:
+        raise ResultBackendError(f"Redis result backend at {where}: {type(exc).__name__}") from None
+    return client, where
+
+
+def call_redis(where: str, operation: Callable[[], T]) -> T:
+    """``operation()``, any Redis failure raised as ``ResultBackendError`` naming ``where``."""
+    try:
+        return operation()
+    except redis.RedisError as exc:
+        raise ResultBackendError(f"Redis result backend at {where}: {type(exc).__name__}: {exc}") from None
+
+
+def wait_announced(
+    client: redis.Redis, where: str, channel: str, get: Callable[[], TaskResult | None], *, timeout: float,
+    poll_interval: float,
+) -> TaskResult | None:
+    """Wait up to ``timeout`` seconds for ``get()`` to give a final state, woken by announcements
+    on ``channel`` and reading again every ``poll_interval`` seconds in any case."""
+    current = get()
+    if (current is not None and current.ready) or timeout <= 0:
+        return current
+    deadline = time.monotonic() + timeout
+    with open_pubsub(client) as pubsub:
+        call_redis(where, lambda: pubsub.subscribe(channel))
+        return wait_until_final(get, lambda seconds: call_redis(where, lambda: pubsub.get_message(timeout=seconds)),
+                                deadline, poll_interval)
+
+
+@contextlib.contextmanager
+def open_pubsub(client: redis.Redis) -> Iterator[redis.client.PubSub]:
+    """A pub/sub connection of ``client`` for the ``with`` block, closed at its end."""
+    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    try:
+        yield pubsub
+    finally:
+        try:
+            pubsub.close()
+        except redis.RedisError:
+            pass
+
+
+class RedisBatches:
+    """The batched reads and writes both Redis layouts share: documents written with their expiry
+    and announcements in one command, read with ``MGET`` ``READ_CHUNK`` at a time, awaited on one
+    pub/sub connection, and the record of follow-ups sent."""
+
+    def __init__(self, client: redis.Redis, where: str, expire_ms: int, sent_prefix: str) -> None:
+        self._redis = client
+        self._where = where
+        self._expire_ms = expire_ms
+        self._sent_prefix = sent_prefix
+        self._set_many: Script = client.register_script(_SET_MANY)
+
+    def write(self, keys: Sequence[str], documents: Sequence[str | bytes], channels: Sequence[str]) -> None:
+        """Set each key to its document with the expiry, and publish on each non-empty channel."""
+        if keys:
+            args: list[str | bytes | int] = [self._expire_ms, *documents, *channels]
+            call_redis(self._where, lambda: self._set_many(keys=list(keys), args=args))
+
+    def read(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The value of each key (None where missing), in order."""
+        out: list[bytes | None] = []
+        for start in range(0, len(keys), READ_CHUNK):
+            chunk = list(keys[start:start + READ_CHUNK])
+            out.extend(cast(list[bytes | None], call_redis(self._where, functools.partial(self._redis.mget, chunk))))
+        return out
+
+    def wait_many(
+        self, task_uuids: Sequence[str], channel: Callable[[str], str],
+        get_many: Callable[[Sequence[str]], list[TaskResult | None]], timeout: float, poll_interval: float,
+    ) -> list[TaskResult | None]:
+        """``ResultBackend.wait_many``: one pub/sub connection subscribed to the unfinished tasks'
+        channels, the unfinished ones re-read in batches when notified (polling as a fallback)."""
+        states = get_many(task_uuids)
+        pending = [uuid for uuid, state in zip(task_uuids, states, strict=True) if state is None or not state.ready]
+        if not pending or timeout <= 0:
+            return states
+        deadline = time.monotonic() + timeout
+        with open_pubsub(self._redis) as pubsub:
+            for start in range(0, len(pending), READ_CHUNK):
+                channels = [channel(uuid) for uuid in pending[start:start + READ_CHUNK]]
+                call_redis(self._where, functools.partial(pubsub.subscribe, *channels))
+            return wait_all_final(task_uuids, get_many, lambda seconds: self._listen_all(pubsub, seconds),
+                                  deadline, poll_interval)
+
+    def _listen_all(self, pubsub: redis.client.PubSub, timeout: float) -> None:
+        """Wait up to ``timeout`` for a notification, then take every one already queued."""
+        if call_redis(self._where, lambda: pubsub.get_message(timeout=timeout)) is None:
+            return
+        for _ in range(100_000):
+            if call_redis(self._where, lambda: pubsub.get_message(timeout=0.0)) is None:
+                return
+
+    def sent_key(self, task_uuid: str) -> str:
+        return f"{self._sent_prefix}{task_uuid}"
+
+    def mark_sent(self, task_uuids: Sequence[str]) -> None:
+        """Record that these tasks' follow-ups were published, in one pipelined round trip."""
+        if not task_uuids:
+            return
+
+        def mark() -> None:
+            pipe = self._redis.pipeline(transaction=False)
+            for uuid in task_uuids:
+                pipe.set(self.sent_key(uuid), b"1", px=self._expire_ms)
+            pipe.execute()
+
+        call_redis(self._where, mark)
+
+    def sent(self, task_uuid: str) -> bool:
+        """Whether the task's follow-ups were recorded as published (and not expired)."""
+        return bool(call_redis(self._where, lambda: self._redis.exists(self.sent_key(task_uuid))))
+
+
 class RedisBackend:
     """A ResultBackend in Redis; thread-safe (redis-py pools connections)."""
 
@@ -83,24 +207,15 @@ class RedisBackend:
         poll_interval: float = 0.5,
         socket_timeout: float = 10.0,
     ) -> None:
-        scheme = urlsplit(url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ResultBackendError(f"not a Redis URL: {_describe(url)}")
+        self._redis, self._where = connect_redis(url, socket_timeout)
         if expires_in <= 0:
             raise ResultBackendError(f"expires_in must be > 0 seconds, got {expires_in!r}")
-        self._where = _describe(url)
         self.expires_in = float(expires_in)
         self.prefix = prefix
         self.poll_interval = float(poll_interval)
         self._expire_ms = max(1, round(self.expires_in * 1000))
-        try:
-            self._redis = redis.Redis.from_url(
-                url, socket_timeout=socket_timeout, socket_connect_timeout=min(socket_timeout, 5.0)
-            )
-        except (ValueError, redis.RedisError) as exc:
-            raise ResultBackendError(f"Redis result backend at {self._where}: {type(exc).__name__}") from None
         self._add_result: Script = self._redis.register_script(_ADD_RESULT)
-        self._set_many: Script = self._redis.register_script(_SET_MANY)
+        self._batches = RedisBatches(self._redis, self._where, self._expire_ms, f"{prefix}follow-ups-sent:")
 
     @classmethod
     def from_config(cls, config: Config) -> RedisBackend:
@@ -111,16 +226,10 @@ class RedisBackend:
         return f"<RedisBackend {self._where} prefix={self.prefix!r}>"
 
     def _call(self, operation: Callable[[], T]) -> T:
-        try:
-            return operation()
-        except redis.RedisError as exc:
-            raise ResultBackendError(f"Redis result backend at {self._where}: {type(exc).__name__}: {exc}") from None
+        return call_redis(self._where, operation)
 
     def _result_key(self, task_uuid: str) -> str:
         return f"{self.prefix}result:{task_uuid}"
-
-    def _sent_key(self, task_uuid: str) -> str:
-        return f"{self.prefix}follow-ups-sent:{task_uuid}"
 
     def _done_channel(self, task_uuid: str) -> str:
         return f"{self.prefix}done:{task_uuid}"
@@ -138,11 +247,9 @@ class RedisBackend:
         if not results:
             return
         now = time.time()
-        keys = [self._result_key(r.task_uuid) for r in results]
-        args: list[str | int] = [self._expire_ms]
-        args.extend(encode_record(r if r.updated_at else stamped(r, now)) for r in results)
-        args.extend(self._done_channel(r.task_uuid) if r.state.is_final else "" for r in results)
-        self._call(lambda: self._set_many(keys=keys, args=args))
+        self._batches.write([self._result_key(r.task_uuid) for r in results],
+                            [encode_record(r if r.updated_at else stamped(r, now)) for r in results],
+                            [self._done_channel(r.task_uuid) if r.state.is_final else "" for r in results])
 
     def get(self, task_uuid: str) -> TaskResult | None:
         """The latest stored state, or None."""
@@ -151,79 +258,25 @@ class RedisBackend:
 
     def get_many(self, task_uuids: Sequence[str]) -> list[TaskResult | None]:
         """The latest stored state of each task, in order (one ``MGET`` per ``READ_CHUNK``)."""
-        out: list[TaskResult | None] = []
-        for start in range(0, len(task_uuids), READ_CHUNK):
-            keys = [self._result_key(uuid) for uuid in task_uuids[start:start + READ_CHUNK]]
-            texts = cast(list[bytes | None], self._call(functools.partial(self._redis.mget, keys)))
-            out.extend(None if text is None else decode_record(text) for text in texts)
-        return out
+        texts = self._batches.read([self._result_key(uuid) for uuid in task_uuids])
+        return [None if text is None else decode_record(text) for text in texts]
 
     def wait(self, task_uuid: str, timeout: float) -> TaskResult | None:
         """Block up to ``timeout`` seconds for a final state (pub/sub, polling as a fallback)."""
-        current = self.get(task_uuid)
-        if (current is not None and current.ready) or timeout <= 0:
-            return current
-        deadline = time.monotonic() + timeout
-        with self._pubsub() as pubsub:
-            self._call(lambda: pubsub.subscribe(self._done_channel(task_uuid)))
-            return wait_until_final(lambda: self.get(task_uuid), lambda seconds: self._listen(pubsub, seconds),
-                                    deadline, self.poll_interval)
+        return wait_announced(self._redis, self._where, self._done_channel(task_uuid), lambda: self.get(task_uuid),
+                              timeout=timeout, poll_interval=self.poll_interval)
 
     def wait_many(self, task_uuids: Sequence[str], timeout: float) -> list[TaskResult | None]:
-        """Block up to ``timeout`` seconds until every task is final: one pub/sub connection
-        subscribed to the unfinished tasks' channels, the unfinished ones re-read in batches when
-        notified (polling as a fallback)."""
-        states = self.get_many(task_uuids)
-        pending = [uuid for uuid, state in zip(task_uuids, states, strict=True) if state is None or not state.ready]
-        if not pending or timeout <= 0:
-            return states
-        deadline = time.monotonic() + timeout
-        with self._pubsub() as pubsub:
-            for start in range(0, len(pending), READ_CHUNK):
-                channels = [self._done_channel(uuid) for uuid in pending[start:start + READ_CHUNK]]
-                self._call(functools.partial(pubsub.subscribe, *channels))
-            return wait_all_final(task_uuids, self.get_many, lambda seconds: self._listen_all(pubsub, seconds),
-                                  deadline, self.poll_interval)
-
-    @contextlib.contextmanager
-    def _pubsub(self) -> Iterator[redis.client.PubSub]:
-        """A pub/sub connection for the ``with`` block, closed at its end."""
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        try:
-            yield pubsub
-        finally:
-            try:
-                pubsub.close()
-            except redis.RedisError:
-                pass
-
-    def _listen_all(self, pubsub: redis.client.PubSub, timeout: float) -> None:
-        """Wait up to ``timeout`` for a notification, then take every one already queued."""
-        if self._call(lambda: pubsub.get_message(timeout=timeout)) is None:
-            return
-        for _ in range(100_000):
-            if self._call(lambda: pubsub.get_message(timeout=0.0)) is None:
-                return
+        """Block up to ``timeout`` seconds until every task is final (``RedisBatches.wait_many``)."""
+        return self._batches.wait_many(task_uuids, self._done_channel, self.get_many, timeout, self.poll_interval)
 
     def mark_follow_ups_sent(self, task_uuids: Sequence[str]) -> None:
         """Record that these tasks' follow-ups were published, in one pipelined round trip."""
-        if not task_uuids:
-            return
-
-        def mark() -> None:
-            pipe = self._redis.pipeline(transaction=False)
-            for uuid in task_uuids:
-                pipe.set(self._sent_key(uuid), b"1", px=self._expire_ms)
-            pipe.execute()
-
-        self._call(mark)
+        self._batches.mark_sent(task_uuids)
 
     def follow_ups_sent(self, task_uuid: str) -> bool:
         """Whether the task's follow-ups were recorded as published (and not expired)."""
-        return bool(self._call(lambda: self._redis.exists(self._sent_key(task_uuid))))
-
-    def _listen(self, pubsub: redis.client.PubSub, timeout: float) -> None:
-        self._call(lambda: pubsub.get_message(timeout=timeout))
+        return self._batches.sent(task_uuid)
 
     def group_start(self, group_uuid: str, task_uuids: Sequence[str]) -> None:
         """Record the group's members in order (replacing any earlier record of the group)."""
@@ -255,7 +308,7 @@ class RedisBackend:
 
     def forget(self, task_uuid: str) -> None:
         """Drop the task's stored state."""
-        self._call(lambda: self._redis.delete(self._result_key(task_uuid), self._sent_key(task_uuid)))
+        self._call(lambda: self._redis.delete(self._result_key(task_uuid), self._batches.sent_key(task_uuid)))
 
     def close(self) -> None:
         """Close the connection pool."""
