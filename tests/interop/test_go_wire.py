@@ -5,6 +5,7 @@ Go's ``json.Marshal`` writes decode here to the right Python values."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from machinery.gowire import fibonacci_next
 from machinery.jsonvalues import JSONValue
 from machinery.registry import Registry
 from machinery.routing import Router
+from machinery.settling import Settler
 from machinery.states import TaskState
 from machinery.workflows import chain, chord, group
 from tests.support.gointerop import GoProgram
@@ -113,8 +115,11 @@ class Capture(MemoryBroker):
 
 def _process(sig: Signature, registry: Registry, broker: Capture, backend: MemoryBackend,
              queue: str = "machinery_tasks") -> None:
-    executor = Executor(GO, registry, broker, backend)
-    assert executor.process(Delivery(queue, Router(GO).message(sig).body, tag=1))
+    """Run ``sig`` as a worker does and settle its outcome (result stored, follow-ups published)."""
+    outcome = Executor(GO, registry, broker, backend).process(Delivery(queue, Router(GO).message(sig).body, tag=1))
+    assert outcome is not None
+    settler = Settler(broker, backend, release=lambda _d: None, on_pause=lambda _p: None, stopping=threading.Event())
+    settler.settle_now([outcome])
 
 
 def _registry(**tasks: Any) -> Registry:
