@@ -82,6 +82,8 @@ class Worker:
         self._started = threading.Event()
         self._runners_done = threading.Event()
         self._signals = 0
+        self._startup_error: BaseException | None = None
+        """What stopped ``run()`` before it consumed anything (re-raised by ``start()``)."""
         self._thread: threading.Thread | None = None
         self._progress: ProgressTracker | None = None
 
@@ -93,7 +95,9 @@ class Worker:
     def launch(self) -> None:
         """Run until stopped (the seed's ``Launch``). In the main thread, SIGINT and SIGTERM stop
         it cleanly: no new messages, running tasks finish, fetched but unstarted messages go back;
-        a second signal exits the process at once (held messages return when their leases end)."""
+        a second signal exits the process at once (held messages return when their leases end).
+        A signal during start-up (while the broker is being opened) stops it before it consumes;
+        a broker or result backend that cannot be opened raises its error here."""
         if threading.current_thread() is not threading.main_thread():
             self.run()
             return
@@ -101,7 +105,8 @@ class Worker:
         for sig in previous:
             signal.signal(sig, self._on_signal)
         try:
-            self.start()
+            if not self.start():
+                return
             while not self._stopped.wait(1.0):
                 pass
             if self._thread is not None:
@@ -112,19 +117,40 @@ class Worker:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
+        name = signal.Signals(signum).name
         if self._signals > 1:
-            log.warning("second signal %s: exiting at once", signal.Signals(signum).name)
+            log.warning("second signal %s: exiting at once", name)
             os._exit(128 + signum)
-        log.info("signal %s: finishing running tasks, then stopping", signal.Signals(signum).name)
+        if self._started.is_set():
+            log.info("signal %s: finishing running tasks, then stopping", name)
+        else:
+            log.info("signal %s during start-up: stopping before consuming", name)
         self.stop()
 
-    def start(self) -> threading.Thread:
-        """Run the worker in a background thread; returns once it is consuming."""
-        thread = threading.Thread(target=self.run, name="machinery-worker", daemon=True)
+    def start(self) -> bool:
+        """Run the worker in a background thread; returns True once it is consuming, False when
+        ``stop()`` was called first. Raises what kept the broker or result backend from opening."""
+        thread = threading.Thread(target=self._run_guarded, name="machinery-worker", daemon=True)
         self._thread = thread
         thread.start()
-        self._started.wait()
-        return thread
+        while not self._started.wait(0.05):
+            if self._stopping.is_set():
+                return False
+        error = self._startup_error
+        if error is not None:
+            thread.join()
+            raise error
+        return not self._stopping.is_set()
+
+    def _run_guarded(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:
+            if self._started.is_set():
+                raise
+            self._startup_error = exc
+            self._stopped.set()
+            self._started.set()
 
     def stop(self, *, wait: bool = False, timeout: float | None = None) -> None:
         """Ask the worker to stop (safe from any thread and from signal handlers); with ``wait``,
@@ -132,7 +158,8 @@ class Worker:
         self._stopping.set()
         with self._work:
             self._work.notify_all()
-        threading.Thread(target=self._wake_broker, name="machinery-wake", daemon=True).start()
+        if self._started.is_set() and self._startup_error is None:
+            threading.Thread(target=self._wake_broker, name="machinery-wake", daemon=True).start()
         if wait:
             self._stopped.wait(timeout)
 
@@ -162,6 +189,12 @@ class Worker:
         self._progress = progress
         executor = Executor(config, app.registry, broker, backend, progress)
         broker.declare(self.queues)
+        if self._stopping.is_set():  # stopped while the broker was being opened
+            if progress is not None:
+                progress.stop()
+            self._stopped.set()
+            self._started.set()
+            return
         runners = [
             threading.Thread(target=self._run_tasks, args=(executor,), name=f"machinery-task-{i}", daemon=True)
             for i in range(1, self.concurrency)

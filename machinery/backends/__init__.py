@@ -7,7 +7,7 @@ from typing import Protocol, cast
 
 from machinery.backends.base import ResultBackend
 from machinery.config import Config, masked_url
-from machinery.errors import ConfigError
+from machinery.errors import ConfigError, ResultBackendError
 
 __all__ = ["ResultBackend", "open_backend"]
 
@@ -42,6 +42,9 @@ def open_backend(config: Config) -> ResultBackend | None:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError("result_backend", f"a backend whose support is installed ({exc})", masked_url(url)) from None
+        missing = (exc.name or "redis").partition(".")[0]
+        raise ResultBackendError(
+            f"{masked_url(url)} needs {missing}, which is not installed (pip install 'machinery[redis]')"
+        ) from None
     cls = cast(_BackendClass, getattr(module, class_name))
     return cls.from_config(config)

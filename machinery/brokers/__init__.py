@@ -7,7 +7,7 @@ from typing import Protocol, cast
 
 from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
 from machinery.config import Config, masked_url
-from machinery.errors import ConfigError
+from machinery.errors import BrokerError, ConfigError
 
 __all__ = [
     "REASON_HEADER",
@@ -48,6 +48,9 @@ def open_broker(config: Config) -> Broker:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError("broker_url", f"a broker whose support is installed ({exc})", masked_url(url)) from None
+        missing = (exc.name or "pika").partition(".")[0]
+        raise BrokerError(
+            f"{masked_url(url)} needs {missing}, which is not installed (pip install 'machinery[amqp]')"
+        ) from None
     cls = cast(_BrokerClass, getattr(module, class_name))
     return cls.from_config(config)
