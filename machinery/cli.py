@@ -17,6 +17,7 @@ from machinery.app import App
 from machinery.config import Config, load_config
 from machinery.errors import MachineryError, ResultTimeout, TaskFailed
 from machinery.jsonvalues import JSONInput, JSONValue, thaw
+from machinery.locations import describe_url
 from machinery.signature import Signature
 
 __all__ = ["CommandError", "build_parser", "check_task_id", "load_app", "main", "parse_arg", "show_value"]
@@ -170,7 +171,8 @@ def cmd_send(args: argparse.Namespace) -> int:
             print(f"FAILURE: {exc.error}", file=sys.stderr)
             return 1
         except ResultTimeout as exc:
-            print(f"machinery: {exc}", file=sys.stderr)
+            print(f"machinery send: error: {exc} (sent to broker {describe_url(app.config.broker_url)})",
+                  file=sys.stderr)
             return 1
         print(show_value(value))
     return 0

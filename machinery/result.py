@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 
 from machinery.backends.base import ResultBackend
 from machinery.errors import ResultBackendError, ResultTimeout, TaskFailed
+from machinery.heartbeat import silence_hint
 from machinery.jsonvalues import JSONValue
 from machinery.states import TaskResult, TaskState
 
@@ -68,7 +69,7 @@ class AsyncResult:
                     stored = backend.get(self.task_uuid)
                     if stored is not None and stored.ready:
                         return stored
-                    raise ResultTimeout(self.task_uuid, timeout or 0.0)
+                    raise ResultTimeout(self.task_uuid, timeout or 0.0, hint=silence_hint(backend))
             stored = backend.wait(self.task_uuid, slice_)
             if stored is not None and stored.ready:
                 return stored

@@ -21,8 +21,9 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from machinery.brokers.base import Delivery
-from machinery.config import masked_url
 from machinery.execution import Executor
+from machinery.heartbeat import Heartbeat
+from machinery.locations import describe_url
 from machinery.progress import ProgressTracker
 
 if TYPE_CHECKING:
@@ -205,9 +206,13 @@ class Worker:
         settler.start()
         leases = threading.Thread(target=self._renew_leases, name="machinery-leases", daemon=True)
         leases.start()
+        broker_name = describe_url(config.broker_url)
+        heartbeat = Heartbeat(backend, broker=broker_name, queues=self.queues) if backend is not None else None
+        if heartbeat is not None:
+            heartbeat.start()
         log.info(
-            "worker consuming %s with %d threads (broker %s); tasks: %s",
-            ", ".join(self.queues), self.concurrency, masked_url(app.config.broker_url),
+            "worker consuming %s with %d threads (broker %s, results %s); tasks: %s",
+            ", ".join(self.queues), self.concurrency, broker_name, describe_url(config.result_backend),
             ", ".join(app.registry.names()) or "(none)",
         )
         self._started.set()
@@ -228,6 +233,8 @@ class Worker:
             leases.join()
             if progress is not None:
                 progress.stop()
+            if heartbeat is not None:
+                heartbeat.stop()
             log.info("worker stopped")
             self._stopped.set()
 
