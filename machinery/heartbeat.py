@@ -110,9 +110,14 @@ def last_beat(backend: ResultBackend) -> Beat | None:
 
 
 def store_name(backend: ResultBackend) -> str:
-    """How to name ``backend`` to a user: a SQLite store by its absolute file path, others by repr."""
+    """How to name ``backend`` to a user: a SQLite store by its absolute file path, others by their
+    repr (or class name)."""
     path = getattr(getattr(backend, "options", None), "path", None)
-    return f"sqlite:///{os.path.abspath(path)}" if isinstance(path, str) else repr(backend)
+    if isinstance(path, str):
+        return f"sqlite:///{os.path.abspath(path)}"
+    if type(backend).__repr__ is object.__repr__:
+        return type(backend).__name__
+    return repr(backend)
 
 
 def silence_hint(backend: ResultBackend) -> str:

@@ -1,0 +1,131 @@
+"""A worker that cannot open its broker or result store exits at once with one line and status 1;
+a signal at any point of its start-up stops it (no hang, no ignored SIGTERM)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from machinery import Config
+from tests.firsthour.support import REPO_ROOT, T, free_port, run_machinery, silent_server
+from tests.runtime.brokers import sqlite_config
+from tests.runtime.helpers import process_env, worker_command
+
+APP = "tests.runtime.worker_app:app"
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+def test_an_unknown_broker_scheme_is_one_line_and_status_1(tmp_path: Path) -> None:
+    config = sqlite_config(tmp_path).replace(broker_url="foo://somewhere")
+    done = run_machinery(config, "worker", "-A", APP)
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        "machinery worker: error: config broker_url: expected a memory://, sqlite://, amqp:// or amqps:// URL, "
+        "got 'foo://somewhere'"
+    )
+
+
+def test_a_sqlite_broker_in_a_missing_directory_names_the_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such"
+    config = sqlite_config(tmp_path).replace(broker_url=f"sqlite:///{missing}/broker.db")
+    done = run_machinery(config, "worker", "-A", APP)
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        f"machinery worker: error: SQLite broker: cannot open {missing}/broker.db: "
+        f"the directory {missing} does not exist"
+    )
+
+
+def test_a_result_store_that_cannot_be_opened_stops_the_worker_too(tmp_path: Path) -> None:
+    missing = tmp_path / "gone"
+    config = sqlite_config(tmp_path).replace(result_backend=f"sqlite:///{missing}/results.db")
+    done = run_machinery(config, "worker", "-A", APP)
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        f"machinery worker: error: SQLite result backend: cannot open {missing}/results.db: "
+        f"the directory {missing} does not exist"
+    )
+
+
+def test_rabbitmq_port_with_nothing_listening_fails_at_once_naming_the_cause(tmp_path: Path) -> None:
+    port = free_port()
+    config = sqlite_config(tmp_path).replace(broker_url=f"amqp://guest:secret99@127.0.0.1:{port}/")
+    started = time.monotonic()
+    done = run_machinery(config, "worker", "-A", APP)
+    assert time.monotonic() - started < 10
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        f"machinery worker: error: cannot open the AMQP broker amqp://guest:***@127.0.0.1:{port}/: "
+        f"connection refused to 127.0.0.1:{port} (is RabbitMQ running there?)"
+    )
+
+
+def test_send_to_a_refused_rabbitmq_is_the_same_one_line_without_pika_logs(tmp_path: Path) -> None:
+    port = free_port()
+    config = sqlite_config(tmp_path).replace(broker_url=f"amqp://guest:guest@127.0.0.1:{port}/")
+    done = run_machinery(config, "send", "add", "1", "2")
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        f"machinery send: error: cannot open the AMQP broker amqp://guest:***@127.0.0.1:{port}/: "
+        f"connection refused to 127.0.0.1:{port} (is RabbitMQ running there?)"
+    )
+
+
+def test_debug_log_level_shows_the_traceback(tmp_path: Path) -> None:
+    config = sqlite_config(tmp_path).replace(broker_url="foo://somewhere")
+    done = run_machinery(config, "--log-level", "DEBUG", "worker", "-A", APP)
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("machinery worker: error: config broker_url")
+
+
+def test_an_amqp_url_without_pika_installed_says_what_to_install(tmp_path: Path) -> None:
+    config = sqlite_config(tmp_path).replace(broker_url="amqp://guest:guest@127.0.0.1:5672/")
+    code = "import sys; sys.modules['pika'] = None; from machinery.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "worker", "-A", APP], cwd=REPO_ROOT, env=process_env(config),
+        capture_output=True, text=True, timeout=T, check=False,
+    )
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        "machinery worker: error: amqp://guest:***@127.0.0.1:5672/ needs pika, which is not installed "
+        "(pip install 'machinery[amqp]')"
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_broker_is_opening_stops_the_worker(tmp_path: Path, signum: signal.Signals) -> None:
+    with silent_server() as port:
+        config = sqlite_config(tmp_path).replace(broker_url=f"amqp://guest:guest@127.0.0.1:{port}/")
+        worker = subprocess.Popen(worker_command(APP), cwd=REPO_ROOT, env=process_env(config),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(2.0)  # imported, and stuck in the AMQP handshake the server never answers
+            assert worker.poll() is None
+            worker.send_signal(signum)
+            _out, err = worker.communicate(timeout=10)
+        finally:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, err
+    assert f"signal {signum.name} during start-up: stopping before consuming" in err
+    assert "Traceback" not in err
+
+
+def test_sigterm_before_the_app_is_imported_ends_the_process(tmp_path: Path) -> None:
+    config: Config = sqlite_config(tmp_path)
+    worker = subprocess.Popen(worker_command(APP), cwd=REPO_ROOT, env=process_env(config),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=T) in (-signal.SIGTERM, 0)
