@@ -17,6 +17,7 @@ from machinery.app import App
 from machinery.config import Config, load_config
 from machinery.errors import MachineryError, ResultTimeout, TaskFailed
 from machinery.jsonvalues import JSONInput, JSONValue, thaw
+from machinery.heartbeat import HEARTBEAT_ID
 from machinery.locations import describe_url
 from machinery.signature import Signature
 
@@ -137,7 +138,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.processes > 1:
         from machinery.supervisor import Supervisor
 
-        load_app(args.app)  # a bad -A is reported here, not by P workers dying over and over
+        # A bad -A, broker or result store is reported here, not by P workers dying over and over.
+        app = load_app(args.app)
+        if args.config is not None:
+            app.config = load_config(args.config)
+        with app:
+            app.broker.declare(args.queues or [app.config.default_queue])
+            backend = app.backend
+            if backend is not None:
+                backend.get(HEARTBEAT_ID)
 
         child = ["--log-level", args.log_level, *(["--config", args.config] if args.config else [])]
         child += ["worker", "-A", args.app, *(["-c", str(args.concurrency)] if args.concurrency else [])]
@@ -200,9 +209,9 @@ def cmd_result(args: argparse.Namespace) -> int:
 def cmd_queues(args: argparse.Namespace) -> int:
     with App(_config(args)) as app:
         names = args.queues or [app.config.default_queue]
+        depths = [app.broker.depth(name) for name in names]  # an unreachable broker fails before the header
         print(f"{'queue':<32} {'ready':>8} {'delayed':>8} {'in flight':>10} {'dead':>8}")
-        for name in names:
-            d = app.broker.depth(name)
+        for name, d in zip(names, depths, strict=True):
             in_flight = "?" if d.in_flight < 0 else str(d.in_flight)
             print(f"{name:<32} {d.ready:>8} {d.delayed:>8} {in_flight:>10} {d.dead:>8}")
     return 0

@@ -67,7 +67,9 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._write(stopped=False)
+        """Write the first heartbeat (its failure raises: the store cannot be reached), then keep
+        writing them on a thread."""
+        self.backend.set(self._record(stopped=False))
         self._thread = threading.Thread(target=self._loop, name="machinery-heartbeat", daemon=True)
         self._thread.start()
 
@@ -81,13 +83,16 @@ class Heartbeat:
         while not self._stop.wait(self.interval):
             self._write(stopped=False)
 
-    def _write(self, *, stopped: bool) -> None:
+    def _record(self, *, stopped: bool) -> TaskResult:
         record: dict[str, JSONInput] = {
             "worker": self.worker, "broker": self.broker, "queues": list(self.queues),
             "at": time.time(), "stopped": stopped,
         }
+        return TaskResult(HEARTBEAT_ID, TaskState.SUCCESS, "heartbeat", freeze(record))
+
+    def _write(self, *, stopped: bool) -> None:
         try:
-            self.backend.set(TaskResult(HEARTBEAT_ID, TaskState.SUCCESS, "heartbeat", freeze(record)))
+            self.backend.set(self._record(stopped=stopped))
         except Exception as exc:
             log.warning("could not write the worker heartbeat: %s", exc)
 

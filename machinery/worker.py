@@ -189,10 +189,21 @@ class Worker:
             progress.start()
         self._progress = progress
         executor = Executor(config, app.registry, broker, backend, progress)
-        broker.declare(self.queues)
+        broker_name = describe_url(config.broker_url)
+        heartbeat = Heartbeat(backend, broker=broker_name, queues=self.queues) if backend is not None else None
+        try:
+            broker.declare(self.queues)
+            if heartbeat is not None:
+                heartbeat.start()  # the result store's first write: raises when it cannot be reached
+        except BaseException:
+            if progress is not None:
+                progress.stop()
+            raise
         if self._stopping.is_set():  # stopped while the broker was being opened
             if progress is not None:
                 progress.stop()
+            if heartbeat is not None:
+                heartbeat.stop()
             self._stopped.set()
             self._started.set()
             return
@@ -206,10 +217,6 @@ class Worker:
         settler.start()
         leases = threading.Thread(target=self._renew_leases, name="machinery-leases", daemon=True)
         leases.start()
-        broker_name = describe_url(config.broker_url)
-        heartbeat = Heartbeat(backend, broker=broker_name, queues=self.queues) if backend is not None else None
-        if heartbeat is not None:
-            heartbeat.start()
         log.info(
             "worker consuming %s with %d threads (broker %s, results %s); tasks: %s",
             ", ".join(self.queues), self.concurrency, broker_name, describe_url(config.result_backend),

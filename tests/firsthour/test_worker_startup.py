@@ -129,3 +129,33 @@ def test_sigterm_before_the_app_is_imported_ends_the_process(tmp_path: Path) -> 
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=T) in (-signal.SIGTERM, 0)
+
+
+def test_a_redis_result_store_with_nothing_listening_stops_the_worker_at_once(tmp_path: Path) -> None:
+    port = free_port()
+    config = sqlite_config(tmp_path).replace(result_backend=f"redis://127.0.0.1:{port}/0")
+    done = run_machinery(config, "worker", "-A", APP)
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        f"machinery worker: error: Redis result backend at redis://127.0.0.1:{port}/0: ConnectionError: "
+        f"Error 111 connecting to 127.0.0.1:{port}. Connection refused."
+    )
+
+
+def test_several_worker_processes_with_a_bad_broker_fail_once_not_in_a_restart_loop(tmp_path: Path) -> None:
+    port = free_port()
+    config = sqlite_config(tmp_path).replace(broker_url=f"amqp://guest:guest@127.0.0.1:{port}/")
+    done = run_machinery(config, "worker", "-A", APP, "-P", "2")
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        f"machinery worker: error: cannot open the AMQP broker amqp://guest:***@127.0.0.1:{port}/: "
+        f"connection refused to 127.0.0.1:{port} (is RabbitMQ running there?)"
+    )
+
+
+def test_queues_of_an_unreachable_broker_print_the_error_without_a_header(tmp_path: Path) -> None:
+    port = free_port()
+    config = sqlite_config(tmp_path).replace(broker_url=f"amqp://guest:guest@127.0.0.1:{port}/")
+    done = run_machinery(config, "queues")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert one_error_line(done).startswith("machinery queues: error: cannot open the AMQP broker")
