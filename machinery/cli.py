@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from machinery.app import App
 from machinery.config import Config, load_config
 from machinery.errors import MachineryError, ResultTimeout, TaskFailed
-from machinery.jsonvalues import JSONInput, JSONValue, thaw
 from machinery.heartbeat import HEARTBEAT_ID
+from machinery.jsonvalues import JSONInput, JSONValue, thaw
 from machinery.locations import describe_url
 from machinery.signature import Signature
 
