@@ -15,6 +15,9 @@ from setuptools.command.build_ext import build_ext
 NO_EXTENSIONS = bool(os.environ.get("MACHINERY_NO_EXTENSIONS")) or platform.python_implementation() != "CPython"
 REQUIRE_EXTENSIONS = bool(os.environ.get("MACHINERY_REQUIRE_EXTENSIONS"))
 BANNER = "*" * 78
+#: No debug information in the compiled modules (Python's own CFLAGS carry -g): 202 KB instead of
+#: 1.18 MB for the codec, 67 KB instead of 304 KB for the frame scanner (x86_64, gcc).
+NO_DEBUG = [] if sys.platform == "win32" else ["-g0"]
 
 
 def say(message: str, *, loud: bool = False) -> None:
@@ -70,8 +73,8 @@ else:
 
     ext_modules = cythonize(
         [
-            Extension("machinery._speedups._codec_c", ["machinery/_speedups/_codec_c.pyx"]),
-            Extension("machinery._speedups._frames_c", ["machinery/_speedups/_frames_c.pyx"]),
+            Extension(f"machinery._speedups.{name}", [f"machinery/_speedups/{name}.pyx"], extra_compile_args=NO_DEBUG)
+            for name in ("_codec_c", "_frames_c")
         ],
         # The generated C goes under build/, never beside the sources: it is not package data and
         # cannot end up in a wheel (the sdist carries the .pyx/.pxi sources; Cython is a build requirement).
