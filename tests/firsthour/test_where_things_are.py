@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -126,3 +127,13 @@ def test_a_timeout_in_an_app_carries_the_hint_as_an_attribute() -> None:
     with App(config) as app, pytest.raises(ResultTimeout) as info:
         app.send_task(Signature("add", [1])).get(timeout=0.05)
     assert info.value.hint.startswith("no worker heartbeat was ever seen in the result store")
+
+
+def test_the_examples_use_one_database_beside_their_config_from_any_directory(tmp_path: Path) -> None:
+    code = "from examples.app import app; print(app.config.broker_url, app.config.result_backend)"
+    env = {k: v for k, v in process_env(sqlite_config(tmp_path)).items() if not k.startswith("MACHINERY_")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=T, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = f"sqlite:///{REPO_ROOT / 'examples' / 'machinery.sqlite3'}"
+    assert done.stdout.split() == [expected, expected]
