@@ -128,6 +128,10 @@ def _seconds(text: str) -> float:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    """``--config`` when given, else the configuration of the App named by ``-A`` (so a sender
+    uses the broker and store its worker uses), else the defaults and ``MACHINERY_*``."""
+    if args.config is None and getattr(args, "app", None):
+        return load_app(args.app).config
     return load_config(args.config)
 
 
@@ -247,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("send", help="send one task", description="Send one task; prints its UUID.")
+    p.add_argument("-A", "--app", metavar="MODULE:APP",
+                   help="use this App's configuration (the broker and results its worker uses)")
     p.add_argument("name", help="registered task name")
     p.add_argument("args", nargs="*", help="arguments, each parsed as JSON or else taken as a string")
     p.add_argument("--wait", action="store_true", help="wait for the result and print it")
@@ -255,12 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("result", help="show a task's state and result", description="Show a task's state.")
+    p.add_argument("-A", "--app", metavar="MODULE:APP",
+                   help="use this App's configuration (the broker and results its worker uses)")
     p.add_argument("uuid", help="the task's UUID")
     p.add_argument("--wait", action="store_true", help="wait until it is final")
     p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S", help="seconds to wait (default 30)")
     p.set_defaults(func=cmd_result)
 
     p = sub.add_parser("queues", help="show queue depths", description="Ready, delayed, in-flight, dead messages.")
+    p.add_argument("-A", "--app", metavar="MODULE:APP",
+                   help="use this App's configuration (the broker and results its worker uses)")
     p.add_argument("queues", nargs="*", help="queues to show (default: config.default_queue)")
     p.set_defaults(func=cmd_queues)
 

@@ -137,3 +137,15 @@ def test_the_examples_use_one_database_beside_their_config_from_any_directory(tm
     assert done.returncode == 0, done.stderr
     expected = f"sqlite:///{REPO_ROOT / 'examples' / 'machinery.sqlite3'}"
     assert done.stdout.split() == [expected, expected]
+
+
+def test_send_and_queues_with_an_app_use_that_apps_broker(tmp_path: Path) -> None:
+    (tmp_path / "myapp.py").write_text(
+        "from machinery import App, Config\n"
+        f"app = App(Config(broker_url='sqlite:///{tmp_path}/app.db', result_backend='none', default_queue='mine'))\n"
+    )
+    config = sqlite_config(tmp_path)  # the environment points elsewhere: -A wins
+    sent = run_machinery(config, "send", "-A", "myapp:app", "add", "1", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    shown = run_machinery(config, "queues", "-A", "myapp:app", cwd=tmp_path)
+    assert shown.stdout.splitlines()[1].split()[:2] == ["mine", "1"]
