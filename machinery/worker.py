@@ -83,6 +83,8 @@ class Worker:
         self._started = threading.Event()
         self._runners_done = threading.Event()
         self._signals = 0
+        self._opened = threading.Event()
+        """Set once the broker and result store are open: from then on, a stop runs the normal shutdown."""
         self._startup_error: BaseException | None = None
         """What stopped ``run()`` before it consumed anything (re-raised by ``start()``)."""
         self._thread: threading.Thread | None = None
@@ -129,19 +131,20 @@ class Worker:
         self.stop()
 
     def start(self) -> bool:
-        """Run the worker in a background thread; returns True once it is consuming, False when
-        ``stop()`` was called first. Raises what kept the broker or result backend from opening."""
+        """Run the worker in a background thread; returns True once it is consuming (or, stopped
+        meanwhile, shutting down cleanly), False when ``stop()`` came while the broker or result
+        store was still being opened (that thread is abandoned). Raises what kept them from opening."""
         thread = threading.Thread(target=self._run_guarded, name="machinery-worker", daemon=True)
         self._thread = thread
         thread.start()
         while not self._started.wait(0.05):
-            if self._stopping.is_set():
+            if self._stopping.is_set() and not self._opened.is_set():
                 return False
         error = self._startup_error
         if error is not None:
             thread.join()
             raise error
-        return not self._stopping.is_set()
+        return True
 
     def _run_guarded(self) -> None:
         try:
@@ -199,6 +202,7 @@ class Worker:
             if progress is not None:
                 progress.stop()
             raise
+        self._opened.set()
         if self._stopping.is_set():  # stopped while the broker was being opened
             if progress is not None:
                 progress.stop()

@@ -18,7 +18,7 @@ from machinery.heartbeat import HEARTBEAT_INTERVAL, Heartbeat, last_beat, silenc
 from machinery.locations import describe_url
 from tests.firsthour.support import REPO_ROOT, T, run_machinery
 from tests.runtime.brokers import sqlite_config
-from tests.runtime.helpers import eventually, process_env, worker_command
+from tests.runtime.helpers import process_env, worker_command
 
 
 def test_relative_sqlite_paths_in_a_config_file_are_relative_to_the_file(tmp_path: Path) -> None:
@@ -78,17 +78,18 @@ def test_a_timeout_with_no_worker_ever_seen_says_so_and_names_the_store(tmp_path
 def test_a_timeout_after_the_worker_stopped_names_its_broker_and_queue(tmp_path: Path) -> None:
     config = sqlite_config(tmp_path)
     worker = subprocess.Popen(worker_command("tests.runtime.worker_app:app", "-c", "1"), cwd=REPO_ROOT,
-                              env=process_env(config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with App(config) as app:
-        backend = app.backend
-        assert backend is not None
-        try:
-            assert eventually(lambda: last_beat(backend) is not None, timeout=T)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            assert worker.wait(timeout=T) == 0
-        with pytest.raises(ResultTimeout) as info:
-            app.send_task(Signature("add", [1])).get(timeout=0.1)
+                              env=process_env(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert worker.stderr is not None
+        for line in worker.stderr:
+            if "worker consuming" in line:
+                break
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=T)
+    assert worker.returncode == 0
+    with App(config) as app, pytest.raises(ResultTimeout) as info:
+        app.send_task(Signature("add", [1])).get(timeout=0.1)
     assert f"no worker is alive on the result store {config.result_backend}: the last one (" in str(info.value)
     assert f"broker {config.broker_url}, queues {config.default_queue}) stopped " in str(info.value)
 
