@@ -141,3 +141,14 @@ def test_queues_of_an_unreachable_broker_print_the_error_without_a_header(tmp_pa
     done = run_machinery(config, "queues")
     assert (done.returncode, done.stdout) == (1, "")
     assert one_error_line(done).startswith("machinery queues: error: cannot open the AMQP broker")
+
+
+def test_an_embedded_worker_start_raises_the_open_error(tmp_path: Path) -> None:
+    from machinery import App, BrokerError
+
+    config = sqlite_config(tmp_path).replace(broker_url=f"sqlite:///{tmp_path}/missing/broker.db")
+    with App(config) as app:
+        worker = app.worker(concurrency=1)
+        with pytest.raises(BrokerError, match=r"the directory .*/missing does not exist"):
+            worker.start()
+        worker.stop(wait=True, timeout=5)  # nothing to stop; must not hang or open anything
