@@ -13,16 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.support import REPO_ROOT, copy_sources, make, needs_source_tree
+import machinery
+from tests.packaging.support import copy_sources, make, needs_source_tree
 
 WARNING = "could not compile the hot path"
 
 
 def pure_package(target: Path) -> Path:
-    """The package's Python files without its compiled modules, importable from ``target``."""
-    for source in (REPO_ROOT / "machinery").rglob("*"):
+    """The package's Python files (from wherever it is installed) without its compiled modules,
+    importable from ``target``."""
+    package = Path(machinery.__file__).parent
+    for source in package.rglob("*"):
         if source.is_file() and source.suffix in (".py", ".typed"):
-            dest = target / source.relative_to(REPO_ROOT)
+            dest = target / "machinery" / source.relative_to(package)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(source.read_bytes())
     return target
