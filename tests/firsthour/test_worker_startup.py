@@ -152,3 +152,16 @@ def test_an_embedded_worker_start_raises_the_open_error(tmp_path: Path) -> None:
         with pytest.raises(BrokerError, match=r"the directory .*/missing does not exist"):
             worker.start()
         worker.stop(wait=True, timeout=5)  # nothing to stop; must not hang or open anything
+
+
+@pytest.mark.parametrize("script", ["worker.py", "send.py"])
+def test_the_example_scripts_report_an_unreachable_broker_in_one_line(tmp_path: Path, script: str) -> None:
+    port = free_port()
+    config = sqlite_config(tmp_path).replace(broker_url=f"amqp://guest:guest@127.0.0.1:{port}/")
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / script)], cwd=tmp_path,
+                          env=process_env(config), capture_output=True, text=True, timeout=T, check=False)
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        f"{script}: cannot open the AMQP broker amqp://guest:***@127.0.0.1:{port}/: "
+        f"connection refused to 127.0.0.1:{port} (is RabbitMQ running there?)"
+    )
