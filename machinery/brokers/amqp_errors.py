@@ -49,8 +49,8 @@ def connect_failure(exc: BaseException, host: str, port: int) -> str:
     if isinstance(cause, pika_errors.ProbableAccessDeniedError):
         return f"access refused by {where} (check the virtual host and its permissions): {_server_text(cause)}"
     if isinstance(cause, ssl.SSLError):
-        return f"TLS handshake with {where} failed: {cause.reason or cause}"
-    if type(cause).__name__ == "ConnectionOpenAborted":
+        return f"TLS handshake with {where} failed: {getattr(cause, 'reason', None) or cause}"
+    if isinstance(cause, pika_errors.ConnectionOpenAborted):
         return f"{where} did not complete the AMQP handshake (is it a RabbitMQ port?)"
     if isinstance(cause, OSError) and cause.strerror:
         return f"cannot connect to {where}: {cause.strerror}"
