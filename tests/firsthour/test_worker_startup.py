@@ -165,3 +165,22 @@ def test_the_example_scripts_report_an_unreachable_broker_in_one_line(tmp_path: 
         f"{script}: cannot open the AMQP broker amqp://guest:***@127.0.0.1:{port}/: "
         f"connection refused to 127.0.0.1:{port} (is RabbitMQ running there?)"
     )
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.parametrize(
+    ("path", "cause"),
+    [
+        ("guest:wrong-password@127.0.0.1:5672/", "login refused by 127.0.0.1:5672 (check the user name and password)"),
+        ("guest:guest@127.0.0.1:5672/no-such-vhost", "access refused by 127.0.0.1:5672 (check the virtual host and "
+         "its permissions): NOT_ALLOWED - vhost no-such-vhost not found"),
+    ],
+    ids=["password", "vhost"],
+)
+def test_rabbitmq_refusing_the_login_is_named(tmp_path: Path, rabbitmq_url: str, path: str, cause: str) -> None:
+    url = f"amqp://{path}"
+    config = sqlite_config(tmp_path).replace(broker_url=url)
+    done = run_machinery(config, "worker", "-A", APP)
+    assert done.returncode == 1
+    masked = url.replace("wrong-password", "***").replace("guest:guest", "guest:***")
+    assert one_error_line(done) == f"machinery worker: error: cannot open the AMQP broker {masked}: {cause}"
