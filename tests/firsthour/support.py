@@ -1,5 +1,6 @@
-"""What the first-hour tests share: the ``machinery`` command in a fresh process, a free port, and a
-TCP server that accepts connections and never answers (a broker stuck in its handshake)."""
+"""What the first-hour tests share: the ``machinery`` command in a fresh process, a worker command
+that logs at INFO, a free port, and a TCP server that accepts connections and never answers (a
+broker stuck in its handshake). The shared test scaffolding is imported here only."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from machinery import Config
+from tests.runtime.brokers import sqlite_config
 from tests.runtime.helpers import REPO_ROOT, process_env
 
-__all__ = ["REPO_ROOT", "T", "free_port", "run_machinery", "silent_server"]
+__all__ = ["APP", "REPO_ROOT", "T", "free_port", "process_env", "run_machinery", "silent_server", "sqlite_config",
+           "worker_argv"]
+
+#: The App the worker processes of these tests run (configured from ``MACHINERY_*``).
+APP = "tests.runtime.worker_app:app"
 
 #: Seconds any one command may take before the test fails (a hang must not hang the suite).
 T = 30.0
@@ -28,6 +34,11 @@ def run_machinery(
         [sys.executable, "-m", "machinery", *args], cwd=cwd, env=process_env(config, **env),
         capture_output=True, text=True, timeout=timeout, check=False,
     )
+
+
+def worker_argv(*args: str, app_spec: str = APP) -> list[str]:
+    """``python -m machinery --log-level INFO worker -A app_spec args...`` (the tests read its log)."""
+    return [sys.executable, "-m", "machinery", "--log-level", "INFO", "worker", "-A", app_spec, *args]
 
 
 def free_port() -> int:

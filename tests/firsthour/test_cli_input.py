@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import machinery
-from tests.firsthour.support import run_machinery
-from tests.runtime.brokers import sqlite_config
+from tests.firsthour.support import run_machinery, sqlite_config
 
 
 def error_line(done: object) -> str:

@@ -16,9 +16,7 @@ from machinery import App, Config, ResultTimeout, Signature, load_config
 from machinery.backends.memory import MemoryBackend
 from machinery.heartbeat import HEARTBEAT_INTERVAL, Heartbeat, last_beat, silence_hint
 from machinery.locations import describe_url
-from tests.firsthour.support import REPO_ROOT, T, run_machinery
-from tests.runtime.brokers import sqlite_config
-from tests.runtime.helpers import process_env, worker_command
+from tests.firsthour.support import REPO_ROOT, T, process_env, run_machinery, sqlite_config, worker_argv
 
 
 def test_relative_sqlite_paths_in_a_config_file_are_relative_to_the_file(tmp_path: Path) -> None:
@@ -50,7 +48,7 @@ def test_describe_url_masks_passwords() -> None:
 
 def test_the_worker_logs_the_absolute_paths_it_serves(tmp_path: Path) -> None:
     config = sqlite_config(tmp_path).replace(broker_url="sqlite:///b.db", result_backend="sqlite:///r.db")
-    worker = subprocess.Popen(worker_command("tests.runtime.worker_app:app", "-c", "1"), cwd=tmp_path,
+    worker = subprocess.Popen(worker_argv("-c", "1"), cwd=tmp_path,
                               env=process_env(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert worker.stderr is not None
@@ -77,7 +75,7 @@ def test_a_timeout_with_no_worker_ever_seen_says_so_and_names_the_store(tmp_path
 
 def test_a_timeout_after_the_worker_stopped_names_its_broker_and_queue(tmp_path: Path) -> None:
     config = sqlite_config(tmp_path)
-    worker = subprocess.Popen(worker_command("tests.runtime.worker_app:app", "-c", "1"), cwd=REPO_ROOT,
+    worker = subprocess.Popen(worker_argv("-c", "1"), cwd=REPO_ROOT,
                               env=process_env(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert worker.stderr is not None

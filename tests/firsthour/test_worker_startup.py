@@ -12,11 +12,17 @@ from pathlib import Path
 import pytest
 
 from machinery import Config
-from tests.firsthour.support import REPO_ROOT, T, free_port, run_machinery, silent_server
-from tests.runtime.brokers import sqlite_config
-from tests.runtime.helpers import process_env, worker_command
-
-APP = "tests.runtime.worker_app:app"
+from tests.firsthour.support import (
+    APP,
+    REPO_ROOT,
+    T,
+    free_port,
+    process_env,
+    run_machinery,
+    silent_server,
+    sqlite_config,
+    worker_argv,
+)
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
@@ -101,7 +107,7 @@ def test_an_amqp_url_without_pika_installed_says_what_to_install(tmp_path: Path)
 def test_a_signal_while_the_broker_is_opening_stops_the_worker(tmp_path: Path, signum: signal.Signals) -> None:
     with silent_server() as port:
         config = sqlite_config(tmp_path).replace(broker_url=f"amqp://guest:guest@127.0.0.1:{port}/")
-        worker = subprocess.Popen(worker_command(APP), cwd=REPO_ROOT, env=process_env(config),
+        worker = subprocess.Popen(worker_argv(), cwd=REPO_ROOT, env=process_env(config),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(2.0)  # imported, and stuck in the AMQP handshake the server never answers
@@ -118,7 +124,7 @@ def test_a_signal_while_the_broker_is_opening_stops_the_worker(tmp_path: Path, s
 
 def test_sigterm_before_the_app_is_imported_ends_the_process(tmp_path: Path) -> None:
     config: Config = sqlite_config(tmp_path)
-    worker = subprocess.Popen(worker_command(APP), cwd=REPO_ROOT, env=process_env(config),
+    worker = subprocess.Popen(worker_argv(), cwd=REPO_ROOT, env=process_env(config),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=T) in (-signal.SIGTERM, 0)
