@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from machinery.app import App
 from machinery.config import Config, load_config
 from machinery.errors import MachineryError, ResultTimeout, TaskFailed
-from machinery.heartbeat import HEARTBEAT_ID
+from machinery.heartbeat import HEARTBEAT_ID, silence_hint
 from machinery.jsonvalues import JSONInput, JSONValue, thaw
 from machinery.locations import describe_url
 from machinery.signature import Signature
@@ -218,6 +218,9 @@ def cmd_queues(args: argparse.Namespace) -> int:
         for name, d in zip(names, depths, strict=True):
             in_flight = "?" if d.in_flight < 0 else str(d.in_flight)
             print(f"{name:<32} {d.ready:>8} {d.delayed:>8} {in_flight:>10} {d.dead:>8}")
+        backend = app.backend
+        if backend is not None:
+            print(silence_hint(backend))  # whether a worker serves this result store, and where
     return 0
 
 

@@ -125,6 +125,14 @@ def store_name(backend: ResultBackend) -> str:
     return repr(backend)
 
 
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.0f} h ago"
+
+
 def silence_hint(backend: ResultBackend) -> str:
     """What the heartbeats in ``backend`` say about the workers that could have run a task whose
     result did not come: none ever, none alive, or the live one's broker and queues (to compare with
@@ -139,5 +147,6 @@ def silence_hint(backend: ResultBackend) -> str:
     where = f"{beat.worker}, broker {beat.broker}, queues {', '.join(beat.queues)}"
     if beat.alive:
         return f"a worker is alive on the result store {store} ({where})"
-    what = f"stopped {beat.age:.0f}s ago" if beat.stopped else f"sent its last heartbeat {beat.age:.0f}s ago"
+    ago = _ago(beat.age)
+    what = f"stopped {ago}" if beat.stopped else f"sent its last heartbeat {ago}"
     return f"no worker is alive on the result store {store}: the last one ({where}) {what}"

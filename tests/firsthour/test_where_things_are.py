@@ -148,3 +148,12 @@ def test_send_and_queues_with_an_app_use_that_apps_broker(tmp_path: Path) -> Non
     assert sent.returncode == 0, sent.stderr
     shown = run_machinery(config, "queues", "-A", "myapp:app", cwd=tmp_path)
     assert shown.stdout.splitlines()[1].split()[:2] == ["mine", "1"]
+
+
+def test_queues_says_whether_a_worker_serves_the_result_store(tmp_path: Path) -> None:
+    config = sqlite_config(tmp_path)
+    shown = run_machinery(config, "queues")
+    assert shown.returncode == 0
+    assert shown.stdout.splitlines()[-1] == (
+        f"no worker heartbeat was ever seen in the result store {config.result_backend}; is a worker running with it?"
+    )
