@@ -25,10 +25,9 @@ from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.signature import Signature, new_task_id
 from machinery.states import TaskResult, TaskState
 from machinery.task import FunctionTask, Task
+from machinery.version import __version__ as __version__
 from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group, chain, chord, group
-
-__version__ = "0.1.0"
 
 __all__ = [
     "USING_EXTENSIONS",

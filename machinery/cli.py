@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version_text() -> str:
-    from machinery import USING_EXTENSIONS, __version__
+    from machinery._speedups import USING_EXTENSIONS
+    from machinery.version import __version__
 
     build = "compiled hot path" if USING_EXTENSIONS else "pure-Python hot path"
     return f"machinery {__version__} ({build}, Python {sys.version.split()[0]})"
