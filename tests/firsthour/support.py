@@ -14,13 +14,13 @@ from pathlib import Path
 
 from machinery import Config
 from tests.runtime.brokers import sqlite_config
-from tests.runtime.helpers import REPO_ROOT, process_env
+from tests.support.processes import REPO_ROOT, WORKER_APP, process_env
 
 __all__ = ["APP", "REPO_ROOT", "T", "free_port", "process_env", "run_machinery", "silent_server", "sqlite_config",
            "worker_argv"]
 
 #: The App the worker processes of these tests run (configured from ``MACHINERY_*``).
-APP = "tests.runtime.worker_app:app"
+APP = WORKER_APP
 
 #: Seconds any one command may take before the test fails (a hang must not hang the suite).
 T = 30.0
