@@ -212,6 +212,8 @@ class Worker:
         heartbeat = Heartbeat(backend, broker=broker_name, queues=self.queues) if backend is not None else None
         try:
             broker.declare(self.queues)
+            # Where the broker can choose by task (SQLite), take only the tasks registered here.
+            broker.claim_only(app.registry.names(), unclaimed_after=config.unregistered_timeout)
             if heartbeat is not None:
                 heartbeat.start()  # the result store's first write: raises when it cannot be reached
         except BaseException:
