@@ -13,11 +13,13 @@ from typing import Any, TypeAlias, Union
 __all__ = [
     "EMPTY_DICT",
     "FrozenDict",
+    "JSON",
     "JSONInput",
     "JSONValue",
     "MAX_DEPTH",
     "freeze",
     "freeze_mapping",
+    "plain",
     "thaw",
 ]
 
@@ -28,6 +30,9 @@ MAX_DEPTH = 256
 
 JSONValue: TypeAlias = Union[bool, int, float, str, tuple["JSONValue", ...], "FrozenDict", None]
 """A frozen JSON value, as stored in a Signature and handed to tasks."""
+
+JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
+"""A plain JSON value, as ``json.loads`` gives it: what ``AsyncResult.get()`` returns for an untyped task."""
 
 JSONInput: TypeAlias = bool | int | float | str | Sequence["JSONInput"] | Mapping[str, "JSONInput"] | None
 """What callers may pass where a JSON value is expected; it is frozen on the way in."""
@@ -144,7 +149,16 @@ def freeze_mapping(value: Mapping[Any, object], where: str, _depth: int = 0) -> 
     return FrozenDict._wrap(data)
 
 
-def thaw(value: JSONValue) -> object:
+def plain(value: JSONValue) -> JSON:
+    """``value`` as plain JSON: tuples become lists, FrozenDicts dicts (copies all the way down)."""
+    if isinstance(value, tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, FrozenDict):
+        return {k: plain(v) for k, v in value._data.items()}
+    return value
+
+
+def thaw(value: object) -> object:
     """Return a mutable copy of a frozen value: tuples become lists, FrozenDicts dicts."""
     if isinstance(value, tuple):
         return [thaw(v) for v in value]

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pika
+import pika.connection
 from pika import frame
 from pika.adapters.select_connection import IOLoop, PollPoller
 from pika.spec import Basic, BasicProperties
@@ -197,7 +198,7 @@ def hold_while_running(ioloop: IOLoop, lock: threading.Lock) -> bool:
     create = getattr(poller, "_create_poller", None)
     if not isinstance(poller, PollPoller) or create is None:
         return False
-    poller.__dict__["_create_poller"] = lambda: _UnlockedWhilePolling(create(), lock)
+    vars(poller)["_create_poller"] = lambda: _UnlockedWhilePolling(create(), lock)
     return True
 
 

@@ -79,7 +79,7 @@ def check_chain(app: App, steps: list[Step]) -> None:
             assert record.state is TaskState.FAILURE
             assert record.error == f"failed on {list(args)}"
             callback = sig.on_error[0]
-            assert app.result(callback.uuid).get(timeout=T) == (record.error, "error-callback")
+            assert app.result(callback.uuid).get(timeout=T) == [record.error, "error-callback"]
         else:
             assert record.state is TaskState.SUCCESS, f"step {i}: {record}"
             assert record.result == apply(step.task, args), f"step {i} received other args than {args}"

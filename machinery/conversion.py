@@ -1,0 +1,147 @@
+"""Task arguments and results checked and converted against a function's annotations.
+
+A message carries JSON; a typed task function expects ``float``, ``Point`` or ``list[Literal["a",
+"b"]]``. ``ArgumentConverter`` turns the message's args into what each parameter's annotation asks
+for, or raises ``ArgumentError`` naming the parameter and the expected type. The conversion itself
+is msgspec's ``convert`` in strict mode: int, float, str, bool, None, lists, dicts, tuples,
+``Literal``, enums, dataclasses and TypedDicts, nested, with an int accepted for a float and nothing
+else coerced (no str -> int, no bool -> int).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+import msgspec.inspect
+
+from machinery.errors import ArgumentError, ResultTypeError
+from machinery.jsonvalues import JSON, JSONInput, JSONValue, plain
+
+__all__ = ["ArgumentConverter", "convert_result", "to_wire", "type_text"]
+
+#: Annotations that take a message's value as it is: no conversion, no check.
+_PASS_THROUGH: frozenset[object] = frozenset({Any, object, JSONValue, JSONInput, inspect.Parameter.empty})
+
+
+def type_text(annotation: object) -> str:
+    """How an annotation reads in an error: ``float``, ``list[int]``, ``Point``."""
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__qualname__
+    return repr(annotation).replace("typing.", "")
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _checkable(annotation: object) -> object:
+    """``annotation``, or ``Any`` when msgspec cannot convert to it (a class of the user's own that
+    is not a dataclass, say): such an argument is passed as it came."""
+    if annotation in _PASS_THROUGH:
+        return Any
+    try:
+        msgspec.inspect.type_info(annotation)
+    except TypeError:
+        return Any
+    return annotation
+
+
+def _convert(value: JSONValue, annotation: object) -> object:
+    return msgspec.convert(plain(value), annotation, strict=True)
+
+
+class ArgumentConverter:
+    """The parameters of one task function: arity and each argument's type, checked on a worker
+    before the function runs."""
+
+    __slots__ = ("_name", "_signature", "_types", "_var_type")
+
+    def __init__(self, function: Callable[..., object], name: str) -> None:
+        self._name = name
+        self._signature = inspect.signature(function)
+        try:
+            hints = typing.get_type_hints(function)
+        except Exception:  # an annotation that does not resolve here: check the arity only
+            hints = {}
+        self._types: list[tuple[str, object]] = []
+        self._var_type: tuple[str, object] | None = None
+        for param in self._signature.parameters.values():
+            hint = _checkable(hints.get(param.name, inspect.Parameter.empty))
+            if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+                self._types.append((param.name, hint))
+            elif param.kind is param.VAR_POSITIONAL:
+                self._var_type = (param.name, hint)
+
+    @property
+    def signature(self) -> inspect.Signature:
+        return self._signature
+
+    def _one(self, value: JSONValue, name: str, annotation: object) -> object:
+        if annotation in _PASS_THROUGH:
+            return value
+        try:
+            return _convert(value, annotation)
+        except msgspec.ValidationError as exc:
+            raise ArgumentError(
+                f"{self._name}: argument {name!r} expects {type_text(annotation)}, got {_describe(plain(value))} "
+                f"({exc})"
+            ) from None
+
+    def convert(self, args: Sequence[JSONValue]) -> list[object]:
+        """``args`` as the function's parameters want them; ``ArgumentError`` on a wrong count or
+        type, naming the parameter and the expected type."""
+        try:
+            self._signature.bind(*args)
+        except TypeError as exc:
+            raise ArgumentError(f"{self._name}{self._signature}: {exc}") from None
+        out: list[object] = []
+        types = self._types
+        for i, value in enumerate(args):
+            if i < len(types):
+                name, annotation = types[i]
+            elif self._var_type is not None:
+                name, annotation = f"{self._var_type[0]}[{i - len(types)}]", self._var_type[1]
+            else:  # unreachable after bind()
+                raise ArgumentError(f"{self._name}: too many arguments")
+            out.append(self._one(value, name, annotation))
+        return out
+
+
+def to_wire(value: object, where: str = "argument") -> JSONInput:
+    """A value a typed caller passes (a dataclass, an enum, a TypedDict, plain JSON...) as JSON."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    try:
+        return typing.cast(JSONInput, msgspec.to_builtins(value, str_keys=True))
+    except TypeError as exc:
+        raise TypeError(f"{where}: {type(value).__name__} cannot be sent as JSON ({exc})") from None
+
+
+def result_to_wire(value: object) -> object:
+    """A task's return value with dataclasses, enums and the like turned into JSON; anything else
+    as it was (the worker then reports what JSON cannot carry)."""
+    if dataclasses.is_dataclass(value) or isinstance(value, (enum.Enum, list, tuple, dict)):
+        try:
+            return msgspec.to_builtins(value, str_keys=True)
+        except TypeError:
+            return value
+    return value
+
+
+def convert_result(value: JSON, result_type: object, task_uuid: str) -> Any:
+    """A stored result as the task's declared return type, or ``ResultTypeError``."""
+    if result_type in _PASS_THROUGH:
+        return value
+    try:
+        return msgspec.convert(value, result_type, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ResultTypeError(task_uuid, type_text(result_type), str(exc)) from None
