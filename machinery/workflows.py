@@ -272,11 +272,11 @@ class Chord(Generic[R_co]):
 # fmt: off
 @overload
 def chord(
-    tasks: Group[R] | Iterable[TypedSignature[NoResult, R, Any]], callback: TypedSignature[R, R2, Any]
+    tasks: Group[R] | Iterable[TypedSignature[NoResult, R, Any]], callback: TypedSignature[NoResult, R2, NoResult]
 ) -> Chord[R2]: ...
 @overload
 def chord(
-    tasks: Group[R] | Iterable[TypedSignature[NoResult, R, Any]], callback: TypedSignature[NoResult, R2, NoResult]
+    tasks: Group[R] | Iterable[TypedSignature[NoResult, R, Any]], callback: TypedSignature[R, R2, Any]
 ) -> Chord[R2]: ...
 @overload
 def chord(tasks: Group | Iterable[Signature], callback: Signature) -> Chord: ...

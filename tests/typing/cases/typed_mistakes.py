@@ -1,5 +1,5 @@
 """Typed-task mistakes: mypy --strict and pyright (strict) must report an error on each line marked
-``# E:`` and on no other line."""
+an E comment and on no other line."""
 # pyright: strict
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Correct use of typed tasks: mypy --strict and pyright (strict) must report nothing here, and
-each ``reveal_type`` must show the type written after ``# R:``."""
+each ``reveal_type`` must show the type written after its R comment."""
 # pyright: strict
 
 from __future__ import annotations

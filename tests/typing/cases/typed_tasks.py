@@ -1,4 +1,5 @@
 """Typed tasks shared by the typing cases: what a user's tasks module looks like."""
+# pyright: strict
 
 from __future__ import annotations
 
