@@ -69,7 +69,8 @@ def run_pyright(paths: Sequence[Path], cwd: Path = ROOT) -> tuple[dict[str, Repo
     """pyright on ``paths`` (strict where a file says ``# pyright: strict``): reports by file name,
     and the text output as a user sees it."""
     base = [*pyright_command(), "--pythonpath", sys.executable]
-    proc = subprocess.run([*base, "--outputjson", *map(str, paths)], capture_output=True, text=True, cwd=cwd, check=False)
+    command = [*base, "--outputjson", *map(str, paths)]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=cwd, check=False)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     data = json.loads(proc.stdout)
     reports: dict[str, Report] = {}
