@@ -55,6 +55,14 @@ def _checkable(annotation: object) -> object:
     return annotation
 
 
+def _resolved(signature: inspect.Signature, hints: dict[str, object]) -> inspect.Signature:
+    """``signature`` with its annotations resolved (``float``, not ``'float'``), for error texts."""
+    if not hints:
+        return signature
+    params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()]
+    return signature.replace(parameters=params, return_annotation=hints.get("return", signature.return_annotation))
+
+
 def _convert(value: JSONValue, annotation: object) -> object:
     return msgspec.convert(plain(value), annotation, strict=True)
 
@@ -72,6 +80,7 @@ class ArgumentConverter:
             hints = typing.get_type_hints(function)
         except Exception:  # an annotation that does not resolve here: check the arity only
             hints = {}
+        self._signature = _resolved(self._signature, hints)
         self._types: list[tuple[str, object]] = []
         self._var_type: tuple[str, object] | None = None
         for param in self._signature.parameters.values():

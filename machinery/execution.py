@@ -16,7 +16,7 @@ from machinery._speedups import decode
 from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker, Delivery, OutgoingMessage
 from machinery.config import Config
-from machinery.errors import DecodeError, Retry, TaskNotRegistered
+from machinery.errors import ArgumentError, DecodeError, Retry, TaskNotRegistered
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
@@ -216,7 +216,8 @@ class Executor:
 
     def _failed(self, delivery: Delivery, sig: Signature, exc: Exception, started: float) -> None:
         error = error_text(exc)
-        if sig.retry_count > 0:
+        # Arguments that do not fit the task fail the same way every time: never retried.
+        if sig.retry_count > 0 and not isinstance(exc, ArgumentError):
             retries = sig.headers.get(RETRIES_HEADER, 0)
             done = retries if isinstance(retries, int) and not isinstance(retries, bool) else 0
             if isinstance(exc, Retry) and exc.countdown is not None:
