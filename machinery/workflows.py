@@ -88,6 +88,11 @@ class TypedSignature(Generic[A_contra, R_co, N_co]):
         """A copy with ``options`` applied (``retry_count``, ``eta``, ``priority``, ``routing_key``...)."""
         return replace(self, signature=self.signature.replace(**options))
 
+    def immutable(self) -> TypedSignature[A_contra, R_co, NoResult]:
+        """This step made immutable: it still takes what it takes, but passes nothing on (for
+        ``.partial(...)`` steps; ``.si(...)`` builds an immutable call directly)."""
+        return TypedSignature(self.signature.replace(immutable=True), self.result_type)
+
     def link(self, *callbacks: TypedSignature[N_co, Any, Any] | Signature) -> Self:
         """A copy with ``callbacks`` sent when it succeeds (each gets the result first unless this
         step is immutable)."""
