@@ -6,11 +6,11 @@ import uuid as _uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict
+from typing import TypedDict, Unpack
 
 from machinery.jsonvalues import EMPTY_DICT, FrozenDict, JSONInput, JSONValue, freeze, freeze_mapping
 
-__all__ = ["MAX_PRIORITY", "Signature", "SignatureOptions", "new_task_id"]
+__all__ = ["MAX_PRIORITY", "Signature", "SignatureChanges", "SignatureOptions", "new_task_id"]
 
 #: Priorities run from 0 (the default, lowest) to this, as in AMQP's ``x-max-priority``.
 MAX_PRIORITY = 255
@@ -144,9 +144,10 @@ class Signature:
 
     # -- derived signatures -------------------------------------------------------------------
 
-    def replace(self, **changes: Any) -> Signature:
-        """A copy with ``changes`` applied (validated like the constructor)."""
-        return replace(self, **changes)
+    def replace(self, **changes: Unpack[SignatureChanges]) -> Signature:
+        """A copy with ``changes`` applied (validated like the constructor): any field, e.g.
+        ``sig.replace(retry_count=3, priority=5, eta=when)`` or ``sig.replace(immutable=True)``."""
+        return replace(self, **changes)  # type: ignore[arg-type]  # __init__ freezes and checks them
 
     def with_args(self, args: Sequence[JSONInput]) -> Signature:
         """A copy with ``args`` in place of this signature's args."""
@@ -204,3 +205,15 @@ class SignatureOptions(TypedDict, total=False):
     """Signatures sent when the task succeeds (its result prepended unless it is immutable)."""
     on_error: Sequence[Signature]
     """Signatures sent when the task fails for good, the error text prepended."""
+
+
+class SignatureChanges(SignatureOptions, total=False):
+    """What ``Signature.replace`` may change: the options, and the other fields of a signature."""
+
+    name: str
+    args: Sequence[JSONInput]
+    immutable: bool
+    uuid: str
+    group_uuid: str
+    group_task_count: int
+    chord_callback: Signature | None
