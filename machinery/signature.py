@@ -213,7 +213,8 @@ class SignatureChanges(SignatureOptions, total=False):
     name: str
     args: Sequence[JSONInput]
     immutable: bool
-    uuid: str
+    uuid: str | None
+    """A task UUID; None gives a fresh one."""
     group_uuid: str
     group_task_count: int
     chord_callback: Signature | None
