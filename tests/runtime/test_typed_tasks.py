@@ -5,21 +5,16 @@ arguments, and plain values from get()."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import pytest
 
 from machinery import App, JSONInput, Signature, TaskFailed, TaskState, chain, chord, group
 from tests.runtime.helpers import running
+from tests.typing.cases import typed_tasks as user
+from tests.typing.cases.typed_tasks import Point
 
 T = 20.0
-
-
-@dataclass(frozen=True)
-class Point:
-    x: float
-    y: float
 
 
 class Tasks:
@@ -35,10 +30,6 @@ class Tasks:
             return x + y
 
         @app.task
-        def multiply(x: float, y: float) -> float:
-            return x * y
-
-        @app.task
         def label(value: float, unit: str) -> str:
             return f"{value:g} {unit}"
 
@@ -46,14 +37,6 @@ class Tasks:
         def norm(p: Point) -> float:
             seen["norm"] = p
             return float((p.x**2 + p.y**2) ** 0.5)
-
-        @app.task
-        def midpoint(a: Point, b: Point) -> Point:
-            return Point((a.x + b.x) / 2, (a.y + b.y) / 2)
-
-        @app.task
-        def total(*results: float) -> float:
-            return sum(results)
 
         @app.task
         def pick(items: list[int], mode: Literal["first", "last"] = "first") -> int:
@@ -69,6 +52,9 @@ class Tasks:
         def nested() -> dict[str, list[int]]:
             return {"a": [1, 2]}
 
+        # the same functions as the typing cases' user module, registered on this app
+        multiply, total = app.task(user.multiply.__wrapped__), app.task(user.total.__wrapped__)
+        midpoint = app.task(user.midpoint.__wrapped__)
         self.add, self.multiply, self.label, self.total, self.record = add, multiply, label, total, record
         self.norm, self.midpoint, self.pick, self.nested = norm, midpoint, pick, nested
 
