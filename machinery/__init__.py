@@ -26,7 +26,7 @@ from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.signature import Signature, SignatureOptions, new_task_id
 from machinery.states import TaskResult, TaskState
 from machinery.task import FunctionTask, Task
-from machinery.task_function import FirstArgTask, TaskFunction
+from machinery.task_function import TaskFunction
 from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group, NoResult, TypedSignature, chain, chord, group
 
@@ -46,7 +46,6 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "EncodeError",
-    "FirstArgTask",
     "FrozenDict",
     "FunctionTask",
     "Group",
@@ -90,6 +89,6 @@ for _name in ("ArgumentError", "BrokerError", "ConfigError", "DecodeError", "Enc
               "ResultBackendError", "ResultTimeout", "Retry", "TaskFailed", "TaskNotRegistered", "FrozenDict",
               "FunctionTask", "Registry", "Signature", "Task", "TaskResult", "TaskState", "Chain", "Chord",
               "Group", "App", "Config", "Worker", "AsyncResult", "ChainResult", "GroupResult", "ChordResult",
-              "TaskFunction", "FirstArgTask", "TypedSignature", "NoResult", "ResultTypeError"):
+              "TaskFunction", "TypedSignature", "NoResult", "ResultTypeError"):
     globals()[_name].__module__ = "machinery"
 del _name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
@@ -17,7 +17,7 @@ from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.routing import outgoing
 from machinery.signature import Signature
 from machinery.task import Task
-from machinery.task_function import FirstArgTask, TaskDecorator, TaskFunction, make_task_function
+from machinery.task_function import TaskDecorator, TaskFunction
 from machinery.workflows import Chain, Chord, Group, NoResult, TypedSignature
 
 if TYPE_CHECKING:
@@ -27,8 +27,6 @@ __all__ = ["App", "init_app"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
-P2 = ParamSpec("P2")
 
 
 class App:
@@ -108,8 +106,6 @@ class App:
         self.registry.register_many(tasks)
 
     @overload
-    def task(self, function: Callable[Concatenate[T, P2], R], /) -> FirstArgTask[T, P2, R]: ...
-    @overload
     def task(self, function: Callable[P, R], /) -> TaskFunction[P, R]: ...
 
     @overload
@@ -126,7 +122,7 @@ class App:
         def register(fn: Callable[..., Any]) -> TaskFunction[..., Any]:
             task_name = name or fn.__name__
             self.registry.register(task_name, fn, replace=replace)
-            return make_task_function(self, task_name, fn)
+            return TaskFunction(self, task_name, fn)
 
         if function is not None:
             return register(function)

@@ -3,7 +3,8 @@
 ``TaskFunction[P, R]`` keeps the function's parameters ``P`` and return type ``R``, so the calls
 that build and send it are checked by mypy and pyright: ``.s(...)``, ``.si(...)`` and ``.delay(...)``
 take exactly ``P``, ``.partial(...)`` takes all but the first parameter (which the previous step's
-result fills), and ``.delay(...).get()`` is an ``R``.
+result fills: its ``self`` is typed by the ``TakesResult`` protocol, which splits ``P`` into that
+first parameter and the rest), and ``.delay(...).get()`` is an ``R``.
 
 Keyword arguments are resolved to positions here, on the sending side, from the function's own
 signature: messages carry positional args only (as Go Machinery's do), so any worker, Go or Python,
@@ -15,7 +16,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, Never, ParamSpec, Protocol, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Generic, Never, ParamSpec, Protocol, TypeVar, Unpack
 
 from machinery.conversion import to_wire
 from machinery.jsonvalues import JSONInput
@@ -26,12 +27,21 @@ if TYPE_CHECKING:
     from machinery.app import App
     from machinery.result import AsyncResult
 
-__all__ = ["FirstArgTask", "TaskDecorator", "TaskFunction", "bind_positional"]
+__all__ = ["TakesResult", "TaskDecorator", "TaskFunction", "bind_positional"]
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
 R = TypeVar("R")
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
+
+
+class TakesResult(Protocol[T_contra, P2, R_co]):
+    """A task function with a first positional parameter (of type ``T``) that can receive the
+    previous step's result, then the parameters ``P2``: what ``.partial`` needs."""
+
+    def __call__(self, result: T_contra, /, *args: P2.args, **kwargs: P2.kwargs) -> R_co: ...
 
 
 def bind_positional(
@@ -84,7 +94,7 @@ class TaskFunction(Generic[P, R]):
     gives this task with options that every call built from it carries.
     """
 
-    __slots__ = ("__wrapped__", "_options", "_result_type", "_signature", "app", "name")
+    __slots__ = ("__wrapped__", "_options", "_result_type", "_signature", "_takes_result", "app", "name")
 
     def __init__(
         self, app: App, name: str, function: Callable[P, R], options: SignatureOptions | None = None
@@ -97,6 +107,10 @@ class TaskFunction(Generic[P, R]):
             self._signature: inspect.Signature | None = inspect.signature(function)
         except (TypeError, ValueError):
             self._signature = None
+        self._takes_result = self._signature is None or any(
+            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+            for p in self._signature.parameters.values()
+        )
         try:
             self._result_type: object = typing.get_type_hints(function).get("return")
         except Exception:  # an annotation that does not resolve: results stay plain JSON
@@ -135,6 +149,7 @@ class TaskFunction(Generic[P, R]):
         clone = type(self).__new__(type(self))
         clone.app, clone.name, clone.__wrapped__ = self.app, self.name, self.__wrapped__
         clone._options, clone._signature, clone._result_type = merged, self._signature, self._result_type
+        clone._takes_result = self._takes_result
         return clone
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> TypedSignature[NoResult, R, R]:
@@ -146,39 +161,21 @@ class TaskFunction(Generic[P, R]):
         its args itself (``.s``)."""
         return TypedSignature(self._build(args, kwargs, immutable=True), self._result_type)
 
+    def partial(self: TakesResult[T, P2, R], *args: P2.args, **kwargs: P2.kwargs) -> TypedSignature[T, R, R]:
+        """A step whose first parameter receives the previous step's result (or a chord's results,
+        one per member), with ``args`` after it: for ``multiply(x: float, y: float)``,
+        ``multiply.partial(4)`` takes a float result."""
+        assert isinstance(self, TaskFunction)  # the protocol only types the call
+        if not self._takes_result:
+            raise TypeError(f"{self.name} has no positional parameter to receive a previous result")
+        return TypedSignature(self._build(args, kwargs, immutable=False, skip=1), self._result_type)
+
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Send this task with ``args`` now; its result handle, whose ``get()`` is an ``R``."""
         return self.app.send_task(self.s(*args, **kwargs))
 
 
-class FirstArgTask(TaskFunction[Concatenate[T, P2], R], Generic[T, P2, R]):
-    """A task function with a first parameter (of type ``T``): it can also be a callback step that
-    receives the previous step's result there (``.partial``)."""
-
-    __slots__ = ()
-
-    def partial(self, *args: P2.args, **kwargs: P2.kwargs) -> TypedSignature[T, R, R]:
-        """A step whose first parameter receives the previous step's result (or a chord's results,
-        one per member), with ``args`` after it: for ``multiply(x: float, y: float)``,
-        ``multiply.partial(4)`` takes a float result."""
-        return TypedSignature(self._build(args, kwargs, immutable=False, skip=1), self._result_type)
-
-
 class TaskDecorator(Protocol):
     """What ``@app.task(name=...)`` returns: registers the function it decorates."""
 
-    @overload
-    def __call__(self, function: Callable[Concatenate[T, P2], R], /) -> FirstArgTask[T, P2, R]: ...
-    @overload
     def __call__(self, function: Callable[P, R], /) -> TaskFunction[P, R]: ...
-
-
-def make_task_function(app: App, name: str, function: Callable[..., Any]) -> TaskFunction[..., Any]:
-    """The TaskFunction for ``function``: a FirstArgTask when it has a positional parameter."""
-    try:
-        params = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return FirstArgTask(app, name, function)
-    if any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params):
-        return FirstArgTask(app, name, function)
-    return TaskFunction(app, name, function)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from machinery import App, Signature, TaskFailed, TaskState, TypedSignature, chain
+from machinery import App, Signature, TaskFailed, TaskFunction, TaskState, TypedSignature, chain
 from tests.runtime.helpers import running
 from tests.runtime.tasks import register_test_tasks
 
@@ -77,7 +77,7 @@ class TypedTasks:
         def fail(*args: str) -> str:
             raise ValueError(f"failed on {list(args)}")
 
-        self.tasks = {"subtract": subtract, "concatenate": concatenate, "fail": fail}
+        self.tasks: dict[str, TaskFunction[..., str]] = {"subtract": subtract, "concatenate": concatenate, "fail": fail}
 
     def steps(self, steps: list[Step]) -> list[Signature]:
         """The typed signatures of ``steps``: ``.partial`` where the step before passes its result

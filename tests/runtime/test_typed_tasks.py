@@ -143,7 +143,7 @@ def test_keyword_arguments_are_sent_as_positions(app: App) -> None:
     tasks = Tasks(app)
     seen, add, multiply = tasks.seen, tasks.add, tasks.multiply
     with running(app):
-        assert add.delay(1, y=2).get(timeout=T) == 3.0
+        assert add.delay(y=2, x=1).get(timeout=T) == 3.0
         assert seen["add"] == (1.0, 2.0)
         sig = add.s(1, y=5)
         assert sig.signature.args == (1, 5)

@@ -38,6 +38,7 @@ def mistakes() -> None:
     chord([add.s(1, 1)], add.s(1, 2))  # E: the callback receives the results
     total_text: str = app.send_task(chord([add.s(1, 1)], total.partial())).get()  # E: the chord gives a float
     ping.partial()  # E: ping has no parameter to take a result
+    add.partial(x=1)  # E: x receives the previous result
     app.send_task(add.partial(1))  # E: a partial cannot be sent alone
 
     Signature("add", [1, 1], priority="high")  # E: untyped signatures are still checked

@@ -36,6 +36,8 @@ def use() -> None:
     reveal_type(result)  # R: AsyncResult[float]
     value: float = result.get(timeout=10)
     by_keyword = add.s(1, y=2)
+    all_keywords = add.s(x=1, y=2)
+    partial_keyword = multiply.partial(y=4)
     options = add.signature(retry_count=3, retry_timeout=5, eta=datetime.now(UTC), priority=2, routing_key="q")
     sent: AsyncResult[float] = options.delay(1, 2)
     later = add.s(1, 1).set(retry_count=2, headers={"trace": "abc"})
@@ -85,6 +87,6 @@ def use() -> None:
     old_chord = app.send_task(chord([Signature("add", [1, 1])], Signature("add", [])))
     direct: float = add(1, 2)  # the function stays callable in-process
 
-    print(value, by_keyword, sent, later, whole, ints, text, last, widened, ends_immutable, no_args, values)
+    print(value, by_keyword, all_keywords, partial_keyword, sent, later, whole, ints, text, last, widened, ends_immutable, no_args, values)
     print(members, summed, from_list, chord_result, p, distance, chained_point, colour, reading, old_chain)
     print(old_group, old_chord, direct)
