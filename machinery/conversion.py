@@ -67,35 +67,46 @@ def _convert(value: JSONValue, annotation: object) -> object:
     return msgspec.convert(plain(value), annotation, strict=True)
 
 
+#: Annotations whose values arrive as they are when their type is exactly the annotation.
+_SCALARS: frozenset[object] = frozenset({int, float, str, bool})
+
+
 class ArgumentConverter:
     """The parameters of one task function: arity and each argument's type, checked on a worker
     before the function runs."""
 
-    __slots__ = ("_name", "_signature", "_types", "_var_type")
+    __slots__ = ("_max", "_min", "_name", "_signature", "_types", "_var_type")
 
     def __init__(self, function: Callable[..., object], name: str) -> None:
         self._name = name
-        self._signature = inspect.signature(function)
+        signature = inspect.signature(function)
         try:
             hints = typing.get_type_hints(function)
         except Exception:  # an annotation that does not resolve here: check the arity only
             hints = {}
-        self._signature = _resolved(self._signature, hints)
+        self._signature = _resolved(signature, hints)
         self._types: list[tuple[str, object]] = []
         self._var_type: tuple[str, object] | None = None
+        self._min = 0
+        self._max: int | None = 0
         for param in self._signature.parameters.values():
             hint = _checkable(hints.get(param.name, inspect.Parameter.empty))
             if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
                 self._types.append((param.name, hint))
+                if param.default is param.empty:
+                    self._min = len(self._types)
             elif param.kind is param.VAR_POSITIONAL:
                 self._var_type = (param.name, hint)
+            elif param.kind is param.KEYWORD_ONLY and param.default is param.empty:
+                self._min = -1  # never callable from positional args: bind() says why
+        self._max = len(self._types) if self._var_type is None else None
 
     @property
     def signature(self) -> inspect.Signature:
         return self._signature
 
     def _one(self, value: JSONValue, name: str, annotation: object) -> object:
-        if annotation in _PASS_THROUGH:
+        if annotation is Any or (type(value) is annotation and annotation in _SCALARS):
             return value
         try:
             return _convert(value, annotation)
@@ -108,20 +119,22 @@ class ArgumentConverter:
     def convert(self, args: Sequence[JSONValue]) -> list[object]:
         """``args`` as the function's parameters want them; ``ArgumentError`` on a wrong count or
         type, naming the parameter and the expected type."""
-        try:
-            self._signature.bind(*args)
-        except TypeError as exc:
-            raise ArgumentError(f"{self._name}{self._signature}: {exc}") from None
-        out: list[object] = []
+        count = len(args)
+        if self._min < 0 or count < self._min or (self._max is not None and count > self._max):
+            try:
+                self._signature.bind(*args)
+            except TypeError as exc:
+                raise ArgumentError(f"{self._name}{self._signature}: {exc}") from None
         types = self._types
-        for i, value in enumerate(args):
-            if i < len(types):
-                name, annotation = types[i]
-            elif self._var_type is not None:
-                name, annotation = f"{self._var_type[0]}[{i - len(types)}]", self._var_type[1]
-            else:  # unreachable after bind()
-                raise ArgumentError(f"{self._name}: too many arguments")
-            out.append(self._one(value, name, annotation))
+        out = [self._one(value, *types[i]) for i, value in enumerate(args[: len(types)])]
+        if count > len(types) and self._var_type is not None:
+            name, annotation = self._var_type
+            as_is = annotation is Any or annotation in _SCALARS
+            for i, v in enumerate(args[len(types) :]):
+                if as_is and (annotation is Any or type(v) is annotation):
+                    out.append(v)
+                else:
+                    out.append(self._one(v, f"{name}[{i}]", annotation))
         return out
 
 
@@ -138,6 +151,8 @@ def to_wire(value: object, where: str = "argument") -> JSONInput:
 def result_to_wire(value: object) -> object:
     """A task's return value with dataclasses, enums and the like turned into JSON; anything else
     as it was (the worker then reports what JSON cannot carry)."""
+    if value is None or type(value) in _SCALARS:
+        return value
     if dataclasses.is_dataclass(value) or isinstance(value, (enum.Enum, list, tuple, dict)):
         try:
             return msgspec.to_builtins(value, str_keys=True)
