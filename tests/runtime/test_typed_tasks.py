@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import pytest
 
-from machinery import App, JSONInput, Signature, TaskFailed, TaskState, chain, chord, group
+from machinery import App, JSONInput, ResultTypeError, Signature, TaskFailed, TaskState, chain, chord, group
 from tests.runtime.helpers import running
 from tests.typing.cases import typed_tasks as user
 from tests.typing.cases.typed_tasks import Point
@@ -173,3 +173,29 @@ def test_signature_options_reach_the_message(app: App) -> None:
     assert add.s(1, 2).set(retry_timeout=9).signature.retry_timeout == 9
     with pytest.raises(TypeError, match=r"add.signature\(\) takes options only"):
         add.signature(1, 2)  # type: ignore[arg-type]
+
+
+def test_a_result_that_does_not_fit_the_declared_type_is_a_result_type_error(app: App) -> None:
+    @app.task
+    def liar() -> int:
+        return "not an int"  # type: ignore[return-value]
+
+    with running(app):
+        result = liar.delay()
+        with pytest.raises(ResultTypeError, match=r"result is not int \(Expected `int`, got `str`\)"):
+            result.get(timeout=T)
+    assert result.state is TaskState.SUCCESS  # the task ran; only reading it as an int fails
+
+
+def test_group_members_come_back_as_their_declared_types(app: App) -> None:
+    tasks = Tasks(app)
+    with running(app):
+        middle = tasks.midpoint
+        points = app.send_task(group(middle.s(Point(0, 0), Point(2, 2)), middle.s(Point(0, 0), Point(4, 4))))
+        assert points.get(timeout=T) == [Point(1, 1), Point(2, 2)]
+
+
+def test_partial_needs_a_parameter_to_receive_the_result(app: App) -> None:
+    tasks = Tasks(app)
+    with pytest.raises(TypeError, match="nested has no positional parameter to receive a previous result"):
+        tasks.nested.partial()  # type: ignore[misc]
