@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Generic, Never, ParamSpec, Protocol, TypeVar, Unpack
+from typing import TYPE_CHECKING, Generic, Never, ParamSpec, Protocol, TypeVar, Unpack, cast
 
 from machinery.conversion import to_wire
 from machinery.jsonvalues import JSONInput
@@ -55,7 +55,9 @@ def bind_positional(
         return list(args)
     if signature is None:
         raise TypeError(f"{name}: keyword arguments need a function with a signature; pass them by position")
-    params = list(signature.parameters.values())[skip:]
+    params = list(signature.parameters.values())
+    if skip and params and params[0].kind is not params[0].VAR_POSITIONAL:
+        params = params[skip:]  # (a ``*results`` parameter takes the previous result and these args alike)
     try:
         bound = signature.replace(parameters=params).bind(*args, **kwargs)
     except TypeError as exc:
@@ -165,10 +167,10 @@ class TaskFunction(Generic[P, R]):
         """A step whose first parameter receives the previous step's result (or a chord's results,
         one per member), with ``args`` after it: for ``multiply(x: float, y: float)``,
         ``multiply.partial(4)`` takes a float result."""
-        assert isinstance(self, TaskFunction)  # the protocol only types the call
-        if not self._takes_result:
-            raise TypeError(f"{self.name} has no positional parameter to receive a previous result")
-        return TypedSignature(self._build(args, kwargs, immutable=False, skip=1), self._result_type)
+        task = cast("TaskFunction[..., R]", self)  # the protocol only types the call
+        if not task._takes_result:
+            raise TypeError(f"{task.name} has no positional parameter to receive a previous result")
+        return TypedSignature(task._build(args, kwargs, immutable=False, skip=1), task._result_type)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Send this task with ``args`` now; its result handle, whose ``get()`` is an ``R``."""
