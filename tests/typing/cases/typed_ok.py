@@ -50,6 +50,7 @@ def use() -> None:
     reveal_type(c)  # R: Chain[str, str]
     reveal_type(app.send_task(c))  # R: ChainResult[str]
     text: str = app.send_task(c).get()
+    reveal_type(app.send_task(c).get())  # R: str
     piped = add.s(1, 1) | add.partial(5) | multiply.partial(4) | label.partial("kg")
     reveal_type(piped)  # R: Chain[str, str]
     long_chain = piped | shout.partial() | shout.partial() | shout.partial() | shout.partial() | shout.partial()
@@ -64,6 +65,7 @@ def use() -> None:
     g = group(add.s(1, 1), add.s(2, 2))
     reveal_type(app.send_task(g))  # R: GroupResult[float]
     values: list[float] = app.send_task(g).get()
+    reveal_type(app.send_task(g).get())  # R: list[float]
     members: GroupResult[float] = app.send_task(group(add.s(1, 1), multiply.s(2, 3)))
     ch = chord(g, total.partial())
     reveal_type(ch)  # R: Chord[float]
@@ -74,6 +76,7 @@ def use() -> None:
 
     # Dataclasses, enums, Literal and TypedDicts as arguments and results.
     p: Point = midpoint.delay(Point(0, 0), Point(2, 4)).get()
+    reveal_type(midpoint.delay(Point(0, 0), Point(2, 4)).get())  # R: Point
     distance: float = norm.delay(Point(3, 4)).get()
     chained_point = midpoint.s(Point(0, 0), Point(2, 2)) | norm.partial()
     colour: str = paint.delay(Colour.RED, "line").get()
