@@ -199,3 +199,21 @@ def test_partial_needs_a_parameter_to_receive_the_result(app: App) -> None:
     tasks = Tasks(app)
     with pytest.raises(TypeError, match="nested has no positional parameter to receive a previous result"):
         tasks.nested.partial()  # type: ignore[misc]
+
+
+def test_go_typed_args_reach_a_typed_task_converted(app: App) -> None:
+    """A Go Machinery v1 producer's message (typed args, with or without names) runs a typed task."""
+    tasks = Tasks(app)
+    body = json.dumps({
+        "UUID": "task_go-typed-1", "Name": "add", "RoutingKey": "", "ETA": None, "GroupUUID": "",
+        "GroupTaskCount": 0, "Args": [{"Name": "x", "Type": "int64", "Value": 3},
+                                      {"Name": "", "Type": "float64", "Value": 0.5}],
+        "Headers": {}, "Priority": 0, "Immutable": False, "RetryCount": 0, "RetryTimeout": 0,
+        "OnSuccess": None, "OnError": None, "ChordCallback": None,
+    }).encode()
+    queue = app.config.default_queue
+    app.broker.declare([queue])
+    with running(app):
+        app.broker.publish(queue, body)
+        assert app.result("task_go-typed-1").get(timeout=T) == 3.5
+    assert tasks.seen["add"] == (3.0, 0.5)
