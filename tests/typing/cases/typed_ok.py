@@ -90,6 +90,7 @@ def use() -> None:
     old_chord = app.send_task(chord([Signature("add", [1, 1])], Signature("add", [])))
     direct: float = add(1, 2)  # the function stays callable in-process
 
-    print(value, by_keyword, all_keywords, partial_keyword, sent, later, whole, ints, text, last, widened, ends_immutable, no_args, values)
+    print(value, by_keyword, all_keywords, partial_keyword, sent, later, whole, ints, text, last, widened)
+    print(ends_immutable, no_args, values)
     print(members, summed, from_list, chord_result, p, distance, chained_point, colour, reading, old_chain)
     print(old_group, old_chord, direct)
