@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from machinery import App
+from tests.runtime.helpers import running
 from tests.typing.checkers import ROOT, run_mypy, run_pyright
 
 README = ROOT / "README.md"
@@ -43,8 +46,15 @@ def test_pyright_reports_what_the_readme_shows(example: Path) -> None:
     assert shown(output, example.parent) == block("pyright")
 
 
-def test_the_example_runs_under_python() -> None:
-    """The example is a module a user can import (its tasks register; nothing is sent)."""
-    source = block("example.py")
-    compile(source, "example.py", "exec")
-    assert "@app.task" in source
+def test_the_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The example runs as written, against a worker (its type mistakes are legal Python)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MACHINERY_BROKER_URL", "memory://readme-example")
+    monkeypatch.setenv("MACHINERY_RESULT_BACKEND", "memory://readme-example")
+    namespace: dict[str, Any] = {"__name__": "example"}
+    exec(compile(block("example.py"), "example.py", "exec"), namespace)
+    app: App = namespace["app"]
+    with running(app):
+        namespace["main"]()
+    app.close()
+    assert capsys.readouterr().out.splitlines()[-2:] == ["3.0 28.0 kg [2.0, 4.0] 6.0", "3.0"]
