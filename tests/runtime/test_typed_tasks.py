@@ -217,3 +217,15 @@ def test_go_typed_args_reach_a_typed_task_converted(app: App) -> None:
         app.broker.publish(queue, body)
         assert app.result("task_go-typed-1").get(timeout=T) == 3.5
     assert tasks.seen["add"] == (3.0, 0.5)
+
+
+def test_typed_dicts_enums_and_literals_travel_as_json(app: App) -> None:
+    record, paint = app.task(user.record.__wrapped__), app.task(user.paint.__wrapped__)
+    with running(app):
+        reading = record.delay({"sensor": "t1", "value": 20}).get(timeout=T)
+        assert reading == {"sensor": "t1", "value": 20.0}
+        assert type(reading["value"]) is float  # converted to the TypedDict's float on the way in and out
+        assert paint.s(user.Colour.RED, "line").signature.args == ("red", "line")
+        assert paint.delay(user.Colour.BLUE).get(timeout=T) == "blue/fill"
+        with pytest.raises(TaskFailed, match="argument 'colour' expects Colour, got str 'green'"):
+            app.send_task(Signature("paint", ["green"])).get(timeout=T)
