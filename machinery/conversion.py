@@ -14,6 +14,7 @@ import dataclasses
 import enum
 import inspect
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,6 +56,31 @@ def _checkable(annotation: object) -> object:
     return annotation
 
 
+def resolved_hints(function: Callable[..., object], name: str) -> dict[str, object]:
+    """The function's annotations as types. One that does not resolve here (a name imported only
+    for type checkers, say) is left out with a warning: its values then arrive unchecked."""
+    try:
+        return typing.get_type_hints(function)
+    except Exception:
+        pass
+    hints: dict[str, object] = {}
+    namespace = getattr(function, "__globals__", {})
+    for key, written in getattr(function, "__annotations__", {}).items():
+        if not isinstance(written, str):
+            hints[key] = written
+            continue
+        try:
+            hints[key] = eval(written, namespace, {})  # the function's own annotation, as get_type_hints does
+        except Exception as exc:
+            what = "its return value" if key == "return" else f"argument {key!r}"
+            warnings.warn(
+                f"task {name}: annotation {written!r} does not resolve here ({type(exc).__name__}: {exc}); "
+                f"{what} will not be checked or converted",
+                stacklevel=2,
+            )
+    return hints
+
+
 def _resolved(signature: inspect.Signature, hints: dict[str, object]) -> inspect.Signature:
     """``signature`` with its annotations resolved (``float``, not ``'float'``), for error texts."""
     if not hints:
@@ -80,10 +106,7 @@ class ArgumentConverter:
     def __init__(self, function: Callable[..., object], name: str) -> None:
         self._name = name
         signature = inspect.signature(function)
-        try:
-            hints = typing.get_type_hints(function)
-        except Exception:  # an annotation that does not resolve here: check the arity only
-            hints = {}
+        hints = resolved_hints(function, name)
         self._signature = _resolved(signature, hints)
         self._types: list[tuple[str, object]] = []
         self._var_type: tuple[str, object] | None = None

@@ -14,11 +14,11 @@ reads them the same way.
 from __future__ import annotations
 
 import inspect
-import typing
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Generic, Never, ParamSpec, Protocol, TypeVar, Unpack, cast
 
-from machinery.conversion import to_wire
+from machinery.conversion import resolved_hints, to_wire
 from machinery.jsonvalues import JSONInput
 from machinery.signature import Signature, SignatureOptions
 from machinery.workflows import NoResult, TypedSignature
@@ -113,10 +113,9 @@ class TaskFunction(Generic[P, R]):
             p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
             for p in self._signature.parameters.values()
         )
-        try:
-            self._result_type: object = typing.get_type_hints(function).get("return")
-        except Exception:  # an annotation that does not resolve: results stay plain JSON
-            self._result_type = None
+        with warnings.catch_warnings():  # the worker's converter warns about these, once
+            warnings.simplefilter("ignore")
+            self._result_type: object = resolved_hints(function, name).get("return")
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function directly, in this process (no queue involved)."""

@@ -216,3 +216,16 @@ def test_keywords_become_positions_or_say_what_to_pass() -> None:
         bind_positional("f", sig, [1], {"d": 4})
     with pytest.raises(TypeError, match="f: got an unexpected keyword argument 'z'"):
         bind_positional("f", sig, [1], {"z": 4})
+
+
+def test_an_annotation_that_does_not_resolve_is_a_warning_and_the_others_are_still_checked() -> None:
+    def task(x: float, p: Unresolvable) -> float:  # type: ignore[name-defined]  # noqa: F821
+        return x
+
+    task.__annotations__ = {"x": "float", "p": "Unresolvable", "return": "float"}
+    with pytest.warns(UserWarning, match=r"task task: annotation 'Unresolvable' does not resolve here \(NameError"):
+        converter = ArgumentConverter(task, "task")
+    anything = freeze({"any": "thing"})
+    assert converter.convert((1, anything)) == [1.0, anything]
+    with pytest.raises(ArgumentError, match="argument 'x' expects float"):
+        converter.convert(("1", None))
