@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
@@ -18,10 +18,8 @@ from machinery.routing import outgoing
 from machinery.signature import Signature
 from machinery.task import Task
 from machinery.task_function import TaskDecorator, TaskFunction
+from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group, NoResult, TypedSignature
-
-if TYPE_CHECKING:
-    from machinery.worker import Worker
 
 __all__ = ["App", "init_app"]
 
@@ -30,7 +28,7 @@ R = TypeVar("R")
 
 
 class App:
-    """A machinery application: the seed's App. Build it from a Config (``load_config()`` when
+    """A machinery application. Build it from a Config (``load_config()`` when
     none is given), register tasks, send them, and run workers with ``app.worker()``.
 
     The broker and result backend are opened on first use from the config's URLs, unless given.
@@ -238,12 +236,10 @@ class App:
     def worker(
         self, *, concurrency: int | None = None, queues: Sequence[str] | None = None, prefetch: int | None = None
     ) -> Worker:
-        """A Worker for this app (the seed's ``InitWorker``); ``launch()`` runs it."""
-        from machinery.worker import Worker
-
+        """A Worker for this app; ``launch()`` runs it."""
         return Worker(self, concurrency=concurrency, queues=queues, prefetch=prefetch)
 
 
 def init_app(config: Config | None = None) -> App:
-    """The seed's ``InitApp``: an App for ``config``."""
+    """An App for ``config`` (the same as ``App(config)``)."""
     return App(config)

@@ -10,11 +10,10 @@ from typing import Any, Literal
 import pytest
 
 from machinery import App, JSONInput, ResultTypeError, Signature, TaskFailed, TaskState, chain, chord, group
-from tests.runtime.helpers import running
+from tests.support.waiting import TIMEOUT
+from tests.support.workers import running
 from tests.typing.cases import typed_tasks as user
 from tests.typing.cases.typed_tasks import Point
-
-T = 20.0
 
 
 class Tasks:
@@ -62,7 +61,7 @@ class Tasks:
 def test_typed_delay_gives_the_typed_result(app: App) -> None:
     tasks = Tasks(app)
     with running(app):
-        value = tasks.add.delay(1, 2).get(timeout=T)
+        value = tasks.add.delay(1, 2).get(timeout=TIMEOUT)
     assert value == 3.0
     assert tasks.seen["add"] == (1.0, 2.0)
     assert [type(v) for v in tasks.seen["add"]] == [float, float]
@@ -72,14 +71,14 @@ def test_dataclasses_travel_as_json_objects_and_come_back_as_dataclasses(app: Ap
     tasks = Tasks(app)
     seen, norm, midpoint = tasks.seen, tasks.norm, tasks.midpoint
     with running(app):
-        assert norm.delay(Point(3, 4)).get(timeout=T) == 5.0
-        middle = midpoint.delay(Point(0, 0), Point(2, 4)).get(timeout=T)
+        assert norm.delay(Point(3, 4)).get(timeout=TIMEOUT) == 5.0
+        middle = midpoint.delay(Point(0, 0), Point(2, 4)).get(timeout=TIMEOUT)
         assert seen["norm"] == Point(3.0, 4.0)
         assert middle == Point(1.0, 2.0)
         assert type(middle) is Point
         sig = midpoint.s(Point(0, 0), Point(2, 4))
         assert sig.signature.args[0] == {"x": 0, "y": 0}  # a JSON object on the wire
-        piped = app.send_task(midpoint.s(Point(0, 0), Point(6, 8)) | norm.partial()).get(timeout=T)
+        piped = app.send_task(midpoint.s(Point(0, 0), Point(6, 8)) | norm.partial()).get(timeout=TIMEOUT)
         assert piped == 5.0
 
 
@@ -88,10 +87,10 @@ def test_typed_chain_group_and_chord(app: App) -> None:
     add, multiply, label, total = tasks.add, tasks.multiply, tasks.label, tasks.total
     with running(app):
         c = chain(add.s(1, 1), add.partial(5), multiply.partial(4), label.partial("kg"))
-        assert app.send_task(c).get(timeout=T) == "28 kg"
-        assert app.send_task(add.si(1, 1) | add.s(5, 6) | multiply.partial(4)).get(timeout=T) == 44.0
-        assert app.send_task(group(add.s(1, 1), add.s(2, 2))).get(timeout=T) == [2.0, 4.0]
-        assert app.send_task(chord([add.s(1, 1), add.s(2, 2)], total.partial(10))).get(timeout=T) == 16.0
+        assert app.send_task(c).get(timeout=TIMEOUT) == "28 kg"
+        assert app.send_task(add.si(1, 1) | add.s(5, 6) | multiply.partial(4)).get(timeout=TIMEOUT) == 44.0
+        assert app.send_task(group(add.s(1, 1), add.s(2, 2))).get(timeout=TIMEOUT) == [2.0, 4.0]
+        assert app.send_task(chord([add.s(1, 1), add.s(2, 2)], total.partial(10))).get(timeout=TIMEOUT) == 16.0
 
 
 def test_a_bad_argument_fails_with_the_parameter_and_the_type_and_runs_error_callbacks(app: App) -> None:
@@ -101,16 +100,16 @@ def test_a_bad_argument_fails_with_the_parameter_and_the_type_and_runs_error_cal
         bad = Signature("add", [1, "abc"], retry_count=3, on_error=[record.partial("on_error").signature])
         result = app.send_task(bad)
         with pytest.raises(TaskFailed) as failed:
-            result.get(timeout=T)
+            result.get(timeout=TIMEOUT)
         expected = "add: argument 'y' expects float, got str 'abc' (Expected `float`, got `str`)"
         assert failed.value.error == expected
         assert result.state is TaskState.FAILURE  # not RETRY: a bad argument is never retried
         callback = app.result(bad.on_error[0].uuid)
-        assert callback.get(timeout=T) == "on_error"
+        assert callback.get(timeout=TIMEOUT) == "on_error"
         assert seen["record"] == (expected, "on_error")
         assert "add" not in seen  # the function never ran
         # the worker is still there
-        assert app.send_task(Signature("add", [1, 2])).get(timeout=T) == 3.0
+        assert app.send_task(Signature("add", [1, 2])).get(timeout=TIMEOUT) == 3.0
 
 
 @pytest.mark.parametrize(
@@ -124,18 +123,18 @@ def test_a_bad_argument_fails_with_the_parameter_and_the_type_and_runs_error_cal
 def test_wrong_arguments_are_failures_naming_what_was_expected(app: App, args: list[JSONInput], error: str) -> None:
     Tasks(app)
     with running(app), pytest.raises(TaskFailed) as failed:
-        app.send_task(Signature("add", args)).get(timeout=T)
+        app.send_task(Signature("add", args)).get(timeout=TIMEOUT)
     assert failed.value.error == error
 
 
 def test_containers_and_literals_are_converted_and_checked(app: App) -> None:
     seen = Tasks(app).seen
     with running(app):
-        assert app.send_task(Signature("pick", [[3, 4, 5], "last"])).get(timeout=T) == 5
+        assert app.send_task(Signature("pick", [[3, 4, 5], "last"])).get(timeout=TIMEOUT) == 5
         assert seen["pick"] == [3, 4, 5]
         assert type(seen["pick"]) is list  # the frozen tuple became the annotated list
         with pytest.raises(TaskFailed) as failed:
-            app.send_task(Signature("pick", [[3], "middle"])).get(timeout=T)
+            app.send_task(Signature("pick", [[3], "middle"])).get(timeout=TIMEOUT)
     assert failed.value.error.startswith("pick: argument 'mode' expects Literal['first', 'last'], got str 'middle'")
 
 
@@ -143,19 +142,19 @@ def test_keyword_arguments_are_sent_as_positions(app: App) -> None:
     tasks = Tasks(app)
     seen, add, multiply = tasks.seen, tasks.add, tasks.multiply
     with running(app):
-        assert add.delay(y=2, x=1).get(timeout=T) == 3.0
+        assert add.delay(y=2, x=1).get(timeout=TIMEOUT) == 3.0
         assert seen["add"] == (1.0, 2.0)
         sig = add.s(1, y=5)
         assert sig.signature.args == (1, 5)
-        assert app.send_task(add.s(1, 1) | multiply.partial(y=4)).get(timeout=T) == 8.0
+        assert app.send_task(add.s(1, 1) | multiply.partial(y=4)).get(timeout=TIMEOUT) == 8.0
 
 
 def test_results_are_plain_json(app: App) -> None:
     tasks = Tasks(app)
     with running(app):
-        typed = tasks.nested.delay().get(timeout=T)
-        untyped = app.send_task(Signature("nested")).get(timeout=T)
-        grouped = app.send_task(group(Signature("nested"), Signature("nested"))).get(timeout=T)
+        typed = tasks.nested.delay().get(timeout=TIMEOUT)
+        untyped = app.send_task(Signature("nested")).get(timeout=TIMEOUT)
+        grouped = app.send_task(group(Signature("nested"), Signature("nested"))).get(timeout=TIMEOUT)
     assert typed == untyped == {"a": [1, 2]}
     assert isinstance(untyped, dict)
     assert type(untyped) is dict
@@ -183,7 +182,7 @@ def test_a_result_that_does_not_fit_the_declared_type_is_a_result_type_error(app
     with running(app):
         result = liar.delay()
         with pytest.raises(ResultTypeError, match=r"result is not int \(Expected `int`, got `str`\)"):
-            result.get(timeout=T)
+            result.get(timeout=TIMEOUT)
     assert result.state is TaskState.SUCCESS  # the task ran; only reading it as an int fails
 
 
@@ -192,7 +191,7 @@ def test_group_members_come_back_as_their_declared_types(app: App) -> None:
     with running(app):
         middle = tasks.midpoint
         points = app.send_task(group(middle.s(Point(0, 0), Point(2, 2)), middle.s(Point(0, 0), Point(4, 4))))
-        assert points.get(timeout=T) == [Point(1, 1), Point(2, 2)]
+        assert points.get(timeout=TIMEOUT) == [Point(1, 1), Point(2, 2)]
 
 
 def test_partial_needs_a_parameter_to_receive_the_result(app: App) -> None:
@@ -215,17 +214,17 @@ def test_go_typed_args_reach_a_typed_task_converted(app: App) -> None:
     app.broker.declare([queue])
     with running(app):
         app.broker.publish(queue, body)
-        assert app.result("task_go-typed-1").get(timeout=T) == 3.5
+        assert app.result("task_go-typed-1").get(timeout=TIMEOUT) == 3.5
     assert tasks.seen["add"] == (3.0, 0.5)
 
 
 def test_typed_dicts_enums_and_literals_travel_as_json(app: App) -> None:
     record, paint = app.task(user.record.__wrapped__), app.task(user.paint.__wrapped__)
     with running(app):
-        reading = record.delay({"sensor": "t1", "value": 20}).get(timeout=T)
+        reading = record.delay({"sensor": "t1", "value": 20}).get(timeout=TIMEOUT)
         assert reading == {"sensor": "t1", "value": 20.0}
         assert type(reading["value"]) is float  # converted to the TypedDict's float on the way in and out
         assert paint.s(user.Colour.RED, "line").signature.args == ("red", "line")
-        assert paint.delay(user.Colour.BLUE).get(timeout=T) == "blue/fill"
+        assert paint.delay(user.Colour.BLUE).get(timeout=TIMEOUT) == "blue/fill"
         with pytest.raises(TaskFailed, match="argument 'colour' expects Colour, got str 'green'"):
-            app.send_task(Signature("paint", ["green"])).get(timeout=T)
+            app.send_task(Signature("paint", ["green"])).get(timeout=TIMEOUT)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from machinery import App
-from tests.runtime.helpers import running
+from tests.support.workers import running
 from tests.typing.checkers import ROOT, run_mypy, run_pyright
 
 README = ROOT / "README.md"
