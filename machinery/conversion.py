@@ -94,7 +94,7 @@ def _convert(value: JSONValue, annotation: object) -> object:
 
 
 #: Annotations whose values arrive as they are when their type is exactly the annotation.
-_SCALARS: frozenset[object] = frozenset({int, float, str, bool})
+_SCALARS: frozenset[object] = frozenset({int, float, str, bool, bytes})
 
 
 class ArgumentConverter:

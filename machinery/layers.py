@@ -16,8 +16,9 @@ __all__ = ["LAYERS"]
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "layers",
              "conversion"),
-    "hot path": ("_speedups/",),
+    "hot path": ("_speedups/", "gowire"),
     "transport": ("schemes", "sqlite/", "brokers/", "backends/"),
-    "runtime": ("app", "task_function", "routing", "worker", "execution", "progress", "result", "cli", "supervisor",
+    "runtime": ("app", "task_function", "routing", "unregistered", "worker", "execution", "progress", "result", "cli",
+                "supervisor",
                 "demo", "demo_tasks", "demo_run", "__main__"),
 }
