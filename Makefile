@@ -25,6 +25,7 @@ check-extensions:
 lint:
 	$(BIN)/ruff check machinery tests examples benchmarks docs setup.py .ci/test_installed.py
 	$(BIN)/mypy --strict
+	$(BIN)/basedpyright
 
 # Speed and memory figures (never timed tests). The AMQP run needs RabbitMQ at 127.0.0.1:5672.
 bench:

@@ -17,7 +17,7 @@ from machinery.app import App
 from machinery.config import Config, load_config
 from machinery.errors import BrokerError, MachineryError, ResultTimeout, TaskFailed
 from machinery.heartbeat import HEARTBEAT_ID, silence_hint
-from machinery.jsonvalues import JSONInput, JSONValue, thaw
+from machinery.jsonvalues import JSONInput, thaw
 from machinery.locations import describe_url
 from machinery.signature import Signature
 
@@ -62,7 +62,7 @@ def check_task_id(text: str) -> str:
     return text
 
 
-def show_value(value: JSONValue) -> str:
+def show_value(value: object) -> str:
     """``value`` as JSON for printing."""
     return json.dumps(thaw(value), ensure_ascii=False)
 
