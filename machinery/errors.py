@@ -11,6 +11,7 @@ __all__ = [
     "MachineryError",
     "ResultBackendError",
     "ResultTimeout",
+    "ResultTypeError",
     "Retry",
     "TaskFailed",
     "TaskNotRegistered",
@@ -78,10 +79,13 @@ class TaskFailed(MachineryError):
 class ResultTimeout(MachineryError, TimeoutError):
     """No final state arrived for a task within the time a caller was willing to wait."""
 
-    def __init__(self, task_uuid: str, timeout: float) -> None:
-        super().__init__(f"task {task_uuid} did not finish within {timeout:g}s")
+    def __init__(self, task_uuid: str, timeout: float, *, hint: str = "") -> None:
+        message = f"task {task_uuid} did not finish within {timeout:g}s"
+        super().__init__(f"{message}; {hint}" if hint else message)
         self.task_uuid = task_uuid
         self.timeout = timeout
+        self.hint = hint
+        """What the result store says about the workers (none seen, none alive, the live one's broker)."""
 
 
 class Retry(MachineryError):
@@ -91,3 +95,13 @@ class Retry(MachineryError):
     def __init__(self, reason: str = "retry requested", *, countdown: float | None = None) -> None:
         super().__init__(reason)
         self.countdown = countdown
+
+
+class ResultTypeError(MachineryError, TypeError):
+    """A stored result that does not fit the return type its task declares (a worker running other
+    code than the caller's, say)."""
+
+    def __init__(self, task_uuid: str, expected: str, detail: str) -> None:
+        super().__init__(f"task {task_uuid}: result is not {expected} ({detail})")
+        self.task_uuid = task_uuid
+        self.expected = expected

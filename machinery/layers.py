@@ -14,9 +14,11 @@ __all__ = ["LAYERS"]
 
 #: Layer name -> the top-level modules (``name``) and packages (``name/``) of ``machinery`` in it.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "core": ("errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "layers"),
+    "core": ("errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "layers",
+             "conversion"),
     "hot path": ("_speedups/", "gowire"),
     "transport": ("schemes", "sqlite/", "brokers/", "backends/"),
-    "runtime": ("app", "routing", "unregistered", "worker", "execution", "settling", "progress", "result", "cli",
-                "supervisor", "demo", "demo_tasks", "demo_run", "__main__"),
+    "runtime": ("app", "task_function", "routing", "unregistered", "worker", "execution", "settling", "progress",
+                "result", "cli", "supervisor", "demo", "demo_tasks", "demo_run", "__main__", "heartbeat", "locations",
+                "version"),
 }

@@ -20,6 +20,7 @@ from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
 import redis
+import redis.client
 from redis.commands.core import Script
 
 from machinery.backends.base import READ_CHUNK, wait_all_final, wait_until_final
