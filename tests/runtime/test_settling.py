@@ -216,8 +216,7 @@ def test_a_redelivered_task_whose_follow_ups_were_sent_is_acked_without_running(
         runs.append(i)
         return i
 
-    first = step.s(1)
-    sig = first.replace(on_success=[step.s(2)])
+    sig = step.s(1).signature.replace(on_success=[step.s(2).signature])
     executor = Executor(app.config, app.registry, broker, backend)
     app.send_task(sig)
     [delivery] = broker.fetch([app.config.default_queue], 1, 5.0)
