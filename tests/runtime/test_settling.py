@@ -178,15 +178,18 @@ def test_a_worker_whose_store_goes_away_runs_each_task_once_and_stores_every_res
     broker, backend = RecordingBroker(events), RecordingBackend(events)
     app = App(memory_config(tmp_path), broker=broker, backend=backend)
     runs: Counter[int] = Counter()
+    gate = threading.Event()
 
     @app.task
     def count(i: int) -> int:
+        gate.wait(TIMEOUT)
         runs[i] += 1
         return i
 
-    backend.down = 8  # about 2 s of back-off
     results = app.send_tasks([count.s(i) for i in range(100)])
     with running(app, concurrency=4):
+        backend.down = 8  # from now on (the worker has started): about 2 s of back-off
+        gate.set()
         assert GroupResult("", results).get(timeout=TIMEOUT) == list(range(100))
         assert eventually(lambda: app.broker.depth(app.config.default_queue).in_flight == 0, timeout=TIMEOUT)
     assert runs == Counter(range(100))
