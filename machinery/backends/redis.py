@@ -23,6 +23,7 @@ from machinery.config import Config, masked_url
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
 from machinery.states import TaskResult
+from machinery.tls import TLSSettings, describe_tls_error
 
 __all__ = ["RedisBackend"]
 
@@ -63,6 +64,7 @@ class RedisBackend:
         prefix: str = "machinery:",
         poll_interval: float = 0.5,
         socket_timeout: float = 10.0,
+        tls: TLSSettings | None = None,
     ) -> None:
         scheme = urlsplit(url).scheme
         if scheme not in ("redis", "rediss", "unix"):
@@ -74,9 +76,10 @@ class RedisBackend:
         self.prefix = prefix
         self.poll_interval = float(poll_interval)
         self._expire_ms = max(1, round(self.expires_in * 1000))
+        tls_options = (tls or TLSSettings()).redis_options() if scheme == "rediss" else {}
         try:
             self._redis = redis.Redis.from_url(
-                url, socket_timeout=socket_timeout, socket_connect_timeout=min(socket_timeout, 5.0)
+                url, socket_timeout=socket_timeout, socket_connect_timeout=min(socket_timeout, 5.0), **tls_options
             )
         except (ValueError, redis.RedisError) as exc:
             raise ResultBackendError(f"Redis result backend at {self._where}: {type(exc).__name__}") from None
@@ -85,7 +88,7 @@ class RedisBackend:
     @classmethod
     def from_config(cls, config: Config) -> RedisBackend:
         """A backend for ``config.result_backend`` keeping results ``config.results_expire_in`` seconds."""
-        return cls(config.result_backend, expires_in=config.results_expire_in)
+        return cls(config.result_backend, expires_in=config.results_expire_in, tls=TLSSettings.from_config(config))
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self._where} prefix={self.prefix!r}>"
@@ -94,7 +97,8 @@ class RedisBackend:
         try:
             return operation()
         except redis.RedisError as exc:
-            raise ResultBackendError(f"Redis result backend at {self._where}: {type(exc).__name__}: {exc}") from None
+            why = describe_tls_error(exc) or f"{type(exc).__name__}: {exc}"
+            raise ResultBackendError(f"Redis result backend at {self._where}: {why}") from None
 
     def _result_key(self, task_uuid: str) -> str:
         return f"{self.prefix}result:{task_uuid}"

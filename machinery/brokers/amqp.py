@@ -40,6 +40,7 @@ from machinery.brokers.amqp_topology import (
 from machinery.brokers.base import REASON_HEADER, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
 from machinery.errors import BrokerError
 from machinery.jsonvalues import thaw
+from machinery.tls import TLSSettings
 
 if TYPE_CHECKING:
     from pika.frame import Method
@@ -72,11 +73,12 @@ class AMQPBroker(AckingConnection):
         connect_attempts: int = 6,
         publish_retries: int = 5,
         timeout: float = 30.0,
+        tls: TLSSettings | None = None,
     ) -> None:
         if exchange_type not in _EXCHANGE_TYPES:
             raise BrokerError(f"exchange_type must be one of {', '.join(_EXCHANGE_TYPES)}, got {exchange_type!r}")
         super().__init__(url, prefetch_count=prefetch_count, connect_attempts=connect_attempts,
-                         publish_retries=publish_retries, timeout=timeout)
+                         publish_retries=publish_retries, timeout=timeout, tls=tls)
         self.exchange = exchange
         self.exchange_type = exchange_type
         self.default_queue = default_queue
@@ -116,6 +118,7 @@ class AMQPBroker(AckingConnection):
             binding_key=config.binding_key,
             prefetch_count=config.prefetch_count,
             queue_declare_args=args if isinstance(args, dict) else None,
+            tls=TLSSettings.from_config(config),
         )
 
     def __repr__(self) -> str:

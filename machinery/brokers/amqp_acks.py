@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 
 from machinery.brokers.amqp_connection import AMQPConnection
+from machinery.tls import TLSSettings
 
 __all__ = ["TAG_BITS", "TAG_MASK", "AckingConnection"]
 
@@ -41,9 +42,10 @@ class AckingConnection(AMQPConnection):
         connect_attempts: int,
         publish_retries: int,
         timeout: float,
+        tls: TLSSettings | None = None,
     ) -> None:
         super().__init__(url, prefetch_count=prefetch_count, connect_attempts=connect_attempts,
-                         publish_retries=publish_retries, timeout=timeout)
+                         publish_retries=publish_retries, timeout=timeout, tls=tls)
         # Shared with other threads (under ``_lock``).
         self._acks: list[int] = []
         self._ack_scheduled = False

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import pika
 from pika.adapters.select_connection import IOLoop
@@ -28,9 +26,10 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from machinery._speedups import Confirmed, Delivered
+from machinery.brokers.amqp_servers import AMQPServers
 from machinery.brokers.amqp_socket import CoalescingConnection, FastFrames, PublishFrames, hold_while_running
-from machinery.brokers.amqp_topology import mask_url
 from machinery.errors import BrokerError
+from machinery.tls import TLSSettings, describe_tls_error
 
 if TYPE_CHECKING:
     from pika.frame import Method
@@ -115,19 +114,10 @@ class AMQPConnection:
         connect_attempts: int,
         publish_retries: int,
         timeout: float,
+        tls: TLSSettings | None = None,
     ) -> None:
-        self._safe_url = mask_url(url)
-        scheme = urlsplit(url).scheme.lower()
-        if scheme not in ("amqp", "amqps"):
-            raise BrokerError(f"not an AMQP URL: {self._safe_url}")
-        try:
-            params = pika.URLParameters(url)
-        except ValueError as exc:
-            raise BrokerError(f"bad AMQP URL {self._safe_url}: {type(exc).__name__}") from None
-        if scheme == "amqps":
-            params.ssl_options = pika.SSLOptions(ssl.create_default_context(), server_hostname=params.host)
-        params.connection_attempts = 1
-        self._params = params
+        self._servers = AMQPServers(url, tls)
+        self._safe_url = self._servers.safe_url
         self.prefetch_count = prefetch_count
         self._connect_attempts = connect_attempts
         self._publish_retries = publish_retries
@@ -424,7 +414,7 @@ class AMQPConnection:
             self._ioloop.stop()
             return
         self._conn = CoalescingConnection(
-            self._params,
+            self._servers.current,
             on_open_callback=self._on_open,
             on_open_error_callback=self._on_open_error,
             on_close_callback=self._on_closed,
@@ -438,13 +428,16 @@ class AMQPConnection:
 
     def _on_open_error(self, _conn: pika.SelectConnection, exc: BaseException) -> None:
         self._failures += 1
-        self._last_error = self._scrub(f"cannot connect ({type(exc).__name__}: {exc})")
+        why = describe_tls_error(exc) or f"cannot connect ({type(exc).__name__}: {exc})"
+        self._last_error = self._scrub(f"{why} at {self._servers.current_url}" if len(self._servers) > 1 else why)
+        self._servers.advance()
         self._retry_later()
 
     def _scrub(self, text: str) -> str:
         """``text`` with the password, if any, masked."""
-        password = getattr(self._params.credentials, "password", "")
-        return text.replace(password, "***") if isinstance(password, str) and len(password) > 2 else text
+        for password in self._servers.passwords():
+            text = text.replace(password, "***")
+        return text
 
     def _retry_later(self) -> None:
         backoff = min(5.0, 0.1 * 2 ** min(self._failures, 6))
@@ -473,7 +466,8 @@ class AMQPConnection:
             self._ioloop.stop()
             return
         self._last_error = f"connection lost ({type(exc).__name__})"
-        log.warning("AMQP connection to %s lost: %s", self._safe_url, exc)
+        log.warning("AMQP connection to %s lost: %s", self._servers.current_url, exc)
+        self._servers.advance()
         self._retry_later()
 
     def _on_pub_open(self, ch: Channel) -> None:

@@ -27,7 +27,7 @@ def layer_of(module: str) -> str:
         return "core"
     if parts[0] == "_speedups":
         return "hot path"
-    if parts[0] in ("brokers", "backends"):
+    if parts[0] in ("brokers", "backends", "tls"):
         return "transport"
     return "runtime"
 
