@@ -107,13 +107,17 @@ def describe_tls_error(exc: BaseException) -> str | None:
         if id(current) in seen:
             continue
         seen.add(id(current))
+        if "CERTIFICATE_REQUIRED" in str(current):
+            return "TLS: the server requires a client certificate (tls_cert_file)"
         if isinstance(current, ssl.SSLCertVerificationError):
             return f"TLS: server certificate not trusted ({current.verify_message or current.reason})"
         if isinstance(current, ssl.SSLError):
             return f"TLS handshake failed ({current.reason or current})"
-        for attr in ("exceptions", "args"):
+        for attr in ("exceptions", "args", "exception"):  # pika's wrappers keep the cause in these
             value = getattr(current, attr, None)
-            if isinstance(value, (list, tuple)):
+            if isinstance(value, BaseException):
+                todo.append(value)
+            elif isinstance(value, (list, tuple)):
                 todo.extend(v for v in value if isinstance(v, BaseException))
         for linked in (current.__cause__, current.__context__):
             if linked is not None:
