@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from _harness import load, run  # noqa: E402
+from tests.fuzz._harness import load, run
 
 PY, C = load("_codec_py", "_codec_c")
 from machinery.errors import DecodeError  # noqa: E402

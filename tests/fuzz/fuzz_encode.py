@@ -13,10 +13,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import atheris  # noqa: E402
-from _harness import load, run  # noqa: E402
+import atheris
+
+from tests.fuzz._harness import load, run
 
 PY, C = load("_codec_py", "_codec_c")
 from machinery.errors import EncodeError  # noqa: E402

@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import atheris  # noqa: E402
-from _harness import load, run  # noqa: E402
+import atheris
+
+from tests.fuzz._harness import load, run
 
 PY, C = load("_frames_py", "_frames_c")
 

@@ -19,8 +19,8 @@ from pika.spec import Basic, BasicProperties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from machinery import Signature, chain, chord, group  # noqa: E402
-from machinery._speedups._codec_py import encode  # noqa: E402
+from machinery import Signature, chain, chord, group
+from machinery._speedups._codec_py import encode
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
