@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: deps test lint bench demo clean
+.PHONY: deps test lint fuzz bench demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,17 @@ deps: $(BIN)/python
 
 test:
 	$(BIN)/pytest
+
+# Coverage-guided fuzzing (tests/fuzz/README.md): each target for FUZZ_SECONDS; inputs that fail
+# are kept in .fuzz/ and the run stops with libFuzzer's report.
+FUZZ_SECONDS ?= 20
+fuzz:
+	mkdir -p .fuzz
+	for target in decode encode scan_frames; do \
+	  $(BIN)/python tests/fuzz/fuzz_$$target.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz/$$target- \
+	    > .fuzz/$$target.log 2>&1 || { tail -40 .fuzz/$$target.log; echo "fuzz_$$target failed"; exit 1; }; \
+	  grep -h "^#.*DONE" .fuzz/$$target.log | sed "s/^/fuzz_$$target: /"; \
+	done
 
 lint:
 	$(BIN)/ruff check machinery tests examples benchmarks setup.py

@@ -62,7 +62,7 @@ def _frames() -> list[bytes]:
     ack = pika.frame.Method(2, Basic.Ack(5, True)).marshal()
     nack = pika.frame.Method(2, Basic.Nack(6, False, True)).marshal()
     other = pika.frame.Method(1, Basic.CancelOk("ctag")).marshal()
-    prefix = bytes([1, 2, 2])  # deliver channel 1, confirm channel 2, offset 0 (see fuzz_scan_frames.py)
+    prefix = bytes([1, 2, 2])  # deliver channel 1, confirm channel 2, offset 0: see fuzz_scan_frames.py
     return [
         prefix + deliver + header + b"".join(bodies),
         prefix + deliver + plain_header + pika.frame.Body(1, body).marshal() + ack + nack,
