@@ -12,7 +12,7 @@ queues so the messages themselves survive the node (``queue_declare_args: {"x-qu
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pika
 
@@ -34,6 +34,7 @@ class AMQPServers:
         context = None
         self._params: list[pika.URLParameters] = []
         self._safe_urls: list[str] = []
+        self._passwords: list[str] = []
         for one in urls:
             safe = mask_url(one)
             if urlsplit(one).scheme.lower() not in ("amqp", "amqps"):
@@ -48,6 +49,9 @@ class AMQPServers:
             params.connection_attempts = 1
             self._params.append(params)
             self._safe_urls.append(safe)
+            password = unquote(urlsplit(one).password or "")
+            if len(password) > 2 and password not in self._passwords:
+                self._passwords.append(password)
         self._index = 0
 
     @property
@@ -73,10 +77,5 @@ class AMQPServers:
         self._index = (self._index + 1) % len(self._params)
 
     def passwords(self) -> list[str]:
-        """The passwords in the URLs (to scrub from error texts)."""
-        out = []
-        for params in self._params:
-            password = getattr(params.credentials, "password", "")
-            if isinstance(password, str) and len(password) > 2:
-                out.append(password)
-        return out
+        """The passwords written in the URLs (to scrub from error texts)."""
+        return list(self._passwords)
