@@ -1,19 +1,29 @@
-"""What the fuzz targets share: loading the two implementations under atheris, and running
-libFuzzer with this directory's seed corpus unless corpus directories are given.
+"""What the fuzz targets share: the two implementations under atheris, and libFuzzer run with this
+directory's seed corpus unless corpus directories are given.
 
-Coverage comes from the pure-Python twins, instrumented by atheris (``instrument_imports``): the
-compiled modules are not built with ``-fsanitize=fuzzer-no-link`` (that needs clang), so libFuzzer
-cannot see their branches. Every input is run through both implementations and compared
-(differential fuzzing): the twin defines what is right, and the compiled module, including its fast
-paths alone (``_decode_strict``, ``_encode_strict``), must agree with it or hand over to it. A crash
-of the compiled module (a deadly signal) is caught by libFuzzer either way.
+Coverage that guides libFuzzer comes from two places:
+
+- the pure-Python twins, instrumented by atheris (``instrument_imports``);
+- the C code of the compiled modules, when ``MACHINERY_FUZZ_NATIVE`` names a directory of copies
+  built with coverage counters by ``build_native.py`` (``make fuzz`` does both when clang is
+  installed). Without it the installed compiled modules are fuzzed without native coverage.
+
+Every input goes through both implementations and the results are compared (differential fuzzing):
+the twin defines what is right, and the compiled module, its fast paths alone included
+(``_decode_strict``, ``_encode_strict``), must agree with it or hand over to it. A crash of the
+compiled module (a deadly signal) is caught by libFuzzer in either mode.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import importlib.machinery
+import importlib.util
+import os
 import shutil
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,24 +31,54 @@ from types import ModuleType
 
 import atheris
 
-__all__ = ["FUZZ_DIR", "load", "run"]
+__all__ = ["FUZZ_DIR", "NATIVE_ENV", "Implementations", "run"]
 
 FUZZ_DIR = Path(__file__).resolve().parent
-REPO_ROOT = FUZZ_DIR.parents[1]
+NATIVE_ENV = "MACHINERY_FUZZ_NATIVE"
 
 
-def load(twin: str, compiled: str) -> tuple[ModuleType, ModuleType]:
-    """``machinery._speedups.<twin>`` instrumented for coverage, and the compiled ``<compiled>``
-    (which must have been built: the harness fuzzes the extension)."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    with atheris.instrument_imports(include=["machinery"]):
-        py_module = importlib.import_module(f"machinery._speedups.{twin}")
-    try:
-        c_module = importlib.import_module(f"machinery._speedups.{compiled}")
-    except ImportError as exc:
-        raise SystemExit(f"the compiled module {compiled} is not built ({exc}); run `make deps` first") from None
-    return py_module, c_module
+class Implementations:
+    """The twin ``machinery._speedups.<twin>`` (instrumented as it is imported here) and the
+    compiled ``<compiled>``, loaded on first use: the instrumented copy must be loaded once
+    libFuzzer runs, so that its coverage counters reach it."""
+
+    def __init__(self, twin: str, compiled: str) -> None:
+        with atheris.instrument_imports(include=["machinery"]):
+            self.py = importlib.import_module(f"machinery._speedups.{twin}")
+        self._compiled = compiled
+        self._c: ModuleType | None = None
+
+    @property
+    def c(self) -> ModuleType:
+        if self._c is None:
+            self._c = _load_compiled(self._compiled)
+        return self._c
+
+
+def _load_compiled(name: str) -> ModuleType:
+    full = f"machinery._speedups.{name}"
+    native = os.environ.get(NATIVE_ENV)
+    if not native:
+        try:
+            return importlib.import_module(full)
+        except ImportError as exc:
+            raise SystemExit(f"the compiled module {name} is not built ({exc}); run `make deps` first") from None
+    # The instrumented copy calls libFuzzer's __sanitizer_cov_* functions; they live in atheris's
+    # core module, loaded by now but with local symbols: make them global before loading the copy.
+    core_dir = Path(atheris.__file__).parent
+    for core in core_dir.glob("core_with_libfuzzer*.so"):
+        ctypes.CDLL(str(core), mode=os.RTLD_GLOBAL | os.RTLD_NOLOAD)
+    path = Path(native) / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
+    if not path.exists():
+        raise SystemExit(f"{path} does not exist: run tests/fuzz/build_native.py {native}")
+    loader = importlib.machinery.ExtensionFileLoader(full, str(path))
+    spec = importlib.util.spec_from_file_location(full, str(path), loader=loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    sys.modules[full] = module
+    print(f"fuzzing {path} (with native coverage)", file=sys.stderr)
+    return module
 
 
 def run(target: str, test_one_input: Callable[[bytes], None]) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.fuzz._harness import load, run
+from tests.fuzz._harness import Implementations, run
 
-PY, C = load("_codec_py", "_codec_c")
+IMPL = Implementations("_codec_py", "_codec_c")
 from machinery.errors import DecodeError  # noqa: E402
 
 
@@ -26,12 +26,12 @@ def _outcome(decode: object, data: bytes) -> object:
 
 
 def test_one_input(data: bytes) -> None:
-    expected = _outcome(PY.decode, data)
-    got = _outcome(C.decode, data)
+    expected = _outcome(IMPL.py.decode, data)
+    got = _outcome(IMPL.c.decode, data)
     if got != expected:
         raise AssertionError(f"compiled decode {got!r} != twin {expected!r} for {data!r}")
     try:
-        strict = C._decode_strict(data)
+        strict = IMPL.c._decode_strict(data)
     except SystemError:
         raise  # a C-level error ("returned NULL without setting an exception") is a bug, not a hand-over
     except Exception:

@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import atheris
 
-from tests.fuzz._harness import load, run
+from tests.fuzz._harness import Implementations, run
 
-PY, C = load("_codec_py", "_codec_c")
+IMPL = Implementations("_codec_py", "_codec_c")
 from machinery.errors import EncodeError  # noqa: E402
 from machinery.signature import Signature  # noqa: E402
 
@@ -85,12 +85,12 @@ def test_one_input(data: bytes) -> None:
         signature = _signature(fdp, 1)
     except (TypeError, ValueError):
         return  # the Signature refused a value: documented, not the codec's concern
-    expected = _outcome(PY.encode, signature)
-    got = _outcome(C.encode, signature)
+    expected = _outcome(IMPL.py.encode, signature)
+    got = _outcome(IMPL.c.encode, signature)
     if got != expected:
         raise AssertionError(f"compiled encode {got!r} != twin {expected!r} for {signature!r}")
     try:
-        strict = C._encode_strict(signature)
+        strict = IMPL.c._encode_strict(signature)
     except SystemError:
         raise
     except Exception:
@@ -99,7 +99,7 @@ def test_one_input(data: bytes) -> None:
         raise AssertionError(f"compiled fast path wrote {strict!r}, twin {expected!r} for {signature!r}")
     if not isinstance(expected, bytes):
         return
-    for decode in (PY.decode, C.decode):
+    for decode in (IMPL.py.decode, IMPL.c.decode):
         back = decode(expected)
         if back != signature:
             raise AssertionError(f"{decode.__module__}.decode(encode(s)) = {back!r} != {signature!r}")

@@ -13,9 +13,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
-from tests.fuzz._harness import load, run
+from tests.fuzz._harness import Implementations, run
 
-PY, C = load("_frames_py", "_frames_c")
+IMPL = Implementations("_frames_py", "_frames_c")
 
 
 def _outcome(scan: object, data: bytes, offset: int, deliver: int, confirm: int) -> object:
@@ -33,8 +33,8 @@ def test_one_input(data: bytes) -> None:
     # Three leading bytes choose the channels and the offset; the rest is the stream.
     deliver, confirm, shift, stream = data[0] & 3, data[1] & 3, data[2] % 11 - 2, data[3:]
     offset = min(shift, len(stream) + 1) if shift >= 0 else shift
-    expected = _outcome(PY.scan_frames, stream, offset, deliver, confirm)
-    got = _outcome(C.scan_frames, stream, offset, deliver, confirm)
+    expected = _outcome(IMPL.py.scan_frames, stream, offset, deliver, confirm)
+    got = _outcome(IMPL.c.scan_frames, stream, offset, deliver, confirm)
     if got != expected:
         raise AssertionError(f"compiled scan {got!r} != twin {expected!r} for {stream!r} at {offset}")
     if isinstance(expected, tuple) and expected and isinstance(expected[0], int):
