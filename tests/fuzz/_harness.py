@@ -28,13 +28,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 import atheris
 
-__all__ = ["FUZZ_DIR", "NATIVE_ENV", "Implementations", "run"]
+__all__ = ["FUZZ_DIR", "NATIVE_ENV", "Implementations", "compare", "run"]
 
 FUZZ_DIR = Path(__file__).resolve().parent
 NATIVE_ENV = "MACHINERY_FUZZ_NATIVE"
+T = TypeVar("T")
 
 
 class Implementations:
@@ -53,6 +55,34 @@ class Implementations:
         if self._c is None:
             self._c = _load_compiled(self._compiled)
         return self._c
+
+
+def _outcome(function: Callable[[T], object], arg: T, error: type[Exception]) -> object:
+    try:
+        return function(arg)
+    except error as exc:
+        return (type(exc).__name__, str(exc))
+
+
+def compare(what: str, arg: T, *, twin: Callable[[T], object], compiled: Callable[[T], object],
+            fast_path: Callable[[T], object], error: type[Exception]) -> object:
+    """The twin's outcome for ``arg`` (its value, or the documented ``error`` as (class, text)).
+    ``AssertionError`` when the compiled function's outcome differs, or when its fast path alone
+    gives anything but the twin's value or a hand-over (any exception but ``SystemError``, which is
+    a C-level bug). Any other exception from either implementation propagates: a bug."""
+    expected = _outcome(twin, arg, error)
+    got = _outcome(compiled, arg, error)
+    if got != expected:
+        raise AssertionError(f"compiled {what} gave {got!r}, the twin {expected!r}, for {arg!r}")
+    try:
+        fast = fast_path(arg)
+    except SystemError:
+        raise
+    except Exception:
+        return expected  # handed over to the twin, whose answer was checked above
+    if fast != expected:
+        raise AssertionError(f"the compiled fast path of {what} gave {fast!r}, the twin {expected!r}, for {arg!r}")
+    return expected
 
 
 def _load_compiled(name: str) -> ModuleType:

@@ -12,32 +12,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.fuzz._harness import Implementations, run
+from tests.fuzz._harness import Implementations, compare, run
 
 IMPL = Implementations("_codec_py", "_codec_c")
 from machinery.errors import DecodeError  # noqa: E402
 
 
-def _outcome(decode: object, data: bytes) -> object:
-    try:
-        return decode(data)  # type: ignore[operator]
-    except DecodeError as exc:
-        return ("DecodeError", str(exc))
-
-
 def test_one_input(data: bytes) -> None:
-    expected = _outcome(IMPL.py.decode, data)
-    got = _outcome(IMPL.c.decode, data)
-    if got != expected:
-        raise AssertionError(f"compiled decode {got!r} != twin {expected!r} for {data!r}")
-    try:
-        strict = IMPL.c._decode_strict(data)
-    except SystemError:
-        raise  # a C-level error ("returned NULL without setting an exception") is a bug, not a hand-over
-    except Exception:
-        return  # the fast path handed over (to the twin, whose answer was checked above)
-    if strict != expected:
-        raise AssertionError(f"compiled fast path read {strict!r}, twin {expected!r} for {data!r}")
+    compare("decode", data, twin=IMPL.py.decode, compiled=IMPL.c.decode,
+               fast_path=IMPL.c._decode_strict, error=DecodeError)
 
 
 if __name__ == "__main__":

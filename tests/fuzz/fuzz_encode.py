@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import atheris
 
-from tests.fuzz._harness import Implementations, run
+from tests.fuzz._harness import Implementations, compare, run
 
 IMPL = Implementations("_codec_py", "_codec_c")
 from machinery.errors import EncodeError  # noqa: E402
@@ -72,31 +72,14 @@ def _signature(fdp: atheris.FuzzedDataProvider, depth: int) -> Signature:
     )
 
 
-def _outcome(encode: object, signature: Signature) -> object:
-    try:
-        return encode(signature)  # type: ignore[operator]
-    except EncodeError as exc:
-        return ("EncodeError", str(exc))
-
-
 def test_one_input(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     try:
         signature = _signature(fdp, 1)
     except (TypeError, ValueError):
         return  # the Signature refused a value: documented, not the codec's concern
-    expected = _outcome(IMPL.py.encode, signature)
-    got = _outcome(IMPL.c.encode, signature)
-    if got != expected:
-        raise AssertionError(f"compiled encode {got!r} != twin {expected!r} for {signature!r}")
-    try:
-        strict = IMPL.c._encode_strict(signature)
-    except SystemError:
-        raise
-    except Exception:
-        strict = None  # handed over to the twin
-    if strict is not None and strict != expected:
-        raise AssertionError(f"compiled fast path wrote {strict!r}, twin {expected!r} for {signature!r}")
+    expected = compare("encode", signature, twin=IMPL.py.encode, compiled=IMPL.c.encode,
+                          fast_path=IMPL.c._encode_strict, error=EncodeError)
     if not isinstance(expected, bytes):
         return
     for decode in (IMPL.py.decode, IMPL.c.decode):
