@@ -107,8 +107,12 @@ def describe_tls_error(exc: BaseException) -> str | None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if "CERTIFICATE_REQUIRED" in str(current):
+        text = str(current)
+        if "CERTIFICATE_REQUIRED" in text:
             return "TLS: the server requires a client certificate (tls_cert_file)"
+        if isinstance(current, ssl.SSLEOFError) or "SSLEOFError" in text:
+            # TLS 1.3: a server refusing the client's certificate (or its absence) may just close.
+            return "TLS: the server closed the connection during the handshake (is a client certificate required?)"
         if isinstance(current, ssl.SSLCertVerificationError):
             return f"TLS: server certificate not trusted ({current.verify_message or current.reason})"
         if isinstance(current, ssl.SSLError):

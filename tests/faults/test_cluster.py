@@ -42,7 +42,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RabbitNod
             node.kill()
 
 
-def test_a_node_killed_mid_run_loses_no_task_on_quorum_queues(tmp_path: Path, cluster: list[RabbitNode]) -> None:
+def test_a_node_killed_mid_run_loses_no_task_on_quorum_queues(
+    tmp_path: Path, cluster: list[RabbitNode], capsys: pytest.CaptureFixture[str]
+) -> None:
     config = Config(
         broker_url=";".join(node.url() for node in cluster),
         result_backend="none",
@@ -62,7 +64,8 @@ def test_a_node_killed_mid_run_loses_no_task_on_quorum_queues(tmp_path: Path, cl
 
     report = run_load(config, tmp_path, producers=3, per_producer=600, workers=3, env=quorum,
                       during=kill_a_node, during_at=0.3, timeout=300.0)
-    print(report.summary(), report.notes)
+    with capsys.disabled():  # the count of duplicates, in the test log
+        print(f"\ncluster load, a node killed: {report.summary()}; {report.notes[0] if report.notes else ''}")
     assert report.notes and report.notes[0].startswith("killed"), report.notes
     failures = report.notes[1:]
     assert not failures, failures
