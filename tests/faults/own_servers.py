@@ -97,11 +97,12 @@ class OwnRedis:
 
 class RabbitNode:
     """One RabbitMQ node named ``<name>@localhost`` with its files in ``directory``: plain AMQP on
-    ``port``, or only TLS there when ``tls`` is given. Nodes sharing ``home`` share the Erlang cookie
-    (and can form a cluster)."""
+    ``port``, or only TLS there when ``tls`` is given; ``conf`` is added to its rabbitmq.conf and
+    ``advanced`` is its advanced.config. Nodes sharing ``home`` share the Erlang cookie (and can
+    form a cluster)."""
 
     def __init__(self, directory: Path, name: str, *, home: Path, tls: PKI | None = None,
-                 client_certs: bool = False) -> None:
+                 client_certs: bool = False, conf: str = "", advanced: str = "[].") -> None:
         need_program(str(_RABBIT_BIN / "rabbitmq-server"))
         self.directory = directory
         self.name = f"{name}@localhost"
@@ -122,7 +123,10 @@ class RabbitNode:
                 "ssl_options.verify = verify_peer" if client_certs else "ssl_options.verify = verify_none",
                 f"ssl_options.fail_if_no_peer_cert = {'true' if client_certs else 'false'}",
             ]
+        if conf:
+            lines.append(conf)
         (directory / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
+        (directory / "advanced.config").write_text(advanced + "\n")
         (directory / "enabled_plugins").write_text("[].\n")
         (directory / "rabbitmq-env.conf").write_text("")
         self.env = {
@@ -133,6 +137,7 @@ class RabbitNode:
             "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
             "RABBITMQ_LOG_BASE": str(directory / "log"),
             "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(directory / "advanced.config"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
             "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
             "RABBITMQ_PID_FILE": str(directory / "node.pid"),
