@@ -8,8 +8,9 @@ from machinery import Config
 from machinery.brokers.amqp_servers import AMQPServers
 from machinery.config import masked_url
 from machinery.errors import BrokerError, ConfigError
-from tests.amqp.support import new_broker, unique_name
 from tests.faults.own_servers import free_port
+from tests.support.amqp import new_broker
+from tests.support.names import unique_name
 
 
 def test_the_servers_are_taken_in_turn_and_wrap_around() -> None:

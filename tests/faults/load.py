@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from machinery.config import Config
-from tests.amqp.support import REPO_ROOT, effects
-from tests.amqp.worker_app import EFFECTS_ENV
-from tests.amqp.workers import WorkerProcess
-from tests.runtime.helpers import process_env
+from tests.support.effects import EFFECTS_ENV, effects
+from tests.support.processes import REPO_ROOT, WorkerProcess, process_env
 
 __all__ = ["LoadReport", "run_load"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.amqp.support import amqp_config
 from tests.faults.load import run_load
+from tests.support.amqp import amqp_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
 

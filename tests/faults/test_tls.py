@@ -15,9 +15,9 @@ from machinery.brokers.amqp import AMQPBroker
 from machinery.errors import BrokerError, ConfigError, ResultBackendError
 from machinery.states import TaskResult, TaskState
 from machinery.tls import TLSSettings
-from tests.amqp.workers import worker_process
 from tests.faults.certificates import PKI, make_pki
 from tests.faults.own_servers import OwnRedis, RabbitNode
+from tests.support.processes import worker_process
 
 pytestmark = pytest.mark.slow
 
