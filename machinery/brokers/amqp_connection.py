@@ -213,7 +213,28 @@ class AMQPConnection:
         """The I/O thread: the loop runs holding ``loop_lock`` (released while it polls)."""
         assert self._ioloop is not None
         with self.loop_lock:
-            self._ioloop.start()
+            while True:
+                try:
+                    self._ioloop.start()
+                    return
+                except Exception as exc:
+                    self._loop_failed(exc)
+
+    def _loop_failed(self, exc: Exception) -> None:
+        """(I/O thread) pika raised out of its loop instead of calling back; seen while a connection
+        was being set up (a socket closed between its connect and ``getpeername``). The connection is
+        given up as if pika had reported it, and the loop goes on; without this the I/O thread died
+        and its broker never connected again."""
+        log.warning("AMQP I/O loop error (%s: %s); connecting again", type(exc).__name__, exc)
+        conn = self._conn
+        if conn is not None and conn.is_open:
+            try:
+                conn.close(320, "I/O loop error")  # _on_closed reconnects
+                return
+            except Exception:
+                log.debug("closing after an I/O loop error failed", exc_info=True)
+        self._conn = None  # late callbacks of the abandoned attempt are ignored (see _on_open_error)
+        self._on_open_error(None, exc)
 
     def submit(self, op: Callable[[], None]) -> None:
         """Run ``op`` on the I/O thread as soon as its channels are open."""
@@ -333,7 +354,9 @@ class AMQPConnection:
         conn.channel(on_open_callback=self._on_consuming_open)
         conn.channel(on_open_callback=self._on_declaring_open)
 
-    def _on_open_error(self, _conn: pika.SelectConnection, exc: BaseException) -> None:
+    def _on_open_error(self, conn: pika.SelectConnection | None, exc: BaseException) -> None:
+        if conn is not None and conn is not self._conn:
+            return  # an attempt given up by _loop_failed, reporting late
         self._failures += 1
         why = describe_tls_error(exc) or f"cannot connect ({type(exc).__name__}: {exc})"
         self._last_error = self._scrub(f"{why} at {self.servers.current_url}" if len(self.servers) > 1 else why)
@@ -352,8 +375,10 @@ class AMQPConnection:
                     self._last_error, backoff)
         self.call_later(backoff, self._connect)
 
-    def _on_closed(self, _conn: pika.SelectConnection, exc: BaseException) -> None:
+    def _on_closed(self, conn: pika.SelectConnection, exc: BaseException) -> None:
         """(I/O thread) The connection is gone: void its deliveries and confirms, then reconnect."""
+        if conn is not self._conn:
+            return  # an attempt given up by _loop_failed, reporting late
         self.ready = self._publishing_ok = self._consuming_ok = False
         self._publishing = self.consuming = self._declaring = None
         self.generation += 1

@@ -54,3 +54,30 @@ def test_a_broker_whose_first_server_is_down_uses_the_next(rabbitmq_url: str) ->
         assert broker.depth(f"q-{token}").ready == 1
     finally:
         broker.close()
+
+
+def test_pika_raising_out_of_its_loop_while_connecting_is_a_failed_attempt(
+    rabbitmq_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pika raises ValueError out of its I/O loop when a socket closes between its connect and
+    # getpeername (seen with a TCP proxy refusing connections); the I/O thread must survive it.
+    from pika.adapters.utils import io_services_utils
+
+    real = io_services_utils._AsyncStreamConnector.__init__
+    calls = []
+
+    def flaky(self: object, *args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("Expected connected socket, but getpeername() failed")
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(io_services_utils._AsyncStreamConnector, "__init__", flaky)
+    token = unique_name("loop-error")
+    broker = new_broker(rabbitmq_url, token)
+    try:
+        broker.publish(f"q-{token}", b"{}")
+        assert broker.depth(f"q-{token}").ready == 1
+        assert len(calls) >= 2
+    finally:
+        broker.close()
