@@ -7,16 +7,17 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
+from machinery._speedups import decode
 from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
 from machinery.brokers import open_broker
 from machinery.brokers.base import Broker, OutgoingMessage
 from machinery.config import Config, load_config, masked_url
-from machinery.errors import ConfigError
+from machinery.errors import ConfigError, DecodeError
 from machinery.jsonvalues import JSONInput
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
-from machinery.routing import outgoing
+from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.task import Task
 from machinery.worker import Worker
@@ -101,6 +102,7 @@ class App:
         self._backend = backend
         self._backend_opened = backend is not None
         self._declared: set[str] = set()
+        self._router = Router(self.config)
 
     def __repr__(self) -> str:
         c = self.config
@@ -205,12 +207,11 @@ class App:
     def send_task(self, work: Signature | Chain | Group | Chord) -> AsyncResult | GroupResult | ChordResult:
         """Send a task, chain, group or chord; returns a handle on its result. Nothing is stored
         in the result backend on send (no stored state means PENDING)."""
-        queue = self.config.default_queue
         if isinstance(work, Signature):
-            self._publish([outgoing(work, queue)])
+            self._publish([self._router.message(work)])
             return AsyncResult(work.uuid, self.backend, name=work.name)
         if isinstance(work, Chain):
-            self._publish([outgoing(work.head, queue)])
+            self._publish([self._router.message(work.head)])
             backend = self.backend
             steps = [AsyncResult(s.uuid, backend, name=s.name) for s in work.steps]
             return ChainResult(steps, backend)
@@ -229,28 +230,40 @@ class App:
         backend = self.backend
         if backend is not None:
             backend.group_start(grp.group_uuid, [s.uuid for s in grp.tasks])
-        queue = self.config.default_queue
-        self._publish([outgoing(s, queue) for s in grp.tasks])
+        self._publish([self._router.message(s) for s in grp.tasks])
         return GroupResult(grp.group_uuid, [AsyncResult(s.uuid, backend, name=s.name) for s in grp.tasks])
 
     def send_tasks(self, works: Sequence[Signature | Chain]) -> list[AsyncResult]:
         """Send several tasks or chains in one batch (``publish_many``); their result handles."""
-        queue = self.config.default_queue
         backend = self.backend
         messages: list[OutgoingMessage] = []
         results: list[AsyncResult] = []
         for work in works:
             if isinstance(work, Chain):
-                messages.append(outgoing(work.head, queue))
+                messages.append(self._router.message(work.head))
                 results.append(ChainResult([AsyncResult(s.uuid, backend, name=s.name) for s in work.steps], backend))
             elif isinstance(work, Signature):
-                messages.append(outgoing(work, queue))
+                messages.append(self._router.message(work))
                 results.append(AsyncResult(work.uuid, backend, name=work.name))
             else:
                 raise TypeError(f"send_tasks() takes Signatures and Chains, got {type(work).__name__}")
         if messages:
             self._publish(messages)
         return results
+
+    # -- inspecting ---------------------------------------------------------------------------
+
+    def pending_tasks(self, queue: str | None = None, limit: int = 1000) -> list[Signature]:
+        """Up to ``limit`` tasks waiting in ``queue`` (default: the default queue), in delivery order,
+        left where they are (Go Machinery's ``GetPendingTasks``). SQLite and in-memory brokers can
+        list; RabbitMQ cannot without consuming, so there it raises ``BrokerError``. Messages that
+        do not decode are left out."""
+        return _decoded(self.broker.pending(queue or self.config.default_queue, limit))
+
+    def delayed_tasks(self, limit: int = 1000) -> list[Signature]:
+        """Up to ``limit`` delayed tasks of every queue, soonest first (Go Machinery's
+        ``GetDelayedTasks``); the same brokers as ``pending_tasks`` can list them."""
+        return _decoded([body for _queue, _due, body in self.broker.delayed(limit)])
 
     def result(self, task_uuid: str) -> AsyncResult:
         """A handle on the task ``task_uuid`` sent earlier (from any process)."""
@@ -263,6 +276,16 @@ class App:
     ) -> Worker:
         """A Worker for this app; ``launch()`` runs it."""
         return Worker(self, concurrency=concurrency, queues=queues, prefetch=prefetch)
+
+
+def _decoded(bodies: Sequence[bytes]) -> list[Signature]:
+    out = []
+    for body in bodies:
+        try:
+            out.append(decode(body))
+        except DecodeError:
+            continue
+    return out
 
 
 def init_app(config: Config | None = None) -> App:

@@ -177,6 +177,8 @@ class Worker:
         self._progress = progress
         executor = Executor(config, app.registry, broker, backend, progress)
         broker.declare(self.queues)
+        # Where the broker can choose by task (SQLite), take only the tasks registered here.
+        broker.claim_only(app.registry.names(), unclaimed_after=config.unregistered_timeout)
         runners = [
             threading.Thread(target=self._run_tasks, args=(executor,), name=f"machinery-task-{i}", daemon=True)
             for i in range(1, self.concurrency)
