@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from machinery._speedups import USING_EXTENSIONS, decode, encode, parse_number_args
 from machinery.app import App, TaskFunction, init_app
-from machinery.config import Config, load_config, masked_url
+from machinery.config import Config, load_config
 from machinery.errors import (
     ArgumentError,
     BrokerError,
@@ -25,6 +25,7 @@ from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.signature import Signature, new_task_id
 from machinery.states import TaskResult, TaskState
 from machinery.task import FunctionTask, Task
+from machinery.urls import masked_url
 from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group, chain, chord, group
 

@@ -11,7 +11,7 @@ from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
 from machinery.brokers import open_broker
 from machinery.brokers.base import Broker, OutgoingMessage
-from machinery.config import Config, load_config, masked_url
+from machinery.config import Config, load_config
 from machinery.errors import ConfigError
 from machinery.jsonvalues import JSONInput
 from machinery.registry import Registry
@@ -19,6 +19,7 @@ from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.routing import outgoing
 from machinery.signature import Signature
 from machinery.task import Task
+from machinery.urls import masked_url
 from machinery.workflows import Chain, Chord, Group
 
 if TYPE_CHECKING:

@@ -15,33 +15,14 @@ import yaml
 
 from machinery.errors import ConfigError
 from machinery.jsonvalues import EMPTY_DICT, FrozenDict, freeze_mapping
+from machinery.urls import masked_url
 
-__all__ = ["CONFIG_ENV", "Config", "load_config", "masked_url"]
+__all__ = ["CONFIG_ENV", "Config", "load_config"]
 
 #: The environment variable naming a YAML file to read when ``load_config`` gets no path.
 CONFIG_ENV = "MACHINERY_CONFIG"
 
 _ENV_PREFIX = "MACHINERY_"
-
-
-def masked_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (``amqp://guest:***@host/``), for logs and reprs."""
-    scheme, sep, rest = url.partition("://")
-    prefix = f"{scheme}://"
-    if not sep:
-        prefix, rest = "", url
-    authority_end = len(rest)
-    for stop in "?#":
-        pos = rest.find(stop)
-        if pos != -1:
-            authority_end = min(authority_end, pos)
-    at = rest.rfind("@", 0, authority_end)
-    if at == -1:
-        return url
-    user, colon, _password = rest[:at].partition(":")
-    if not colon:
-        return url
-    return f"{prefix}{user}:***{rest[at:]}"
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -21,9 +21,9 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from machinery.brokers.base import Delivery
-from machinery.config import masked_url
 from machinery.execution import Executor
 from machinery.progress import ProgressTracker
+from machinery.urls import masked_url
 
 if TYPE_CHECKING:
     from machinery.app import App

@@ -6,8 +6,9 @@ import importlib
 from typing import Protocol, cast
 
 from machinery.backends.base import ResultBackend
-from machinery.config import Config, masked_url
+from machinery.config import Config
 from machinery.errors import ConfigError
+from machinery.urls import masked_url
 
 __all__ = ["ResultBackend", "open_backend"]
 

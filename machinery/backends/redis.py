@@ -13,16 +13,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
-from urllib.parse import urlsplit
 
 import redis
 from redis.commands.core import Script
 
 from machinery.backends.records import decode_record, decode_value, encode_record, encode_value, stamped
-from machinery.config import Config, masked_url
+from machinery.config import Config
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
 from machinery.states import TaskResult
+from machinery.urls import masked_url
 
 __all__ = ["RedisBackend"]
 
@@ -64,7 +64,7 @@ class RedisBackend:
         poll_interval: float = 0.5,
         socket_timeout: float = 10.0,
     ) -> None:
-        scheme = urlsplit(url).scheme
+        scheme = url.partition("://")[0].lower()
         if scheme not in ("redis", "rediss", "unix"):
             raise ResultBackendError(f"not a Redis URL: {_describe(url)}")
         if expires_in <= 0:
@@ -78,7 +78,7 @@ class RedisBackend:
             self._redis = redis.Redis.from_url(
                 url, socket_timeout=socket_timeout, socket_connect_timeout=min(socket_timeout, 5.0)
             )
-        except (ValueError, redis.RedisError) as exc:
+        except Exception as exc:  # the parser's own message may quote the URL: never shown
             raise ResultBackendError(f"Redis result backend at {self._where}: {type(exc).__name__}") from None
         self._add_result: Script = self._redis.register_script(_ADD_RESULT)
 

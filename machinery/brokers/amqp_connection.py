@@ -20,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import pika
 from pika.adapters.select_connection import IOLoop
@@ -29,8 +28,8 @@ from pika.spec import Basic, BasicProperties
 
 from machinery._speedups import Confirmed, Delivered
 from machinery.brokers.amqp_socket import CoalescingConnection, FastFrames, PublishFrames, hold_while_running
-from machinery.brokers.amqp_topology import mask_url
 from machinery.errors import BrokerError
+from machinery.urls import masked_url
 
 if TYPE_CHECKING:
     from pika.frame import Method
@@ -116,13 +115,13 @@ class AMQPConnection:
         publish_retries: int,
         timeout: float,
     ) -> None:
-        self._safe_url = mask_url(url)
-        scheme = urlsplit(url).scheme.lower()
+        self._safe_url = masked_url(url)
+        scheme = url.partition("://")[0].lower()
         if scheme not in ("amqp", "amqps"):
             raise BrokerError(f"not an AMQP URL: {self._safe_url}")
         try:
             params = pika.URLParameters(url)
-        except ValueError as exc:
+        except Exception as exc:  # the parser's own message may quote the URL: never shown
             raise BrokerError(f"bad AMQP URL {self._safe_url}: {type(exc).__name__}") from None
         if scheme == "amqps":
             params.ssl_options = pika.SSLOptions(ssl.create_default_context(), server_hostname=params.host)

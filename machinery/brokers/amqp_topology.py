@@ -18,7 +18,6 @@ The rules, in one place:
 from __future__ import annotations
 
 import math
-from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "DELAY_BUCKETS",
@@ -29,7 +28,6 @@ __all__ = [
     "bucket_for",
     "delay_exchange",
     "delay_queue",
-    "mask_url",
 ]
 
 #: Number of delay queues at most: bucket ``k`` holds messages for ``2**k`` ms (up to ~24.9 days).
@@ -66,18 +64,3 @@ def bucket_for(remaining_ms: float) -> int:
     if remaining_ms < 2:
         return 0
     return min(DELAY_BUCKETS - 1, math.floor(math.log2(remaining_ms)))
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for logs, errors and reprs."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-    except ValueError:
-        return "<unparsable URL>"

@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "machinery"
 
-CORE = {"errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config"}
+CORE = {"errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "urls"}
 LAYERS = ["core", "hot path", "transport", "runtime"]
 
 
