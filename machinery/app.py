@@ -151,9 +151,20 @@ class App:
 
     # -- registering --------------------------------------------------------------------------
 
-    def register_task(self, name: str, task: Task | Callable[..., object], *, replace: bool = False) -> Task:
-        """Register ``task`` (an object with ``run(args)`` or a plain function) as ``name``."""
-        return self.registry.register(name, task, replace=replace)
+    def register_task(
+        self,
+        name: str,
+        task: Task | Callable[..., object],
+        *,
+        replace: bool = False,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+    ) -> Task:
+        """Register ``task`` (an object with ``run(args)`` or a plain function) as ``name``, with
+        default time limits in seconds (see ``Signature.with_time_limits``)."""
+        return self.registry.register(
+            name, task, replace=replace, time_limit=time_limit, soft_time_limit=soft_time_limit
+        )
 
     def register_tasks(self, tasks: Mapping[str, Task | Callable[..., object]]) -> None:
         """Register every name -> task of ``tasks`` (all or none)."""
@@ -163,17 +174,32 @@ class App:
     def task(self, function: Callable[P, R], /) -> TaskFunction[P, R]: ...
 
     @overload
-    def task(self, *, name: str | None = None, replace: bool = False) -> TaskDecorator: ...
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        replace: bool = False,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+    ) -> TaskDecorator: ...
 
     def task(
-        self, function: Callable[..., Any] | None = None, *, name: str | None = None, replace: bool = False
+        self,
+        function: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        replace: bool = False,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
     ) -> Any:
         """Register a function as a task, named ``name`` or the function's ``__name__``:
-        ``@app.task`` or ``@app.task(name="add")``. The function stays callable."""
+        ``@app.task`` or ``@app.task(name="add", time_limit=60)``. The function stays callable."""
 
         def register(fn: Callable[..., Any]) -> TaskFunction[..., Any]:
             task_name = name or fn.__name__
-            self.registry.register(task_name, fn, replace=replace)
+            self.registry.register(
+                task_name, fn, replace=replace, time_limit=time_limit, soft_time_limit=soft_time_limit
+            )
             return TaskFunction(self, task_name, fn)
 
         if function is not None:

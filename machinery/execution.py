@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -23,6 +24,7 @@ from machinery.registry import Registry
 from machinery.routing import outgoing
 from machinery.signature import Signature
 from machinery.states import TaskResult, TaskState
+from machinery.watchdog import Abandoned, Watchdog
 
 __all__ = ["NOT_REGISTERED_DELAY", "RETRIES_HEADER", "Executor", "error_text"]
 
@@ -41,8 +43,12 @@ _SETTLE_RETRY_DELAY = 1.0
 
 def error_text(exc: BaseException) -> str:
     """The text recorded for a failed task and prepended to its error callbacks' args:
-    ``str(exc)``, or the exception's class name when that is empty."""
-    return str(exc) or type(exc).__name__
+    ``str(exc)``, or the exception's class name when that is empty. A ``BaseException`` that is not
+    an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``...) is always named: ``SystemExit: 3``."""
+    text = str(exc)
+    if not isinstance(exc, Exception):
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text or type(exc).__name__
 
 
 class NotJSONResult(TypeError):
@@ -84,8 +90,12 @@ class Executor:
         broker: Broker,
         backend: ResultBackend | None,
         progress: ProgressTracker | None = None,
+        *,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.config = config
+        self.watchdog = watchdog
+        """Enforces time limits; without it, limits are not enforced."""
         self.registry = registry
         self.broker = broker
         self.backend = backend
@@ -184,9 +194,26 @@ class Executor:
             self._record(sig, TaskState.RECEIVED)
             self._record(sig, TaskState.STARTED)
         try:
-            value = run(sig.args)
+            watchdog = self.watchdog
+            limits = self.registry.limits(sig.name).overridden_by(sig.headers) if watchdog is not None else None
+            if watchdog is not None and limits is not None and limits.any:
+                watch = watchdog.watch(limits, (delivery, sig))
+                try:
+                    value = run(sig.args)
+                finally:
+                    watch.finish()  # raises Abandoned when the call was given up at its hard limit
+            else:
+                value = run(sig.args)
             result = as_json_result(value, sig.name)
-        except Exception as exc:
+        except Abandoned:
+            raise
+        except BaseException as exc:
+            # Any BaseException a task raises (sys.exit, KeyboardInterrupt, GeneratorExit...) is its
+            # failure. Tasks run on task threads, and Python delivers signals to the main thread
+            # only, so a KeyboardInterrupt here was raised by the task itself; on the main thread
+            # (an embedding that runs tasks there) it is a real Ctrl-C and is passed on.
+            if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                raise
             if progress is not None:
                 progress.finish(delivery)
             self._failed(delivery, sig, exc, started)
@@ -214,7 +241,17 @@ class Executor:
             self.backend.group_done(chord_group)
         self._log(sig, TaskState.SUCCESS, started)
 
-    def _failed(self, delivery: Delivery, sig: Signature, exc: Exception, started: float) -> None:
+    def time_limit_exceeded(self, delivery: Delivery, sig: Signature, limit: float, started: float) -> None:
+        """Record a call given up at its hard time limit as a ``FAILURE`` and send its error
+        callbacks (no retry: a call that hung once would likely hang again). The caller acks."""
+        if self.progress is not None:
+            self.progress.finish(delivery)
+        error = f"TimeLimitExceeded: task {sig.name} ran past its time limit of {limit:g}s"
+        self._record(sig, TaskState.FAILURE, error=error)
+        self._publish([self._message(cb.with_result(error)) for cb in sig.on_error])
+        self._log(sig, TaskState.FAILURE, started, error)
+
+    def _failed(self, delivery: Delivery, sig: Signature, exc: BaseException, started: float) -> None:
         error = error_text(exc)
         if sig.retry_count > 0:
             retries = sig.headers.get(RETRIES_HEADER, 0)

@@ -14,7 +14,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "machinery"
 
-CORE = {"errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "urls"}
+CORE = {
+    "errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "urls", "timelimits",
+    "limits", "signing",
+}
 LAYERS = ["core", "hot path", "transport", "runtime"]
 
 
