@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 from machinery import App, Config, JSONValue, SoftTimeLimitExceeded, load_config
 
@@ -61,7 +62,7 @@ def stuck() -> None:
 
 
 #: Task name -> function; ``stuck`` is registered with a hard time limit of 1 s.
-TASKS = {
+TASKS: dict[str, Callable[..., object]] = {
     "exit": exit_task, "interrupt": interrupt, "generator_exit": generator_exit, "echo": echo, "add": add,
     "sleep": sleep, "spin": spin, "tidy": tidy,
 }
