@@ -14,9 +14,10 @@ from machinery.brokers.base import Broker, OutgoingMessage
 from machinery.config import Config, load_config
 from machinery.errors import ConfigError
 from machinery.jsonvalues import JSONInput
+from machinery.limits import check_members
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
-from machinery.routing import outgoing
+from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.task import Task
 from machinery.urls import masked_url
@@ -104,6 +105,7 @@ class App:
         self._backend = backend
         self._backend_opened = backend is not None
         self._declared: set[str] = set()
+        self._routed: tuple[Config, Router] | None = None
 
     def __repr__(self) -> str:
         c = self.config
@@ -208,6 +210,14 @@ class App:
 
     # -- sending ------------------------------------------------------------------------------
 
+    @property
+    def _router(self) -> Router:
+        """Builds messages under this App's config (limits, signing); follows ``self.config``."""
+        routed = self._routed
+        if routed is None or routed[0] is not self.config:
+            routed = self._routed = (self.config, Router(self.config))
+        return routed[1]
+
     def _declare(self, queues: Sequence[str]) -> None:
         new = [q for q in queues if q not in self._declared]
         if new:
@@ -218,7 +228,7 @@ class App:
         self._declare(sorted({m.queue for m in messages}))
         if len(messages) == 1:
             m = messages[0]
-            self.broker.publish(m.queue, m.body, delay=m.delay, priority=m.priority)
+            self.broker.publish(m.queue, m.body, delay=m.delay, priority=m.priority, headers=m.headers)
         else:
             self.broker.publish_many(messages)
 
@@ -234,12 +244,11 @@ class App:
     def send_task(self, work: Signature | Chain | Group | Chord) -> AsyncResult | GroupResult | ChordResult:
         """Send a task, chain, group or chord; returns a handle on its result. Nothing is stored
         in the result backend on send (no stored state means PENDING)."""
-        queue = self.config.default_queue
         if isinstance(work, Signature):
-            self._publish([outgoing(work, queue)])
+            self._publish([self._router.message(work)])
             return AsyncResult(work.uuid, self.backend, name=work.name)
         if isinstance(work, Chain):
-            self._publish([outgoing(work.head, queue)])
+            self._publish([self._router.message(work.head)])
             backend = self.backend
             steps = [AsyncResult(s.uuid, backend, name=s.name) for s in work.steps]
             return ChainResult(steps, backend)
@@ -256,24 +265,25 @@ class App:
 
     def _send_group(self, grp: Group) -> GroupResult:
         backend = self.backend
+        check_members(len(grp.tasks), self.config.max_fanout)
+        router = self._router
+        messages = [router.message(s) for s in grp.tasks]
         if backend is not None:
             backend.group_start(grp.group_uuid, [s.uuid for s in grp.tasks])
-        queue = self.config.default_queue
-        self._publish([outgoing(s, queue) for s in grp.tasks])
+        self._publish(messages)
         return GroupResult(grp.group_uuid, [AsyncResult(s.uuid, backend, name=s.name) for s in grp.tasks])
 
     def send_tasks(self, works: Sequence[Signature | Chain]) -> list[AsyncResult]:
         """Send several tasks or chains in one batch (``publish_many``); their result handles."""
-        queue = self.config.default_queue
         backend = self.backend
         messages: list[OutgoingMessage] = []
         results: list[AsyncResult] = []
         for work in works:
             if isinstance(work, Chain):
-                messages.append(outgoing(work.head, queue))
+                messages.append(self._router.message(work.head))
                 results.append(ChainResult([AsyncResult(s.uuid, backend, name=s.name) for s in work.steps], backend))
             elif isinstance(work, Signature):
-                messages.append(outgoing(work, queue))
+                messages.append(self._router.message(work))
                 results.append(AsyncResult(work.uuid, backend, name=work.name))
             else:
                 raise TypeError(f"send_tasks() takes Signatures and Chains, got {type(work).__name__}")

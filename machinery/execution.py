@@ -17,11 +17,12 @@ from machinery._speedups import decode
 from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker, Delivery, OutgoingMessage
 from machinery.config import Config
-from machinery.errors import DecodeError, Retry, TaskNotRegistered
+from machinery.errors import DecodeError, LimitExceeded, Retry, TaskNotRegistered
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
+from machinery.limits import check_fanout, check_size
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
-from machinery.routing import outgoing
+from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.states import TaskResult, TaskState
 from machinery.watchdog import Abandoned, Watchdog
@@ -100,6 +101,7 @@ class Executor:
         self.broker = broker
         self.backend = backend
         self.default_queue = config.default_queue
+        self.router = Router(config)
         self.progress = progress
         """Writes RECEIVED/STARTED for slow tasks; without it (and with track_started) every task
         gets them written here, synchronously."""
@@ -112,12 +114,12 @@ class Executor:
             self.backend.set(TaskResult(sig.uuid, state, sig.name, result, error, time.time()))
 
     def _message(self, sig: Signature, delay: float = 0.0) -> OutgoingMessage:
-        return outgoing(sig, self.default_queue, delay)
+        return self.router.message(sig, delay)
 
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         if len(messages) == 1:
             m = messages[0]
-            self.broker.publish(m.queue, m.body, delay=m.delay, priority=m.priority)
+            self.broker.publish(m.queue, m.body, delay=m.delay, priority=m.priority, headers=m.headers)
         elif messages:
             self.broker.publish_many(messages)
 
@@ -142,13 +144,25 @@ class Executor:
         """Process ``delivery`` to the end. True: its outcome and follow-ups are stored and the
         caller must ``ack`` it (so acks can be settled in batches); False: it was settled here
         (given back or dead-lettered)."""
+        body = delivery.body
+        router = self.router
         try:
-            sig = decode(delivery.body)
+            check_size(len(body), router.max_message_bytes)
+        except LimitExceeded as exc:
+            return self._refuse(delivery, str(exc))
+        if router.signer is not None:
+            why = router.signer.check(delivery.headers, body)
+            if why:
+                return self._refuse(delivery, why)
+        try:
+            sig = decode(body)
         except DecodeError as exc:
-            reason = f"undecodable message: {exc}"
-            log.error("dead-lettering a message from queue %s: %s", delivery.queue, reason)
-            self.broker.dead_letter(delivery, reason)
-            return False
+            return self._refuse(delivery, f"undecodable message: {exc}")
+        try:
+            check_fanout(sig, router.max_fanout)
+        except LimitExceeded as exc:
+            self._record(sig, TaskState.FAILURE, error=f"LimitExceeded: {exc}")
+            return self._refuse(delivery, str(exc))
         try:
             task = self.registry.get(sig.name)
         except TaskNotRegistered:
@@ -161,6 +175,14 @@ class Executor:
             self._give_back(delivery)
             return False
         return True
+
+    def _refuse(self, delivery: Delivery, reason: str) -> bool:
+        """Dead-letter ``delivery`` with ``reason`` (logged at ERROR); False: settled here."""
+        log.error("dead-lettering a message from queue %s: %s", delivery.queue, reason)
+        if self.progress is not None:
+            self.progress.finish(delivery)
+        self.broker.dead_letter(delivery, reason)
+        return False
 
     def _give_back(self, delivery: Delivery) -> None:
         try:
@@ -216,11 +238,24 @@ class Executor:
                 raise
             if progress is not None:
                 progress.finish(delivery)
-            self._failed(delivery, sig, exc, started)
+            try:
+                self._failed(delivery, sig, exc, started)
+            except LimitExceeded as limit:
+                self._over_limit(sig, limit, started)
             return
         if progress is not None:
             progress.finish(delivery)
-        self._succeeded(delivery, sig, result, started)
+        try:
+            self._succeeded(delivery, sig, result, started)
+        except LimitExceeded as limit:
+            self._over_limit(sig, limit, started)
+
+    def _over_limit(self, sig: Signature, exc: LimitExceeded, started: float) -> None:
+        """A follow-up (a callback with the result or error prepended) was refused by a limit:
+        the task fails for good; nothing was sent."""
+        error = f"LimitExceeded: {exc}"
+        self._record(sig, TaskState.FAILURE, error=error)
+        self._log(sig, TaskState.FAILURE, started, error)
 
     def _succeeded(self, delivery: Delivery, sig: Signature, result: JSONValue, started: float) -> None:
         follow_ups = [

@@ -29,6 +29,11 @@ def echo(*args: JSONValue) -> list[JSONValue]:
     return list(args)
 
 
+def repeat(text: str, times: int) -> str:
+    """A result larger than the message that asked for it."""
+    return text * times
+
+
 def add(a: float, b: float) -> float:
     return a + b
 
@@ -63,7 +68,7 @@ def stuck() -> None:
 
 #: Task name -> function; ``stuck`` is registered with a hard time limit of 1 s.
 TASKS: dict[str, Callable[..., object]] = {
-    "exit": exit_task, "interrupt": interrupt, "generator_exit": generator_exit, "echo": echo, "add": add,
+    "exit": exit_task, "interrupt": interrupt, "generator_exit": generator_exit, "echo": echo, "add": add, "repeat": repeat,
     "sleep": sleep, "spin": spin, "tidy": tidy,
 }
 
