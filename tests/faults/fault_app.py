@@ -68,8 +68,8 @@ def stuck() -> None:
 
 #: Task name -> function; ``stuck`` is registered with a hard time limit of 1 s.
 TASKS: dict[str, Callable[..., object]] = {
-    "exit": exit_task, "interrupt": interrupt, "generator_exit": generator_exit, "echo": echo, "add": add, "repeat": repeat,
-    "sleep": sleep, "spin": spin, "tidy": tidy,
+    "exit": exit_task, "interrupt": interrupt, "generator_exit": generator_exit, "echo": echo, "add": add,
+    "repeat": repeat, "sleep": sleep, "spin": spin, "tidy": tidy,
 }
 
 

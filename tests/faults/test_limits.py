@@ -42,7 +42,7 @@ def hundred_thousand_callbacks() -> Signature:
 @pytest.mark.slow
 def test_a_message_with_100000_callbacks_is_refused_when_sent(tmp_path: Path) -> None:
     app = fault_app_on(tmp_path)
-    with pytest.raises(LimitExceeded, match="100000 messages.*max_fanout=10000"):
+    with pytest.raises(LimitExceeded, match=r"100000 messages.*max_fanout=10000"):
         app.send_task(hundred_thousand_callbacks())
     assert app.broker.depth(app.config.default_queue).ready == 0
     app.close()
@@ -105,7 +105,7 @@ def test_a_follow_up_over_a_limit_fails_the_task_instead_of_looping(tmp_path: Pa
     callback = Signature("echo", [])
     sig = Signature("repeat", ["y", 5000], on_success=[callback])
     with running(app, concurrency=1):
-        with pytest.raises(TaskFailed, match="LimitExceeded.*max_message_bytes=4096"):
+        with pytest.raises(TaskFailed, match=r"LimitExceeded.*max_message_bytes=4096"):
             app.send_task(sig).get(timeout=T)
         assert app.send_task(Signature("add", [1, 1])).get(timeout=T) == 2
     assert app.result(callback.uuid).state is TaskState.PENDING
