@@ -38,6 +38,9 @@ NOT_REGISTERED_DELAY = 1.0
 #: Signature header counting the retries so far (drives the back-off when retry_timeout is 0).
 RETRIES_HEADER = "machinery_retries"
 
+#: Seconds before a message delivered again while its first delivery still runs here is offered again.
+RUNNING_ELSEWHERE_DELAY = 1.0
+
 #: Seconds before a delivery whose follow-ups could not be stored is tried again.
 _SETTLE_RETRY_DELAY = 1.0
 
@@ -102,6 +105,9 @@ class Executor:
         self.backend = backend
         self.default_queue = config.default_queue
         self.router = Router(config)
+        self._running: dict[str, int] = {}
+        """Task UUIDs running in this executor (how many runs of each)."""
+        self._running_lock = threading.Lock()
         self.progress = progress
         """Writes RECEIVED/STARTED for slow tasks; without it (and with track_started) every task
         gets them written here, synchronously."""
@@ -168,12 +174,56 @@ class Executor:
         except TaskNotRegistered:
             self._not_registered(delivery, sig)
             return False
+        uuid = sig.uuid
+        if delivery.delivery_count > 1:
+            if uuid in self._running:
+                # Its first delivery still runs here (RabbitMQ's consumer_timeout closed the channel
+                # under it): this copy waits until that run has recorded its outcome.
+                log.warning("task %s[%s] delivered again while it still runs here; holding it back",
+                            sig.name, uuid)
+                self.broker.nack(delivery, delay=RUNNING_ELSEWHERE_DELAY)
+                return False
+            if self.backend is not None:
+                try:
+                    if self._already_finished(delivery, sig):
+                        return True
+                except Exception:
+                    log.exception("task %s[%s]: could not look up its state; running it again", sig.name, uuid)
+        running = self._running
+        with self._running_lock:
+            running[uuid] = running.get(uuid, 0) + 1
         try:
             self._run(delivery, sig, task.run)
         except Exception:
-            log.exception("task %s[%s]: could not store its outcome; it will run again", sig.name, sig.uuid)
+            log.exception("task %s[%s]: could not store its outcome; it will run again", sig.name, uuid)
             self._give_back(delivery)
             return False
+        finally:
+            with self._running_lock:
+                left = running.pop(uuid) - 1
+                if left:
+                    running[uuid] = left
+        return True
+
+    def _already_finished(self, delivery: Delivery, sig: Signature) -> bool:
+        """A message delivered again whose task already has its final state (its first run
+        finished, but the ack never reached the broker: a worker killed just before it, or
+        RabbitMQ's ``consumer_timeout`` closing the channel under a long task) is not run again.
+        Its follow-ups are sent again from the stored outcome (they may have been lost with the
+        ack: at least once), then it is acked. True when that was done."""
+        assert self.backend is not None
+        record = self.backend.get(sig.uuid)
+        if record is None or not record.ready:
+            return False
+        started = time.perf_counter()
+        log.warning(
+            "task %s[%s] delivered again (delivery %d) but already %s: not running it again",
+            sig.name, sig.uuid, delivery.delivery_count, record.state,
+        )
+        if record.state is TaskState.SUCCESS:
+            self._succeeded(delivery, sig, record.result, started)
+        else:
+            self._publish([self._message(cb.with_result(record.error)) for cb in sig.on_error])
         return True
 
     def _refuse(self, delivery: Delivery, reason: str) -> bool:
