@@ -132,9 +132,14 @@ def test_masked_forms(url: str, masked: str) -> None:
     assert masked_url(url) == masked
 
 
-def test_a_bad_config_value_is_reported_masked() -> None:
+@pytest.mark.parametrize(
+    "url", ["://guest:Sup3rSecretPw@host", "sqlite://guest:Sup3rSecretPw@host/db", "sqlite://u:Sup3rSecretPw@[x/db"]
+)
+def test_a_bad_url_is_reported_masked(url: str) -> None:
+    from machinery.brokers import open_broker
+
     with pytest.raises(ConfigError) as caught:
-        load_config(broker_url="://guest:Sup3rSecretPw@host")
+        open_broker(load_config(broker_url=url, environ={}))
     assert "Sup3rSecretPw" not in str(caught.value)
 
 
