@@ -4,7 +4,9 @@ task's failure: recorded, error callbacks sent, the message acknowledged, the wo
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -80,3 +82,25 @@ def test_a_real_signal_still_stops_the_worker_while_a_task_runs(tmp_path: Path) 
         code, out = stop_worker(proc)
         app.close()
     assert code == 0, out
+
+
+def test_a_real_ctrl_c_on_the_thread_running_an_embedded_worker_stops_it_cleanly(tmp_path: Path) -> None:
+    """``worker.run()`` on the main thread without launch()'s handlers: a real SIGINT raises
+    KeyboardInterrupt there, never in a task (tasks run on task threads): the running task
+    finishes, the worker returns."""
+    app = fault_app_on(tmp_path)
+    worker = app.worker(concurrency=1)
+    task = app.send_task(Signature("sleep", [1.0]))
+
+    def interrupt_once_started() -> None:
+        if eventually(lambda: task.state is TaskState.STARTED, timeout=T):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_started, daemon=True).start()
+    try:
+        worker.run()
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped the worker")
+    assert worker.stopping
+    assert task.get(timeout=T) == 1.0
+    app.close()
