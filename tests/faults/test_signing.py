@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from machinery import App, Config, ConfigError, Signature, TaskState, load_config
+from machinery import App, Config, ConfigError, Signature, TaskFailed, TaskState, load_config
 from machinery.brokers.base import REASON_HEADER, Broker, dead_letter_queue
 from machinery.routing import Router
 from machinery.signing import SIGNATURE_HEADER, Signer
@@ -84,6 +84,11 @@ def test_signed_messages_run_and_others_are_dead_lettered(
         assert signed_old.send_task(chain_).get(timeout=T) == 2
         assert worker_app.result(chain_.on_success[0].uuid).get(timeout=T) == 12
         assert signed_new.send_task(Signature("add", [2, 2])).get(timeout=T) == 4
+        # Through the broker's delay (AMQP: TTL queues and back) and a retry, the header stays valid.
+        assert signed_old.send_task(Signature("add", [3, 4]).countdown(0.3)).get(timeout=T) == 7
+        retried = signed_old.send_task(Signature("exit", [1], retry_count=1, retry_timeout=0))
+        with pytest.raises(TaskFailed, match="SystemExit: 1"):
+            retried.get(timeout=T)
         refused = [unsigned.send_task(Signature("add", [3, 3])), forger.send_task(Signature("add", [4, 4]))]
         reasons = dead_reasons(config, worker_app.broker, 2)
     assert sorted(r.split(" (")[0] for r in reasons) == ["bad message signature", "unsigned message"]
