@@ -52,6 +52,8 @@ class Abandoned(BaseException):
 
 
 _RUNNING, _DONE, _ABANDONED = 0, 1, 2
+#: Deadlines kept before the first sweep of those whose calls finished.
+_COMPACT_MIN = 1024
 
 
 class Watch:
@@ -108,6 +110,7 @@ class Watchdog:
         self._seq = itertools.count()
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._compact_at = _COMPACT_MIN
 
     def watch(self, limits: TimeLimits, context: object) -> Watch:
         """Start watching a call made now on this thread under ``limits``."""
@@ -116,6 +119,13 @@ class Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="machinery-time-limits", daemon=True)
                 self._thread.start()
+            if len(self._heap) >= self._compact_at:
+                # Finished calls leave their deadlines behind (removing each at once would cost a
+                # search); drop them all whenever the heap doubled, so it stays within twice the
+                # calls running.
+                self._heap = [e for e in self._heap if e[2].state == _RUNNING]
+                heapq.heapify(self._heap)
+                self._compact_at = max(_COMPACT_MIN, 2 * len(self._heap))
             if limits.soft is not None and (limits.hard is None or limits.soft < limits.hard):
                 heapq.heappush(self._heap, (w.started + limits.soft, next(self._seq), w, False))
             if w.hard_at is not None:
@@ -131,10 +141,10 @@ class Watchdog:
             self._thread.join()
 
     def _loop(self) -> None:
-        heap = self._heap
         while True:
             with self._cond:
                 while not self._stopped:
+                    heap = self._heap  # (replaced when swept)
                     # Entries of calls already finished are dropped as they come up.
                     while heap and heap[0][2].state != _RUNNING:
                         heapq.heappop(heap)
@@ -143,7 +153,7 @@ class Watchdog:
                     self._cond.wait(heap[0][0] - time.monotonic() if heap else None)
                 if self._stopped:
                     return
-                _, _, w, hard = heapq.heappop(heap)
+                _, _, w, hard = heapq.heappop(self._heap)
             if hard:
                 if w._fire(TimeLimitExceeded, abandon=True):
                     log.error("a task ran past its time limit of %gs; giving it up", w.limits.hard)
