@@ -126,11 +126,14 @@ class Watchdog:
                 self._heap = [e for e in self._heap if e[2].state == _RUNNING]
                 heapq.heapify(self._heap)
                 self._compact_at = max(_COMPACT_MIN, 2 * len(self._heap))
+            heap = self._heap
+            first = heap[0][0] if heap else None
             if limits.soft is not None and (limits.hard is None or limits.soft < limits.hard):
-                heapq.heappush(self._heap, (w.started + limits.soft, next(self._seq), w, False))
+                heapq.heappush(heap, (w.started + limits.soft, next(self._seq), w, False))
             if w.hard_at is not None:
-                heapq.heappush(self._heap, (w.hard_at, next(self._seq), w, True))
-            self._cond.notify()
+                heapq.heappush(heap, (w.hard_at, next(self._seq), w, True))
+            if first is None or heap[0][0] < first:
+                self._cond.notify()  # the watchdog sleeps until the earliest deadline: now sooner
         return w
 
     def stop(self) -> None:

@@ -27,12 +27,13 @@ def test_calls_ending_at_their_limits_are_settled_one_way_only() -> None:
     dog = Watchdog(abandoned.append)
     outcomes = {"finished": 0, "soft": 0, "abandoned": 0}
     try:
-        for i in range(300):
-            limit = 0.001 + (i % 7) * 0.0003
+        for i in range(150):
+            limit = 0.02
             try:
                 try:
-                    watch = dog.watch(TimeLimits(soft=limit, hard=limit * 2), i)
-                    deadline = time.monotonic() + limit * 1.5
+                    watch = dog.watch(TimeLimits(soft=limit, hard=limit * 4), i)
+                    # Around the soft deadline, where the call's end and the watchdog race.
+                    deadline = time.monotonic() + limit * (0.8 + (i % 9) * 0.05)
                     while time.monotonic() < deadline:
                         pass
                 finally:
@@ -45,8 +46,9 @@ def test_calls_ending_at_their_limits_are_settled_one_way_only() -> None:
             time.sleep(0.002)  # an exception withdrawn late would land here and fail the test
     finally:
         dog.stop()
-    assert sum(outcomes.values()) == 300
+    assert sum(outcomes.values()) == 150
     assert outcomes["soft"] > 0
+    assert outcomes["finished"] > 0
     time.sleep(0.1)
     assert len(abandoned) == outcomes["abandoned"]
 
