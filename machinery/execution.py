@@ -269,7 +269,7 @@ class Executor:
             watchdog = self.watchdog
             limits = self.registry.limits(sig.name).overridden_by(sig.headers) if watchdog is not None else None
             if watchdog is not None and limits is not None and limits.any:
-                watch = watchdog.watch(limits, (delivery, sig))
+                watch = watchdog.watch(limits, (delivery, sig), f"task {sig.name}[{sig.uuid}]")
                 try:
                     value = run(sig.args)
                 finally:

@@ -59,10 +59,12 @@ _COMPACT_MIN = 1024
 class Watch:
     """One task call under watch."""
 
-    __slots__ = ("context", "hard_at", "ident", "injected", "limits", "lock", "started", "state")
+    __slots__ = ("context", "hard_at", "ident", "injected", "label", "limits", "lock", "started", "state")
 
-    def __init__(self, limits: TimeLimits, context: object) -> None:
+    def __init__(self, limits: TimeLimits, context: object, label: str = "a task") -> None:
         self.limits = limits
+        self.label = label
+        """Names the call in log lines."""
         self.context = context
         """What ``on_abandon`` gets (the worker's delivery and signature)."""
         self.ident = threading.get_ident()
@@ -112,9 +114,9 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._compact_at = _COMPACT_MIN
 
-    def watch(self, limits: TimeLimits, context: object) -> Watch:
+    def watch(self, limits: TimeLimits, context: object, label: str = "a task") -> Watch:
         """Start watching a call made now on this thread under ``limits``."""
-        w = Watch(limits, context)
+        w = Watch(limits, context, label)
         with self._cond:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="machinery-time-limits", daemon=True)
@@ -159,10 +161,10 @@ class Watchdog:
                 _, _, w, hard = heapq.heappop(self._heap)
             if hard:
                 if w._fire(TimeLimitExceeded, abandon=True):
-                    log.error("a task ran past its time limit of %gs; giving it up", w.limits.hard)
+                    log.error("%s ran past its time limit of %gs; giving it up", w.label, w.limits.hard)
                     threading.Thread(target=self._abandon, args=(w,), name="machinery-abandon", daemon=True).start()
             elif w._fire(SoftTimeLimitExceeded, abandon=False):
-                log.warning("a task ran past its soft time limit of %gs", w.limits.soft)
+                log.warning("%s ran past its soft time limit of %gs", w.label, w.limits.soft)
 
     def _abandon(self, w: Watch) -> None:
         try:
