@@ -233,14 +233,15 @@ class Worker:
 
         Tasks never run on the thread calling ``run``, so a KeyboardInterrupt that reaches it is a
         real Ctrl-C (an embedding without ``launch``'s handlers): the worker stops cleanly."""
-        with self._work:
-            while self._live:
-                try:
-                    self._work.wait(1.0)
-                except KeyboardInterrupt:
-                    log.info("interrupted: finishing running tasks, then stopping")
-                    self._stopping.set()
-                    self._work.notify_all()
+        while True:
+            try:
+                with self._work:
+                    while self._live:
+                        self._work.wait(1.0)
+                return
+            except KeyboardInterrupt:
+                log.info("interrupted: finishing running tasks, then stopping")
+                self.stop()
 
     def _on_time_limit(self, watch: Watch) -> None:
         """(Watchdog) A task ran past its hard limit and was given up: record its failure, ack its
