@@ -18,7 +18,7 @@ from machinery.jsonvalues import EMPTY_DICT, FrozenDict, freeze_mapping
 from machinery.limits import DEFAULT_MAX_FANOUT, DEFAULT_MAX_MESSAGE_BYTES
 from machinery.urls import masked_url
 
-__all__ = ["CONFIG_ENV", "Config", "load_config"]
+__all__ = ["CONFIG_ENV", "Config", "load_config", "masked_url"]  # masked_url: re-exported from urls
 
 #: The environment variable naming a YAML file to read when ``load_config`` gets no path.
 CONFIG_ENV = "MACHINERY_CONFIG"
