@@ -167,6 +167,8 @@ class Executor:
         try:
             check_fanout(sig, router.max_fanout)
         except LimitExceeded as exc:
+            if self.progress is not None:
+                self.progress.finish(delivery)  # first: no RECEIVED may land after the FAILURE
             self._record(sig, TaskState.FAILURE, error=f"LimitExceeded: {exc}")
             return self._refuse(delivery, str(exc))
         try:
