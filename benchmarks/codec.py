@@ -1,4 +1,4 @@
-"""Round trip (encode + decode) of the seed's 3-step chain message, per operation.
+"""Round trip (encode + decode) of the example 3-step chain message, per operation.
 
 Compares the compiled codec, the pure-Python twin, the stdlib ``json`` (dumps + loads of the
 equivalent dict) and ``msgspec`` (a ``msgspec.Struct`` of the same schema, nested callbacks
@@ -50,8 +50,8 @@ class MsgspecSignature(msgspec.Struct, kw_only=True):
     ChordCallback: MsgspecSignature | None = None
 
 
-def seed_chain() -> Signature:
-    """The seed's chain ``add(1, 1) -> add(5, 6) -> multiply(4)``, as its first step."""
+def example_chain() -> Signature:
+    """The example chain ``add(1, 1) -> add(5, 6) -> multiply(4)``, as its first step."""
     return chain(Signature("add", [1, 1]), Signature("add", [5, 6]), Signature("multiply", [4])).head
 
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     decode_c: Callable[[bytes], Signature] = compiled.decode
     encode_py, decode_py = _codec_py.encode, _codec_py.decode
 
-    sig = seed_chain()
+    sig = example_chain()
     message = encode_c(sig)
     assert message == encode_py(sig) and decode_c(message) == sig
     plain = json.loads(message)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     times = {name: best_per_call(func, options.repeat) for name, func in cases.items()}
     part_times = {name: best_per_call(func, options.repeat) for name, func in parts.items()}
 
-    print("codec round trip (encode + decode) of the seed's 3-step chain message")
+    print("codec round trip (encode + decode) of the example 3-step chain message")
     print(f"machine: {machine()}")
     print(f"load average (1/5/15 min): before {load_before}, after {load()}")
     print(f"message: {len(message)} bytes (msgspec writes {len(msgspec_encoder.encode(struct))})")

@@ -1,1 +1,1 @@
-"""The seed's examples: tasks, an app built from config.yml, a worker and a sender."""
+"""Examples: tasks, an app built from config.yml, a worker and a sender."""

@@ -1,4 +1,4 @@
-"""Send the seed's examples to a running worker and print their results:
+"""Send the example tasks to a running worker and print their results:
 
     python examples/worker.py     # in one shell
     python examples/send.py       # in another
@@ -36,7 +36,7 @@ def main() -> None:
         print("fail(1, 2) failed:", exc.error)
     print("  its error callback returned:", app.result(on_error.uuid).get(timeout=TIMEOUT))
 
-    # The seed's chain: ((1 + 1) + (5 + 6)) * 4 = 52.
+    # The example chain: ((1 + 1) + (5 + 6)) * 4 = 52.
     result = app.send_task(chain(Signature("add", [1, 1]), Signature("add", [5, 6]), Signature("multiply", [4])))
     print("chain add(1, 1) -> add(5, 6) -> multiply(4) =", result.get(timeout=TIMEOUT))
     app.close()

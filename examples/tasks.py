@@ -1,36 +1,13 @@
-"""Example tasks: the seed's AddTask and MultiplyTask as classes with ``run(self, args)``, a task
-that fails (for error callbacks), and plain functions registered as tasks in ``app.py``."""
+"""Example tasks: ``AddTask``, ``MultiplyTask`` and ``FailingTask``, classes with ``run(self, args)``
+(defined in ``machinery/demo_tasks.py``, which ``machinery demo`` runs too), and a plain function
+registered as a task in ``app.py``."""
 
 from __future__ import annotations
 
-from machinery import JSONValue, parse_number_args
+from machinery import JSONValue
+from machinery.demo_tasks import AddTask, FailingTask, MultiplyTask
 
-
-class AddTask:
-    """Adds its number args: ``add(1, 1) -> 2.0``."""
-
-    def run(self, args: tuple[JSONValue, ...]) -> float:
-        total = 0.0
-        for number in parse_number_args(args):
-            total += number
-        return total
-
-
-class MultiplyTask:
-    """Multiplies its number args: ``multiply(13, 4) -> 52.0``."""
-
-    def run(self, args: tuple[JSONValue, ...]) -> float:
-        product = 1.0
-        for number in parse_number_args(args):
-            product *= number
-        return product
-
-
-class FailingTask:
-    """Always fails; its error text goes to its ``on_error`` callbacks."""
-
-    def run(self, args: tuple[JSONValue, ...]) -> None:
-        raise ValueError(f"cannot process {list(args)}")
+__all__ = ["AddTask", "FailingTask", "MultiplyTask", "report_error"]
 
 
 def report_error(error: str, *context: JSONValue) -> str:

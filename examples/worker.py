@@ -1,4 +1,4 @@
-"""Run a worker for the example app (the seed's ``go run examples/worker/worker.go``):
+"""Run a worker for the example app:
 
     python examples/worker.py
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
@@ -21,10 +21,8 @@ from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.task import Task
 from machinery.urls import masked_url
+from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group
-
-if TYPE_CHECKING:
-    from machinery.worker import Worker
 
 __all__ = ["App", "TaskDecorator", "TaskFunction", "init_app"]
 
@@ -85,7 +83,7 @@ class TaskDecorator(Protocol):
 
 
 class App:
-    """A machinery application: the seed's App. Build it from a Config (``load_config()`` when
+    """A machinery application. Build it from a Config (``load_config()`` when
     none is given), register tasks, send them, and run workers with ``app.worker()``.
 
     The broker and result backend are opened on first use from the config's URLs, unless given.
@@ -300,12 +298,10 @@ class App:
     def worker(
         self, *, concurrency: int | None = None, queues: Sequence[str] | None = None, prefetch: int | None = None
     ) -> Worker:
-        """A Worker for this app (the seed's ``InitWorker``); ``launch()`` runs it."""
-        from machinery.worker import Worker
-
+        """A Worker for this app; ``launch()`` runs it."""
         return Worker(self, concurrency=concurrency, queues=queues, prefetch=prefetch)
 
 
 def init_app(config: Config | None = None) -> App:
-    """The seed's ``InitApp``: an App for ``config``."""
+    """An App for ``config`` (the same as ``App(config)``)."""
     return App(config)

@@ -195,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_queues)
 
     p = sub.add_parser(
-        "demo", help="run the seed's examples with no server",
-        description="Start a worker process on temporary SQLite files, send the seed's examples, print results.",
+        "demo", help="run the example tasks with no server",
+        description="Start a worker process on temporary SQLite files, send the example tasks, print results.",
     )
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait per result")
     p.add_argument("-c", "--concurrency", type=_positive_int, default=2, metavar="N", help="worker threads (default 2)")

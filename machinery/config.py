@@ -18,12 +18,15 @@ from machinery.jsonvalues import EMPTY_DICT, FrozenDict, freeze_mapping
 from machinery.limits import DEFAULT_MAX_FANOUT, DEFAULT_MAX_MESSAGE_BYTES
 from machinery.urls import masked_url
 
-__all__ = ["CONFIG_ENV", "Config", "load_config", "masked_url"]  # masked_url: re-exported from urls
+__all__ = ["CONFIG_ENV", "EXCHANGE_TYPES", "Config", "load_config", "masked_url"]
 
 #: The environment variable naming a YAML file to read when ``load_config`` gets no path.
 CONFIG_ENV = "MACHINERY_CONFIG"
 
 _ENV_PREFIX = "MACHINERY_"
+
+#: The AMQP exchange types the AMQP broker declares its exchange with (``Config.exchange_type``).
+EXCHANGE_TYPES = ("direct", "topic", "fanout")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -45,6 +48,9 @@ class Config:
     16: SQLite claims that many per transaction, and 32 processed ~25% faster in benchmarks/throughput.py."""
     queue_declare_args: FrozenDict = field(default=EMPTY_DICT)
     """Extra arguments for declaring AMQP queues, e.g. {"x-max-priority": 10} or {"x-queue-type": "quorum"}."""
+    amqp_fast_path: bool = True
+    """Let the AMQP broker join outgoing frames and read deliveries with the compiled frame scanner
+    (it relies on pika internals, checked at start-up); False uses pika's public API only (slower)."""
     visibility_timeout: float = 30.0
     """Seconds a delivered message stays hidden before it is delivered again (SQLite broker)."""
     max_redeliveries: int = 5
@@ -106,8 +112,6 @@ _FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(
 _GO_TOP_KEYS = {"broker": "broker_url"}
 _GO_AMQP_KEYS = frozenset({"exchange", "exchange_type", "binding_key", "prefetch_count", "queue_declare_args"})
 
-_EXCHANGE_TYPES = frozenset({"direct", "fanout", "topic", "headers"})
-
 
 def _check_url(value: str, *, allow_none: bool) -> bool:
     if allow_none and value == "none":
@@ -128,7 +132,7 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "broker_url": (lambda v: _check_url(str(v), allow_none=False), "a URL such as sqlite:///machinery.sqlite3"),
     "result_backend": (lambda v: _check_url(str(v), allow_none=True), 'a URL such as sqlite:///results.db, or "none"'),
     "results_expire_in": (_int_at_least(0), "an integer >= 0 (seconds)"),
-    "exchange_type": (lambda v: v in _EXCHANGE_TYPES, "one of direct, fanout, topic, headers"),
+    "exchange_type": (lambda v: v in EXCHANGE_TYPES, f"one of {', '.join(EXCHANGE_TYPES)}"),
     "default_queue": (bool, "a non-empty queue name"),
     "prefetch_count": (_int_at_least(0), "an integer >= 0"),
     "visibility_timeout": (_seconds(positive=True), "a finite number of seconds > 0"),

@@ -1,41 +1,18 @@
-"""The demo's tasks and app (the seed's examples), used by ``machinery demo``.
+"""The demo's app, used by ``machinery demo``: the example tasks (``demo_tasks``) and an error
+callback.
 
 The app is configured from the environment (``MACHINERY_*``), so the demo can point a worker
-process and itself at the same temporary SQLite files. ``examples/`` holds the same tasks as a
-project of your own would.
+process and itself at the same temporary SQLite files.
 """
 
 from __future__ import annotations
 
-import math
-
-from machinery._speedups import parse_number_args
 from machinery.app import App
 from machinery.config import load_config
+from machinery.demo_tasks import AddTask, FailingTask, MultiplyTask
 from machinery.jsonvalues import JSONValue
 
 __all__ = ["AddTask", "FailingTask", "MultiplyTask", "app", "describe_error"]
-
-
-class AddTask:
-    """The seed's add: the sum of its number args."""
-
-    def run(self, args: tuple[JSONValue, ...]) -> float:
-        return math.fsum(parse_number_args(args))
-
-
-class MultiplyTask:
-    """The seed's multiply: the product of its number args."""
-
-    def run(self, args: tuple[JSONValue, ...]) -> float:
-        return math.prod(parse_number_args(args))
-
-
-class FailingTask:
-    """Always fails, to show error callbacks."""
-
-    def run(self, args: tuple[JSONValue, ...]) -> None:
-        raise ValueError(f"refusing to work on {list(args)}")
 
 
 def describe_error(error: str, *context: JSONValue) -> str:

@@ -1,4 +1,4 @@
-"""``machinery demo``: a worker process on temporary SQLite files, the seed's examples sent to it,
+"""``machinery demo``: a worker process on temporary SQLite files, the example tasks sent to it,
 each result printed as it arrives, then the worker stopped cleanly. Needs no server."""
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def _send_examples(app: App, proc: subprocess.Popen[bytes], timeout: float) -> i
     with_callback = Signature("add", [2, 3], on_success=[callback])
     on_error = Signature("on_error", [])
     failing = Signature("fail", [7], on_error=[on_error])
-    seed_chain = chain(Signature("add", [1, 1]), Signature("add", [5, 6]), Signature("multiply", [4]))
+    example_chain = chain(Signature("add", [1, 1]), Signature("add", [5, 6]), Signature("multiply", [4]))
 
     handles: list[tuple[str, AsyncResult]] = [
         ("add(1, 1)", app.send_task(add_1_1)),
@@ -94,7 +94,7 @@ def _send_examples(app: App, proc: subprocess.Popen[bytes], timeout: float) -> i
     callback_handle = app.result(callback.uuid)
     failing_handle = app.send_task(failing)
     error_handle = app.result(on_error.uuid)
-    chain_handle = app.send_task(seed_chain)
+    chain_handle = app.send_task(example_chain)
     try:
         for label, handle in handles:
             print(f"{label} = {_show(_wait(handle, proc, timeout))}", flush=True)

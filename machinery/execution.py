@@ -85,7 +85,7 @@ def as_json_result(value: object, task_name: str) -> JSONValue:
 
 
 class Executor:
-    """Runs deliveries for a worker. Thread-safe: each call to ``handle`` stands alone."""
+    """Runs deliveries for a worker. Thread-safe: each call to ``process`` stands alone."""
 
     def __init__(
         self,
@@ -137,18 +137,9 @@ class Executor:
 
     # -- one delivery -------------------------------------------------------------------------
 
-    def handle(self, delivery: Delivery) -> None:
-        """Process ``delivery`` to the end and settle it (ack, nack or dead letter) exactly once."""
-        if self.process(delivery):
-            try:
-                self.broker.ack(delivery)
-            except Exception:
-                log.exception("could not acknowledge a delivery from %s; it will run again", delivery.queue)
-                self._give_back(delivery)
-
     def process(self, delivery: Delivery) -> bool:
         """Process ``delivery`` to the end. True: its outcome and follow-ups are stored and the
-        caller must ``ack`` it (so acks can be settled in batches); False: it was settled here
+        caller must ``ack`` it (the worker's settler acks in batches); False: it was settled here
         (given back or dead-lettered)."""
         body = delivery.body
         router = self.router

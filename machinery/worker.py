@@ -18,20 +18,20 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
-from machinery.brokers.base import Delivery
+from machinery.backends.base import ResultBackend
+from machinery.brokers.base import Broker, Delivery
+from machinery.config import Config
 from machinery.execution import Executor
 from machinery.progress import ProgressTracker
+from machinery.registry import Registry
 from machinery.signature import Signature
 from machinery.supervisor import EXIT_REPLACE_ME
 from machinery.urls import masked_url
 from machinery.watchdog import Abandoned, Watch, Watchdog
 
-if TYPE_CHECKING:
-    from machinery.app import App
-
-__all__ = ["Worker"]
+__all__ = ["Worker", "WorkerApp"]
 
 log = logging.getLogger("machinery.worker")
 
@@ -43,13 +43,29 @@ ACK_BATCH = 32
 ACK_DELAY = 0.002
 
 
+class WorkerApp(Protocol):
+    """What a worker needs of its application (``App`` has it; the worker does not import ``App``)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def broker(self) -> Broker: ...
+
+    @property
+    def backend(self) -> ResultBackend | None: ...
+
+
 class Worker:
     """Consumes ``queues`` (the app's default queue when none are given) and runs the app's
     registered tasks on ``concurrency`` threads (``config.concurrency`` by default)."""
 
     def __init__(
         self,
-        app: App,
+        app: WorkerApp,
         *,
         concurrency: int | None = None,
         queues: Sequence[str] | None = None,
@@ -105,7 +121,7 @@ class Worker:
     # -- control ------------------------------------------------------------------------------
 
     def launch(self) -> None:
-        """Run until stopped (the seed's ``Launch``). In the main thread, SIGINT and SIGTERM stop
+        """Run until stopped. In the main thread, SIGINT and SIGTERM stop
         it cleanly: no new messages, running tasks finish, fetched but unstarted messages go back;
         a second signal exits the process at once (held messages return when their leases end)."""
         if threading.current_thread() is not threading.main_thread():

@@ -37,7 +37,7 @@ class Chain:
 
 
 def chain(*signatures: Signature | Iterable[Signature]) -> Chain:
-    """Chain ``signatures``: each one's success sends the next (the seed's ``Chain``).
+    """Chain ``signatures``: each one's success sends the next.
 
     Step ``i + 1`` is appended to step ``i``'s ``on_success``, so
     ``chain(add(1, 1), add(5, 6), multiply(4))`` computes ``((1 + 1) + (5 + 6)) * 4 = 52``.

@@ -1,9 +1,10 @@
 """The hot path: message encoding/decoding, number-argument parsing and reading AMQP frames.
 
 Each has two implementations with identical behaviour: compiled (Cython: ``_codec_c``,
-``_frames_c``) and a typed pure-Python twin (``_codec_py``, ``_frames_py``). The compiled ones are
-used when they were built and ``MACHINERY_NO_EXTENSIONS`` is not set; type checkers always see the
-twins.
+``_frames_c``) and a typed pure-Python twin (``_codec_py``, ``_frames_py``). Each compiled module
+is used when it was built and ``MACHINERY_NO_EXTENSIONS`` is not set; the two are loaded
+independently, so one that fails to import leaves the other in use (``CODEC_COMPILED``,
+``FRAMES_COMPILED``; ``USING_EXTENSIONS`` when both are). Type checkers always see the twins.
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ from typing import TYPE_CHECKING
 
 from machinery._speedups._frames_py import Confirmed, Delivered
 
-__all__ = ["USING_EXTENSIONS", "Confirmed", "Delivered", "decode", "encode", "parse_number_args", "scan_frames"]
+__all__ = [
+    "CODEC_COMPILED",
+    "FRAMES_COMPILED",
+    "USING_EXTENSIONS",
+    "Confirmed",
+    "Delivered",
+    "decode",
+    "encode",
+    "parse_number_args",
+    "scan_frames",
+]
 
 NO_EXTENSIONS = bool(os.environ.get("MACHINERY_NO_EXTENSIONS")) or platform.python_implementation() != "CPython"
 
@@ -22,20 +33,27 @@ if TYPE_CHECKING:
     from machinery._speedups._codec_py import decode, encode, parse_number_args
     from machinery._speedups._frames_py import scan_frames
 
-    USING_EXTENSIONS: bool
-elif NO_EXTENSIONS:
-    from machinery._speedups._codec_py import decode, encode, parse_number_args
-    from machinery._speedups._frames_py import scan_frames
-
-    USING_EXTENSIONS = False
+    CODEC_COMPILED: bool
+    FRAMES_COMPILED: bool
 else:
-    try:
-        from machinery._speedups._codec_c import decode, encode, parse_number_args
-        from machinery._speedups._frames_c import scan_frames
-    except ImportError:
+    CODEC_COMPILED = FRAMES_COMPILED = False
+    if not NO_EXTENSIONS:
+        try:
+            from machinery._speedups._codec_c import decode, encode, parse_number_args
+        except ImportError:
+            pass
+        else:
+            CODEC_COMPILED = True
+        try:
+            from machinery._speedups._frames_c import scan_frames
+        except ImportError:
+            pass
+        else:
+            FRAMES_COMPILED = True
+    if not CODEC_COMPILED:
         from machinery._speedups._codec_py import decode, encode, parse_number_args
+    if not FRAMES_COMPILED:
         from machinery._speedups._frames_py import scan_frames
 
-        USING_EXTENSIONS = False
-    else:
-        USING_EXTENSIONS = True
+#: Whether both the codec and the frame scanner are the compiled ones.
+USING_EXTENSIONS: bool = CODEC_COMPILED and FRAMES_COMPILED

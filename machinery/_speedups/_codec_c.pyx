@@ -24,7 +24,7 @@ from machinery._speedups import _codec_py
 from machinery._speedups._codec_py import format_eta, parse_eta, typed_arg
 from machinery.errors import DecodeError, EncodeError
 from machinery.jsonvalues import EMPTY_DICT, MAX_DEPTH as _PY_MAX_DEPTH, FrozenDict, thaw
-from machinery.signature import Signature
+from machinery.signature import MAX_PRIORITY as _PY_MAX_PRIORITY, Signature
 
 from datetime import datetime as _datetime
 
@@ -135,7 +135,7 @@ cdef object _numbers_fast(object args):
 
 
 def parse_number_args(args):
-    """``args`` as floats (the seed's ``ParseNumberArgs``): ints and floats are accepted; bools,
+    """``args`` as floats: ints and floats are accepted; bools,
     strings, None and everything else raise ``ArgumentError`` naming the position and type."""
     cdef object t = type(args)
     if t is list or t is tuple:

@@ -1,8 +1,8 @@
 """The pure-Python codec: the reference for the compiled one in ``_codec_c.pyx``.
 
-``encode`` writes a Signature as the JSON wire message of DESIGN.md (compact, UTF-8, keys in a
-fixed order, empty callback lists as ``null``); ``decode`` reads one back, accepting the seed's
-plain args and Go Machinery v1's typed args. Both raise only their own error class on bad input.
+``encode`` writes a Signature as the JSON wire message that README.md describes (compact, UTF-8, keys in a
+fixed order, empty callback lists as ``null``); ``decode`` reads one back, accepting plain
+JSON args and Go Machinery v1's typed args. Both raise only their own error class on bad input.
 The compiled module must give the same bytes, the same values and the same error classes.
 """
 
@@ -258,13 +258,22 @@ def typed_arg(obj: dict[str, object], where: str, depth: int) -> JSONValue | Non
     return _typed_value(type_name, obj["Value"], where, depth)
 
 
-def _decode_args(value: object, where: str, depth: int) -> tuple[JSONValue, ...]:
+def _array_or_null(value: object, where: str, depth: int) -> list[object]:
+    """``value`` as a list (``null``: empty), or ``DecodeError`` when it is not an array or is
+    nested too deep."""
     if value is None:
-        return ()
+        return []
     if type(value) is not list:
         raise DecodeError(f"{where}: expected an array or null, got {_json_type(value)}")
     if depth > MAX_DEPTH:
         raise DecodeError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _decode_args(value: object, where: str, depth: int) -> tuple[JSONValue, ...]:
+    value = _array_or_null(value, where, depth)
+    if not value:
+        return ()
     out: list[JSONValue] = []
     for i, item in enumerate(value):
         item_where = f"{where}[{i}]"
@@ -310,13 +319,7 @@ def _field_int(obj: dict[str, object], key: str, where: str, high: int | None = 
 
 
 def _field_signatures(obj: dict[str, object], key: str, where: str, depth: int) -> tuple[Signature, ...]:
-    value = obj.get(key)
-    if value is None:
-        return ()
-    if type(value) is not list:
-        raise DecodeError(f"{where}.{key}: expected an array or null, got {_json_type(value)}")
-    if depth > MAX_DEPTH:
-        raise DecodeError(f"{where}.{key}: nested deeper than {MAX_DEPTH} levels")
+    value = _array_or_null(obj.get(key), f"{where}.{key}", depth)
     return tuple([_signature(v, f"{where}.{key}[{i}]", depth + 1) for i, v in enumerate(value)])
 
 
@@ -420,7 +423,7 @@ def _check_nesting(text: str) -> None:
 
 
 def parse_number_args(args: Sequence[object]) -> list[float]:
-    """``args`` as floats (the seed's ``ParseNumberArgs``): ints and floats are accepted; bools,
+    """``args`` as floats: ints and floats are accepted; bools,
     strings, None and everything else raise ``ArgumentError`` naming the position and type."""
     if isinstance(args, (str, bytes, bytearray)) or not isinstance(args, Sequence):
         raise ArgumentError(f"args: expected a sequence of numbers, got {type(args).__name__}")

@@ -47,7 +47,7 @@ cdef Py_ssize_t SIG_OFF[NFIELDS]
 cdef Py_ssize_t FD_DATA_OFF
 cdef Py_ssize_t FD_HASH_OFF
 cdef int MAX_DEPTH = _PY_MAX_DEPTH
-cdef long MAX_PRIORITY = 255
+cdef long MAX_PRIORITY = _PY_MAX_PRIORITY
 
 cdef object _MemberDescriptor = types.MemberDescriptorType
 cdef object _Signature = Signature

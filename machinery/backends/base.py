@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from machinery.jsonvalues import JSONValue
 from machinery.states import TaskResult
 
-__all__ = ["ResultBackend"]
+__all__ = ["ResultBackend", "wait_until_final"]
 
 
 @runtime_checkable
@@ -48,3 +49,19 @@ class ResultBackend(Protocol):
     def close(self) -> None:
         """Release connections and files."""
         ...
+
+
+def wait_until_final(
+    get: Callable[[], TaskResult | None], pause: Callable[[float], object], deadline: float, interval: float
+) -> TaskResult | None:
+    """Read the state with ``get`` until it is final or ``deadline`` (``time.monotonic``) passes,
+    calling ``pause(seconds)`` (at most ``interval``) between reads; the last state read. A
+    backend's ``wait``, given how it reads and how it sleeps until woken."""
+    while True:
+        current = get()
+        if current is not None and current.ready:
+            return current
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return current
+        pause(min(remaining, interval))

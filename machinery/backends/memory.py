@@ -6,13 +6,14 @@ import threading
 import time
 from collections.abc import Sequence
 
+from machinery.config import Config
 from machinery.jsonvalues import JSONValue
+from machinery.schemes import SharedByName
 from machinery.states import TaskResult
 
 __all__ = ["MemoryBackend"]
 
-_NAMED: dict[str, MemoryBackend] = {}
-_NAMED_LOCK = threading.Lock()
+_SHARED: SharedByName[MemoryBackend] = SharedByName()
 
 
 class _GroupRecord:
@@ -36,11 +37,13 @@ class MemoryBackend:
     @classmethod
     def named(cls, name: str, *, expires_in: float = 3600.0) -> MemoryBackend:
         """The process-wide backend called ``name`` (created on first use)."""
-        with _NAMED_LOCK:
-            backend = _NAMED.get(name)
-            if backend is None:
-                backend = _NAMED[name] = cls(expires_in=expires_in)
-            return backend
+        return _SHARED.get(name, lambda: cls(expires_in=expires_in))
+
+    @classmethod
+    def from_config(cls, config: Config) -> MemoryBackend:
+        """The process-wide backend that ``memory://<name>`` names, keeping results
+        ``config.results_expire_in`` seconds."""
+        return cls.named(config.result_backend.partition("://")[2], expires_in=float(config.results_expire_in))
 
     def _current(self, task_uuid: str, now: float) -> TaskResult | None:
         entry = self._results.get(task_uuid)

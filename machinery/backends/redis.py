@@ -17,6 +17,7 @@ from typing import TypeVar, cast
 import redis
 from redis.commands.core import Script
 
+from machinery.backends.base import wait_until_final
 from machinery.backends.records import decode_record, decode_value, encode_record, encode_value, stamped
 from machinery.config import Config
 from machinery.errors import ResultBackendError
@@ -133,14 +134,8 @@ class RedisBackend:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             self._call(lambda: pubsub.subscribe(self._done_channel(task_uuid)))
-            while True:
-                current = self.get(task_uuid)
-                if current is not None and current.ready:
-                    return current
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return current
-                self._listen(pubsub, min(remaining, self.poll_interval))
+            return wait_until_final(lambda: self.get(task_uuid), lambda seconds: self._listen(pubsub, seconds),
+                                    deadline, self.poll_interval)
         finally:
             try:
                 pubsub.close()

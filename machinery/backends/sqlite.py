@@ -3,7 +3,7 @@ machine; by default the same file as the SQLite broker, in its own tables.
 
 Rows expire ``expires_in`` seconds after their last write: reads ignore expired rows and writes
 delete them now and then. ``wait`` blocks on a unix datagram socket that ``set`` pokes after
-committing a final state (:mod:`machinery.brokers.wakeup`), with a poll every ``poll_interval``
+committing a final state (:mod:`machinery.sqlite.wakeup`), with a poll every ``poll_interval``
 seconds as the fallback. Durability is the broker's: WAL with ``synchronous=NORMAL`` by default.
 """
 
@@ -13,12 +13,13 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
+from machinery.backends.base import wait_until_final
 from machinery.backends.records import decode_value, encode_value, stamped
-from machinery.brokers.sqlite_pool import ConnectionPool, SQLiteOptions, parse_sqlite_url
-from machinery.brokers.wakeup import WakeupChannel, wake_directory
 from machinery.config import Config
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
+from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, file_options, parse_sqlite_url
+from machinery.sqlite.wakeup import WakeupChannel, wake_directory
 from machinery.states import TaskResult, TaskState
 
 __all__ = ["SQLiteBackend"]
@@ -74,11 +75,7 @@ class SQLiteBackend:
         expires_in: float = 3600.0,
         poll_interval: float = 0.5,
     ) -> None:
-        options = path if isinstance(path, SQLiteOptions) else SQLiteOptions(path=path)
-        if options.path == ":memory:":
-            raise ResultBackendError(
-                "the SQLite result backend needs a database file; :memory: cannot be shared between processes"
-            )
+        options = file_options(path, "the SQLite result backend", ResultBackendError)
         if expires_in <= 0:
             raise ResultBackendError(f"expires_in must be > 0 seconds, got {expires_in!r}")
         self.options = options
@@ -146,16 +143,12 @@ class SQLiteBackend:
             listener = self._channel.listen(task_uuid)
         except OSError as exc:
             raise ResultBackendError(f"cannot listen for results in {self._channel.directory}: {exc}") from exc
+        def read() -> TaskResult | None:
+            listener.drain()  # wake-ups before this read say nothing new
+            return self.get(task_uuid)
+
         try:
-            while True:
-                listener.drain()
-                current = self.get(task_uuid)
-                if current is not None and current.ready:
-                    return current
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return current
-                listener.wait(min(remaining, self.poll_interval))
+            return wait_until_final(read, listener.wait, deadline, self.poll_interval)
         finally:
             listener.close()
 

@@ -1,21 +1,22 @@
-"""The settling half of the AMQP broker: acks from any thread collected on the I/O thread and sent
-coalesced.
+"""The AMQP broker's acks: collected from any thread, sent coalesced by the I/O thread.
 
 Task threads queue acks under a lock; the I/O thread collects them on a short tick while they keep
 coming (a task thread wakes it only when it is not ticking, or once half the prefetch is waiting)
 and sends one ``multiple`` ack up to the highest delivery tag below which everything is settled,
-single acks for settled tags above it. Delivery tags carry the connection generation in their high
-bits (``TAG_BITS``), so a settlement from a lost connection is recognised and dropped.
+single acks for settled tags above it. A delivery's tag carries the connection generation in its
+high bits (``TAG_BITS``), so a settlement from a lost connection is recognised (``stale``) and
+dropped.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 
 from machinery.brokers.amqp_connection import AMQPConnection
 
-__all__ = ["TAG_BITS", "TAG_MASK", "AckingConnection"]
+__all__ = ["TAG_BITS", "TAG_MASK", "AckCoalescer", "stale"]
 
 log = logging.getLogger("machinery.brokers.amqp")
 
@@ -30,94 +31,91 @@ _ACK_TICK = 0.001
 _ACK_IDLE_TICKS = 4
 
 
-class AckingConnection(AMQPConnection):
-    """``AMQPConnection`` plus coalesced acks of the deliveries it consumed."""
+def stale(tag: int, generation: int) -> bool:
+    """Whether the delivery ``tag`` (generation-tagged) is from a connection before ``generation``;
+    such a settlement is dropped, with a warning: RabbitMQ delivers the message again."""
+    if tag >> TAG_BITS == generation:
+        return False
+    log.warning("dropping the settlement of a delivery from a lost connection (RabbitMQ delivers it again)")
+    return True
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefetch_count: int,
-        connect_attempts: int,
-        publish_retries: int,
-        timeout: float,
-    ) -> None:
-        super().__init__(url, prefetch_count=prefetch_count, connect_attempts=connect_attempts,
-                         publish_retries=publish_retries, timeout=timeout)
+
+class AckCoalescer:
+    """Acks of the deliveries consumed on ``connection``'s consuming channel, coalesced."""
+
+    def __init__(self, connection: AMQPConnection) -> None:
+        self._connection = connection
         # Shared with other threads (under ``_lock``).
+        self._lock = threading.Lock()
         self._acks: list[int] = []
-        self._ack_scheduled = False
-        self._ack_polling = False
+        self._scheduled = False
+        self._polling = False
         self._idle_ticks = 0
-        self._ack_batch = max(1, prefetch_count // 2)
+        self._batch = max(1, connection.prefetch_count // 2)
         # Owned by the I/O thread.
         self._floor = 0
         self._done: set[int] = set()
-        self._acked_above: set[int] = set()
+        self._settled_above: set[int] = set()
+        """Tags above ``_floor`` settled without an ack of ours (acked singly, or rejected)."""
 
-    def _reset_acks(self) -> None:
-        """(I/O thread) The connection is gone: what was settled on it is void."""
-        self._floor = 0
-        self._done.clear()
-        self._acked_above.clear()
-
-    def _ack_tags(self, tags: Sequence[int]) -> None:
+    def ack(self, tags: Sequence[int]) -> None:
         """Queue acks of the (generation-tagged) ``tags`` for the I/O thread. It is woken only when
-        it is not collecting acks on its own (``_ack_tick``) or when half the prefetch is waiting."""
+        it is not collecting acks on its own or when half the prefetch is waiting. (Any thread.)"""
         with self._lock:
             acks = self._acks
             acks.extend(tags)
-            if self._ack_scheduled or (self._ack_polling and len(acks) < self._ack_batch):
+            if self._scheduled or (self._polling and len(acks) < self._batch):
                 return
-            self._ack_scheduled = True
-        self._submit(self._take_acks)
+            self._scheduled = True
+        self._connection.submit(self.send)
 
-    def _ack_tick(self) -> None:
+    def send(self) -> None:
+        """(I/O thread) Take the acks queued by other threads and send them."""
+        connection = self._connection
+        with self._lock:
+            acks, self._acks = self._acks, []
+            self._scheduled = False
+            arm = not self._polling and not connection.closing
+            if arm:
+                self._polling = True
+        if arm:
+            connection.call_later(_ACK_TICK, self._tick)
+        gen = connection.generation
+        for full in acks:
+            tag = full & TAG_MASK
+            if stale(full, gen):
+                continue
+            if tag <= self._floor or tag in self._settled_above or tag in self._done:
+                log.warning("dropping a second settlement of delivery %d", tag)
+            else:
+                self._done.add(tag)
+        self._flush()
+
+    def _tick(self) -> None:
         """(I/O thread) Collect acks every ``_ACK_TICK`` seconds while they keep coming; stop (and
         let task threads wake this thread again) after ``_ACK_IDLE_TICKS`` ticks that found none."""
         with self._lock:
-            if self._closing:
-                self._ack_polling = False
+            if self._connection.closing:
+                self._polling = False
                 return
             if not self._acks:
                 self._idle_ticks += 1
                 if self._idle_ticks >= _ACK_IDLE_TICKS:
-                    self._ack_polling = False
+                    self._polling = False
                     self._idle_ticks = 0
                     return
             else:
                 self._idle_ticks = 0
-            self._ack_polling = False  # re-armed by _take_acks
-        self._take_acks()
+            self._polling = False  # re-armed by send
+        self.send()
 
-    def _take_acks(self) -> None:
-        """(I/O thread) Move acks from task threads into the settled set and send them."""
-        with self._lock:
-            acks, self._acks = self._acks, []
-            self._ack_scheduled = False
-            arm = not self._ack_polling and not self._closing
-            if arm:
-                self._ack_polling = True
-        if arm and self._ioloop is not None:
-            self._ioloop.call_later(_ACK_TICK, self._ack_tick)
-        gen = self._gen
-        for full in acks:
-            tag = full & TAG_MASK
-            if full >> TAG_BITS != gen:
-                log.warning("dropping ack of a delivery from a lost connection (RabbitMQ delivers it again)")
-            elif tag <= self._floor or tag in self._acked_above or tag in self._done:
-                log.warning("dropping a second settlement of delivery %d", tag)
-            else:
-                self._done.add(tag)
-        self._flush_acks()
-
-    def _flush_acks(self) -> None:
+    def _flush(self) -> None:
         """(I/O thread) One ``multiple`` ack up to the highest tag below which all is settled, then
         single acks for settled deliveries above it."""
-        con = self._con
-        if con is None or not self._done or not con.is_open:
+        channel = self._connection.consuming
+        if channel is None or not self._done or not channel.is_open:
             return  # a closing channel takes no acks; its deliveries return to the queue
-        done, above = self._done, self._acked_above
+        done, above = self._done, self._settled_above
         floor = self._floor
         highest = 0
         while True:
@@ -132,19 +130,32 @@ class AckingConnection(AMQPConnection):
             floor = nxt
         self._floor = floor
         if highest:
-            con.basic_ack(highest, multiple=True)
+            channel.basic_ack(highest, multiple=True)
         for tag in done:
-            con.basic_ack(tag)
+            channel.basic_ack(tag)
             above.add(tag)
         done.clear()
 
-    def _settle_local(self, gen: int, tag: int, ok: bool) -> None:
-        """(I/O thread) Ack a delivery whose copy was confirmed, or requeue it when that failed."""
-        if gen != self._gen or self._con is None:
+    def reject(self, tag: int) -> None:
+        """(I/O thread) Give delivery ``tag`` (RabbitMQ's, without generation) back to its queue."""
+        channel = self._connection.consuming
+        if channel is not None:
+            channel.basic_reject(tag, requeue=True)
+            self._settled_above.add(tag)
+
+    def settle_copied(self, generation: int, tag: int, ok: bool) -> None:
+        """(I/O thread) Ack delivery ``tag`` whose copy was confirmed (``ok``), or requeue it when
+        that failed; nothing when its connection (``generation``) is gone."""
+        if generation != self._connection.generation or self._connection.consuming is None:
             return
         if ok:
             self._done.add(tag)
-            self._flush_acks()
+            self._flush()
         else:
-            self._con.basic_reject(tag, requeue=True)
-            self._acked_above.add(tag)
+            self.reject(tag)
+
+    def lost(self) -> None:
+        """(I/O thread) The connection is gone: what was settled on it is void."""
+        self._floor = 0
+        self._done.clear()
+        self._settled_above.clear()

@@ -1,8 +1,9 @@
-"""Names, routing keys, header names and delay buckets of the AMQP broker's RabbitMQ topology.
+"""The AMQP broker's RabbitMQ topology: names, routing keys, header names, delay buckets, and
+``Topology``, which declares it and says where each message is published.
 
 The rules, in one place:
 
-- Tasks go through the configured exchange (``direct``, ``topic`` or ``fanout``). The default queue is
+- Tasks go through the configured exchange (a type of ``EXCHANGE_TYPES``). The default queue is
   bound with ``binding_key`` and a message for it is published with routing key ``binding_key``;
   any other destination queue is declared on first use and bound with its own name as key, and a
   message for it is published with that name as routing key.
@@ -18,8 +19,28 @@ The rules, in one place:
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pika.channel import Channel
+from pika.spec import BasicProperties
+
+from machinery.brokers.amqp_confirms import Resolved
+from machinery.brokers.amqp_publish_frames import PERSISTENT
+from machinery.brokers.base import REASON_HEADER, dead_letter_queue
+from machinery.config import EXCHANGE_TYPES
+from machinery.errors import BrokerError
+
+if TYPE_CHECKING:
+    from pika.frame import Method
+
+    from machinery.brokers.amqp_connection import AMQPConnection
 
 __all__ = [
+    "EXCHANGE_TYPES",
+    "Step",
+    "Topology",
     "DELAY_BUCKETS",
     "DELIVERIES_HEADER",
     "DUE_HEADER",
@@ -29,6 +50,9 @@ __all__ = [
     "delay_exchange",
     "delay_queue",
 ]
+
+#: One RPC on the declaring channel: called with the channel and the callback for its reply.
+Step = Callable[[Channel, Callable[["Method[Any]"], None]], None]
 
 #: Number of delay queues at most: bucket ``k`` holds messages for ``2**k`` ms (up to ~24.9 days).
 DELAY_BUCKETS = 32
@@ -64,3 +88,151 @@ def bucket_for(remaining_ms: float) -> int:
     if remaining_ms < 2:
         return 0
     return min(DELAY_BUCKETS - 1, math.floor(math.log2(remaining_ms)))
+
+
+#: RabbitMQ's headers that tell where a dead-lettered message has been (dropped when it is delayed again).
+_DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason")
+
+
+class Topology:
+    """The exchange, queues and delay queues of one broker, declared on first use through
+    ``connection``'s declaring channel, and where each message goes."""
+
+    def __init__(
+        self,
+        connection: AMQPConnection,
+        *,
+        exchange: str,
+        exchange_type: str,
+        default_queue: str,
+        binding_key: str,
+        queue_declare_args: Mapping[str, object] | None,
+    ) -> None:
+        if exchange_type not in EXCHANGE_TYPES:
+            raise BrokerError(f"exchange_type must be one of {', '.join(EXCHANGE_TYPES)}, got {exchange_type!r}")
+        self._connection = connection
+        self.exchange = exchange
+        self.exchange_type = exchange_type
+        self.default_queue = default_queue
+        self.binding_key = binding_key
+        self._queue_args: dict[str, object] = dict(queue_declare_args or {})
+        dead_type = self._queue_args.get("x-queue-type")
+        self._dead_args: dict[str, object] = {"x-queue-type": dead_type} if dead_type is not None else {}
+        self._declared: set[str] = set()
+        self._buckets: set[int] = set()
+
+    def routing_key(self, queue: str) -> str:
+        """The routing key that reaches ``queue`` through the exchange."""
+        return self.binding_key if queue == self.default_queue else queue
+
+    # ----------------------------------------------------------------- declaring
+
+    def declare(self, queues: Sequence[str]) -> None:
+        """Declare the exchange, ``queues`` bound to it and their dead-letter queues (once each)."""
+        missing = [q for q in queues if q not in self._declared]
+        if not missing:
+            return
+        steps: list[Step] = [
+            lambda ch, cb: ch.exchange_declare(self.exchange, self.exchange_type, durable=True, callback=cb)
+        ]
+        for queue in missing:
+            steps.extend(self.queue_steps(queue))
+        self._connection.admin(steps)
+        self._declared.update(missing)
+
+    def queue_steps(self, queue: str) -> list[Step]:
+        """Declare ``queue``, bind it, declare its dead-letter queue (a ``.dead`` queue: itself only)."""
+        if queue.endswith(".dead"):
+            return [lambda ch, cb: ch.queue_declare(queue, durable=True, arguments=self._dead_args, callback=cb)]
+        dead = dead_letter_queue(queue)
+        key = self.routing_key(queue)
+        return [
+            lambda ch, cb: ch.queue_declare(queue, durable=True, arguments=self._queue_args, callback=cb),
+            lambda ch, cb: ch.queue_bind(queue, self.exchange, key, callback=cb),
+            lambda ch, cb: ch.queue_declare(dead, durable=True, arguments=self._dead_args, callback=cb),
+        ]
+
+    def bucket_steps(self, bucket: int) -> list[Step]:
+        """Declare the delay exchange, the TTL queue of ``bucket`` and its binding (queue second)."""
+        ex = delay_exchange(self.exchange)
+        name = delay_queue(self.exchange, bucket)
+        args = {"x-message-ttl": 1 << bucket, "x-dead-letter-exchange": ""}
+        match = {"x-match": "all", BUCKET_HEADER: str(bucket)}
+        return [
+            lambda ch, cb: ch.exchange_declare(ex, "headers", durable=True, callback=cb),
+            lambda ch, cb: ch.queue_declare(name, durable=True, arguments=args, callback=cb),
+            lambda ch, cb: ch.queue_bind(name, ex, "", arguments=match, callback=cb),
+        ]
+
+    def _ensure_bucket(self, bucket: int) -> None:
+        if bucket not in self._buckets:
+            self._connection.admin(self.bucket_steps(bucket))
+            self._buckets.add(bucket)
+
+    def ensure_bucket_then(self, bucket: int, then: Callable[[str | None], None]) -> None:
+        """(I/O thread) Declare ``bucket``'s queue unless it was, then call ``then`` (with the error, if any)."""
+        if bucket in self._buckets:
+            then(None)
+            return
+
+        def declared(error: str | None) -> None:
+            if error is None:
+                self._buckets.add(bucket)
+            then(error)
+
+        self._connection.run_steps(self.bucket_steps(bucket), declared, [])
+
+    def lost(self) -> None:
+        """(I/O thread) The connection is gone: declare again on the next one."""
+        self._declared.clear()
+        self._buckets.clear()
+
+    # ----------------------------------------------------------------- where messages go
+
+    def resolve(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        delay: float,
+        priority: int,
+        headers: Mapping[str, str],
+        deliveries: int | None,
+    ) -> Resolved:
+        """Where and how a message for ``queue`` is published: a delayed one to its bucket (declared
+        here, blocking), a republished one (``deliveries`` counted) through the default exchange."""
+        if delay <= 0 and not headers and not priority and deliveries is None:
+            return Resolved(self.exchange, self.routing_key(queue), body, PERSISTENT)
+        h: dict[str, str | int] = dict(headers)
+        if deliveries is not None:
+            h[DELIVERIES_HEADER] = deliveries
+        if delay > 0:
+            remaining_ms = delay * 1000.0
+            h[DUE_HEADER] = int(time.time() * 1000.0 + remaining_ms + 0.999)
+            bucket = bucket_for(remaining_ms)
+            self._ensure_bucket(bucket)
+            h[BUCKET_HEADER] = str(bucket)
+            props = BasicProperties(delivery_mode=2, priority=priority or None, headers=h)
+            return Resolved(delay_exchange(self.exchange), queue, body, props)
+        props = BasicProperties(delivery_mode=2, priority=priority or None, headers=h or None)
+        if deliveries is not None:
+            return Resolved("", queue, body, props)
+        return Resolved(self.exchange, self.routing_key(queue), body, props)
+
+    def delayed_again(
+        self, queue: str, body: bytes, *, priority: int, raw: Mapping[Any, object], due: int
+    ) -> tuple[int, Resolved]:
+        """The bucket and publish for a delayed message that came back before ``due`` (its headers
+        ``raw`` kept but for RabbitMQ's dead-letter record)."""
+        bucket = bucket_for(due - time.time() * 1000.0)
+        headers: dict[str, Any] = {k: v for k, v in raw.items() if isinstance(k, str) and k not in _DEATH_HEADERS}
+        headers[BUCKET_HEADER] = str(bucket)
+        props = BasicProperties(delivery_mode=2, priority=priority or None, headers=headers)
+        return bucket, Resolved(delay_exchange(self.exchange), queue, body, props)
+
+    def dead_letter(self, queue: str, body: bytes, *, priority: int, headers: Mapping[str, str],
+                    reason: str) -> Resolved:
+        """The publish of a message to ``<queue>.dead`` with ``reason`` in its header."""
+        props = BasicProperties(delivery_mode=2, priority=priority or None, headers={**headers, REASON_HEADER: reason})
+        return Resolved("", dead_letter_queue(queue), body, props)

@@ -18,6 +18,8 @@ __all__ = [
 #: Header that carries why a message was dead-lettered.
 REASON_HEADER = "x-machinery-reason"
 
+_NO_HEADERS: Mapping[str, str] = {}
+
 
 def dead_letter_queue(queue: str) -> str:
     """The name of the dead-letter queue beside ``queue``."""
@@ -90,8 +92,9 @@ class Broker(Protocol):
         priority: int = 0,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        """Store one message durably; returns only once the broker has accepted it."""
-        ...
+        """Store one message durably; returns only once the broker has accepted it. (This default,
+        inherited by the brokers that subclass ``Broker``, publishes it with ``publish_many``.)"""
+        self.publish_many([OutgoingMessage(queue, body, delay, priority, headers or _NO_HEADERS)])
 
     def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
         """Store several messages, pipelined; returns once all were accepted, or raises

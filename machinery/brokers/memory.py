@@ -7,15 +7,16 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from machinery.brokers.base import REASON_HEADER, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
+from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
+from machinery.config import Config
+from machinery.schemes import SharedByName
 
 __all__ = ["MemoryBroker"]
 
-_NAMED: dict[str, MemoryBroker] = {}
-_NAMED_LOCK = threading.Lock()
+_SHARED: SharedByName[MemoryBroker] = SharedByName()
 
 
 @dataclass(slots=True)
@@ -37,7 +38,7 @@ class _Queue:
     """Heap of (deliverable-at, seq, message)."""
 
 
-class MemoryBroker:
+class MemoryBroker(Broker):
     """A Broker holding messages in this process's memory.
 
     ``MemoryBroker.named(name)`` gives one shared instance per name, so a producer and a worker
@@ -57,11 +58,12 @@ class MemoryBroker:
     @classmethod
     def named(cls, name: str, *, visibility_timeout: float = 30.0) -> MemoryBroker:
         """The process-wide broker called ``name`` (created on first use)."""
-        with _NAMED_LOCK:
-            broker = _NAMED.get(name)
-            if broker is None:
-                broker = _NAMED[name] = cls(visibility_timeout=visibility_timeout)
-            return broker
+        return _SHARED.get(name, lambda: cls(visibility_timeout=visibility_timeout))
+
+    @classmethod
+    def from_config(cls, config: Config) -> MemoryBroker:
+        """The process-wide broker that ``memory://<name>`` names, with ``config.visibility_timeout``."""
+        return cls.named(config.broker_url.partition("://")[2], visibility_timeout=config.visibility_timeout)
 
     # -- helpers (caller holds the lock) -------------------------------------------------------
 
@@ -120,17 +122,6 @@ class MemoryBroker:
         with self._cond:
             for name in queues:
                 self._queue(name)
-
-    def publish(
-        self,
-        queue: str,
-        body: bytes,
-        *,
-        delay: float = 0.0,
-        priority: int = 0,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.publish_many([OutgoingMessage(queue, body, delay, priority, headers or {})])
 
     def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
         now = time.monotonic()

@@ -18,7 +18,7 @@ crash of any process, the last commits may be lost on power failure or OS crash,
 is never corrupted. ``sqlite:///path?synchronous=full`` makes every commit survive power loss.
 
 Latency: a blocked ``fetch`` listens on a unix datagram socket beside the database
-(:mod:`machinery.brokers.wakeup`) and publishers poke it after commit, so an idle consumer sleeps
+(:mod:`machinery.sqlite.wakeup`) and publishers poke it after commit, so an idle consumer sleeps
 in ``select`` and wakes within microseconds; it still polls every ``poll_interval`` seconds so
 correctness never depends on a wake-up.
 """
@@ -33,11 +33,11 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from machinery.brokers.base import REASON_HEADER, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
-from machinery.brokers.sqlite_pool import ConnectionPool, SQLiteOptions, parse_sqlite_url
-from machinery.brokers.wakeup import Listener, WakeupChannel, wake_directory
+from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
 from machinery.config import Config
 from machinery.errors import BrokerError
+from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, file_options, parse_sqlite_url
+from machinery.sqlite.wakeup import Listener, WakeupChannel, wake_directory
 
 __all__ = ["SQLiteBroker"]
 
@@ -136,7 +136,7 @@ def _check_queue(queue: str) -> None:
         raise BrokerError(f"a queue name must be a non-empty str, got {queue!r}")
 
 
-class SQLiteBroker:
+class SQLiteBroker(Broker):
     """A broker in one SQLite file (WAL mode), safe for many producer and consumer processes and
     threads. See the module docstring for the leasing, durability and wake-up design."""
 
@@ -147,9 +147,7 @@ class SQLiteBroker:
         visibility_timeout: float = 30.0,
         poll_interval: float = 0.5,
     ) -> None:
-        options = path if isinstance(path, SQLiteOptions) else SQLiteOptions(path=path)
-        if options.path == ":memory:":
-            raise BrokerError("the SQLite broker needs a database file; :memory: cannot be shared between processes")
+        options = file_options(path, "the SQLite broker", BrokerError)
         if visibility_timeout <= 0:
             raise BrokerError(f"visibility_timeout must be > 0 seconds, got {visibility_timeout!r}")
         self.options = options
@@ -189,18 +187,6 @@ class SQLiteBroker:
         for queue in queues:
             _check_queue(queue)
         self._check_open()
-
-    def publish(
-        self,
-        queue: str,
-        body: bytes,
-        *,
-        delay: float = 0.0,
-        priority: int = 0,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Store one message (committed before this returns), then wake waiting consumers."""
-        self.publish_many([OutgoingMessage(queue, body, delay, priority, headers or {})])
 
     def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
         """Store several messages in one transaction, then wake waiting consumers."""

@@ -13,12 +13,13 @@ import pika
 import pytest
 
 from machinery.brokers.amqp import AMQPBroker
-from machinery.brokers.amqp_connection import Resolved, Waiter
+from machinery.brokers.amqp_confirms import Resolved, Waiter
 from machinery.brokers.amqp_topology import DELAY_BUCKETS, bucket_for
 from machinery.brokers.base import Delivery, OutgoingMessage
 from machinery.errors import BrokerError
 from tests.amqp.proxy import TCPProxy
-from tests.amqp.support import forget_at_exit, new_broker, unique_name
+from tests.support.amqp import forget_at_exit, new_broker
+from tests.support.names import unique_name
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_a_delay_waits_in_the_largest_bucket_that_does_not_pass_it() -> None:
 
 def test_an_amqps_url_uses_tls_with_the_default_context_and_checks_the_host() -> None:
     broker = AMQPBroker("amqps://user:pw@rabbit.example:5671/")
-    ssl_options = broker._params.ssl_options
+    ssl_options = broker.connection.params.ssl_options
     assert ssl_options is not None
     assert ssl_options.context.verify_mode == ssl.CERT_REQUIRED
     assert ssl_options.context.check_hostname
@@ -188,23 +189,28 @@ def redelivered_after_cut(consumer: AMQPBroker, proxy: TCPProxy, queue: str) -> 
     return old, again
 
 
-def test_settling_a_delivery_from_a_lost_connection_is_dropped_with_a_warning(
-    rabbitmq_url: str, proxy: TCPProxy, token: str, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture
+def proxied(rabbitmq_url: str, proxy: TCPProxy, token: str) -> Iterator[AMQPBroker]:
+    """A broker connected through ``proxy`` (which can cut the connection)."""
     queue = f"q-{token}"
     consumer = AMQPBroker(proxy.url(), exchange=f"ex-{token}", default_queue=queue, binding_key=queue)
     forget_at_exit(rabbitmq_url, consumer.exchange, (queue,))
-    try:
-        old, again = redelivered_after_cut(consumer, proxy, queue)
-        assert again.body == b"in flight"
-        assert again.delivery_count == 2
-        with caplog.at_level(logging.WARNING, logger="machinery.brokers.amqp"):
-            consumer.ack(old)
-        assert "lost connection" in caplog.text
-        consumer.ack(again)
-        assert consumer.fetch([queue], 1, 0.5) == []
-    finally:
-        consumer.close()
+    yield consumer
+    consumer.close()
+
+
+def test_settling_a_delivery_from_a_lost_connection_is_dropped_with_a_warning(
+    proxied: AMQPBroker, proxy: TCPProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    consumer, queue = proxied, proxied.default_queue
+    old, again = redelivered_after_cut(consumer, proxy, queue)
+    assert again.body == b"in flight"
+    assert again.delivery_count == 2
+    with caplog.at_level(logging.WARNING, logger="machinery.brokers.amqp"):
+        consumer.ack(old)
+    assert "lost connection" in caplog.text
+    consumer.ack(again)
+    assert consumer.fetch([queue], 1, 0.5) == []
 
 
 def test_depth_from_a_fresh_client_declares_what_it_needs_and_cannot_see_in_flight(
@@ -234,19 +240,14 @@ def test_ack_many_settles_every_delivery_of_the_batch(rabbitmq_url: str, broker:
 
 
 def test_ack_many_drops_deliveries_of_a_lost_connection_and_settles_the_rest(
-    rabbitmq_url: str, proxy: TCPProxy, token: str, caplog: pytest.LogCaptureFixture
+    rabbitmq_url: str, proxied: AMQPBroker, proxy: TCPProxy, token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    queue = f"q-{token}"
-    consumer = AMQPBroker(proxy.url(), exchange=f"ex-{token}", default_queue=queue, binding_key=queue)
-    forget_at_exit(rabbitmq_url, consumer.exchange, (queue,))
-    try:
-        old, again = redelivered_after_cut(consumer, proxy, queue)
-        with caplog.at_level(logging.WARNING, logger="machinery.brokers.amqp"):
-            consumer.ack_many([old, again])
-        assert "lost connection" in caplog.text
-        assert consumer.depth(queue).in_flight == 0
-    finally:
-        consumer.close()
+    consumer, queue = proxied, proxied.default_queue
+    old, again = redelivered_after_cut(consumer, proxy, queue)
+    with caplog.at_level(logging.WARNING, logger="machinery.brokers.amqp"):
+        consumer.ack_many([old, again])
+    assert "lost connection" in caplog.text
+    assert consumer.depth(queue).in_flight == 0
     fresh = AMQPBroker(rabbitmq_url, exchange=f"ex-{token}", default_queue=queue, binding_key=queue)
     try:
         assert fresh.fetch([queue], 1, 0.5) == []
@@ -282,13 +283,13 @@ def test_acks_reach_rabbitmq_whether_or_not_the_io_thread_is_collecting_them(
 def _publishing_threads(broker: AMQPBroker) -> list[str]:
     """Record the name of the thread that hands each publish to pika."""
     names: list[str] = []
-    original = broker._publish_now
+    original = broker.connection.publish_now
 
     def recording(outs: Sequence[Resolved], waiter: Waiter) -> None:
         names.append(threading.current_thread().name)
         original(outs, waiter)
 
-    broker.__dict__["_publish_now"] = recording
+    broker.connection.__dict__["publish_now"] = recording
     return names
 
 
@@ -314,7 +315,7 @@ def test_a_publish_while_the_io_thread_is_busy_is_handed_to_it(broker: AMQPBroke
         broker.publish(queue, b"queued")
         finished.set()
 
-    with broker._loop_lock:  # the I/O thread cannot run pika now, nor can a publisher
+    with broker.connection.loop_lock:  # the I/O thread cannot run pika now, nor can a publisher
         publisher = threading.Thread(target=publish)
         publisher.start()
         assert not finished.wait(0.2)

@@ -1,10 +1,9 @@
-"""The seed's examples through RabbitMQ with the worker in another process, delays across a worker
+"""The example tasks through RabbitMQ with the worker in another process, delays across a worker
 restart, and poison messages published straight to the queue."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,16 +14,16 @@ import pytest
 
 from machinery import App, Config, Signature, TaskFailed, chain
 from machinery.brokers.base import REASON_HEADER, dead_letter_queue
-from tests.amqp.support import amqp_config, effects, eventually
-from tests.amqp.workers import WorkerProcess, worker_process
-
-TIMEOUT = 30.0
+from tests.support.amqp import amqp_config
+from tests.support.effects import effects, recorded_at
+from tests.support.processes import WorkerProcess, worker_process
+from tests.support.waiting import TIMEOUT, eventually
 
 
 @pytest.fixture(scope="module")
-def seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+def example_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     """An App on RabbitMQ with a worker for the example tasks running in another process."""
-    tmp = tmp_path_factory.mktemp("seed")
+    tmp = tmp_path_factory.mktemp("examples")
     config = amqp_config(tmp)
     app = App(config)
     with worker_process(config, tmp / "worker.log", app_spec="examples.app:app"):
@@ -32,26 +31,27 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     app.close()
 
 
-def test_a_task_returns_its_result(seed: App) -> None:
-    assert seed.send_task(Signature("add", [1, 1])).get(timeout=TIMEOUT) == 2
+def test_a_task_returns_its_result(example_app: App) -> None:
+    assert example_app.send_task(Signature("add", [1, 1])).get(timeout=TIMEOUT) == 2
 
 
-def test_a_success_callback_gets_the_result_first(seed: App) -> None:
+def test_a_success_callback_gets_the_result_first(example_app: App) -> None:
     callback = Signature("multiply", [10])
-    seed.send_task(Signature("add", [2, 3], on_success=[callback]))
-    assert seed.result(callback.uuid).get(timeout=TIMEOUT) == 50
+    example_app.send_task(Signature("add", [2, 3], on_success=[callback]))
+    assert example_app.result(callback.uuid).get(timeout=TIMEOUT) == 50
 
 
-def test_an_error_callback_gets_the_error_text_first(seed: App) -> None:
+def test_an_error_callback_gets_the_error_text_first(example_app: App) -> None:
     on_error = Signature("report_error", ["context"])
-    failing = seed.send_task(Signature("fail", [1, 2], on_error=[on_error]))
+    failing = example_app.send_task(Signature("fail", [1, 2], on_error=[on_error]))
     with pytest.raises(TaskFailed, match="cannot process"):
         failing.get(timeout=TIMEOUT)
-    assert "cannot process" in str(seed.result(on_error.uuid).get(timeout=TIMEOUT))
+    assert "cannot process" in str(example_app.result(on_error.uuid).get(timeout=TIMEOUT))
 
 
-def test_the_seed_chain_gives_52(seed: App) -> None:
-    result = seed.send_task(chain(Signature("add", [1, 1]), Signature("add", [5, 6]), Signature("multiply", [4])))
+def test_the_example_chain_gives_52(example_app: App) -> None:
+    steps = (Signature("add", [1, 1]), Signature("add", [5, 6]), Signature("multiply", [4]))
+    result = example_app.send_task(chain(*steps))
     assert result.get(timeout=TIMEOUT) == 52
 
 
@@ -67,8 +67,7 @@ def test_a_task_with_an_eta_runs_no_earlier_and_survives_a_worker_restart(tmp_pa
         assert effects(side) == []
         with worker_process(config, tmp_path / "worker.log", MACHINERY_TEST_EFFECTS=str(side)):
             assert eventually(lambda: effects(side) == ["eta"], timeout=TIMEOUT)
-    with sqlite3.connect(side) as db:
-        [(ran_at,)] = db.execute("SELECT at FROM effects").fetchall()
+    [ran_at] = recorded_at(side)
     assert ran_at >= eta.timestamp()
 
 

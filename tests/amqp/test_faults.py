@@ -12,8 +12,10 @@ import pytest
 
 from machinery import App, Signature
 from tests.amqp.proxy import TCPProxy
-from tests.amqp.support import amqp_config, effects, eventually
-from tests.amqp.workers import WorkerProcess, worker_process
+from tests.support.amqp import amqp_config
+from tests.support.effects import effects
+from tests.support.processes import WorkerProcess, worker_process
+from tests.support.waiting import eventually
 
 
 def _report(name: str, keys: list[str], expected: set[str]) -> tuple[int, int]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from machinery import App, Signature
-from tests.amqp.support import amqp_config
-from tests.amqp.workers import WorkerProcess
+from tests.support.amqp import amqp_config
+from tests.support.processes import WorkerProcess
 
 
 def _pids(app: App, count: int, seconds: float = 0.05) -> set[int]:

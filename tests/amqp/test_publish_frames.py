@@ -6,7 +6,7 @@ import pytest
 from pika import frame
 from pika.spec import Basic, BasicProperties
 
-from machinery.brokers.amqp_socket import PERSISTENT, PublishFrames
+from machinery.brokers.amqp_publish_frames import PERSISTENT, PublishFrames
 
 
 def pika_frames(channel: int, exchange: str, key: str, body: bytes, props: BasicProperties, *,

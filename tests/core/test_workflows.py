@@ -1,4 +1,4 @@
-"""chain, group and chord build the seed's nested callbacks and the group bookkeeping."""
+"""chain, group and chord build nested callbacks and the group bookkeeping."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 from machinery import Signature, chain, chord, group
 
 
-def seed_chain_steps() -> tuple[Signature, Signature, Signature]:
+def example_chain_steps() -> tuple[Signature, Signature, Signature]:
     return Signature("add", [1, 1]), Signature("add", [5, 6]), Signature("multiply", [4])
 
 
 def test_chain_nests_each_step_in_the_previous_on_success() -> None:
-    t1, t2, t3 = seed_chain_steps()
+    t1, t2, t3 = example_chain_steps()
     c = chain(t1, t2, t3)
     assert c.head.name == "add" and c.head.args == (1, 1)
     (second,) = c.head.on_success
@@ -30,13 +30,13 @@ def test_chain_keeps_existing_callbacks_before_the_next_step() -> None:
 
 
 def test_chain_keeps_step_uuids_so_results_can_be_found() -> None:
-    t1, t2, t3 = seed_chain_steps()
+    t1, t2, t3 = example_chain_steps()
     c = chain(t1, t2, t3)
     assert [s.uuid for s in c.head.walk()] == [t1.uuid, t2.uuid, t3.uuid]
 
 
 def test_chain_accepts_an_iterable() -> None:
-    assert len(chain(list(seed_chain_steps()))) == 3
+    assert len(chain(list(example_chain_steps()))) == 3
 
 
 def test_empty_chain_is_refused() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from machinery import App, Config
 from tests.faults.fault_app import make_app
 from tests.runtime.brokers import sqlite_config
-from tests.runtime.helpers import REPO_ROOT, process_env, worker_command
+from tests.support.processes import REPO_ROOT, process_env, worker_command
 
 __all__ = ["T", "fault_app_on", "start_worker", "stop_worker"]
 
@@ -28,7 +28,7 @@ def fault_app_on(tmp_path: Path, **settings: object) -> App:
 def start_worker(config: Config, *args: str, **env: str) -> subprocess.Popen[bytes]:
     """``machinery worker -A tests.faults.fault_app:app args...`` in another process."""
     return subprocess.Popen(
-        worker_command("tests.faults.fault_app:app", *args),
+        worker_command(*args, app_spec="tests.faults.fault_app:app", log_level="INFO"),
         cwd=REPO_ROOT, env=process_env(config, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
 

@@ -14,7 +14,8 @@ import pytest
 
 from machinery import Signature, TaskFailed, TaskState
 from tests.faults.support import T, fault_app_on, start_worker, stop_worker
-from tests.runtime.helpers import eventually, running
+from tests.support.waiting import eventually
+from tests.support.workers import running
 
 CASES = [
     (Signature("exit", [3]), "SystemExit: 3"),

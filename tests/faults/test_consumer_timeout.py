@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from machinery import Config, Signature
-from tests.amqp.support import unique_name
 from tests.faults.fault_app import make_app
 from tests.faults.own_rabbitmq import own_rabbitmq
 from tests.faults.support import T
-from tests.runtime.helpers import eventually, running
+from tests.support.names import unique_name
+from tests.support.waiting import eventually
+from tests.support.workers import running
 
 
 @pytest.mark.slow

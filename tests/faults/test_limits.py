@@ -14,7 +14,8 @@ from machinery.brokers.base import REASON_HEADER, dead_letter_queue
 from machinery.limits import DEFAULT_MAX_FANOUT, DEFAULT_MAX_MESSAGE_BYTES
 from machinery.routing import outgoing
 from tests.faults.support import T, fault_app_on
-from tests.runtime.helpers import eventually, running
+from tests.support.waiting import eventually
+from tests.support.workers import running
 
 
 def dead_reasons(app_config: Config, broker: object) -> list[str]:

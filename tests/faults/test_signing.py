@@ -19,7 +19,8 @@ from machinery.signing import SIGNATURE_HEADER, Signer
 from tests.faults.fault_app import make_app
 from tests.faults.support import T
 from tests.runtime.brokers import FACTORIES
-from tests.runtime.helpers import eventually, running
+from tests.support.waiting import eventually
+from tests.support.workers import running
 
 OLD_KEY = "old-key-0123456789abcdef"
 NEW_KEY = "new-key-fedcba9876543210"

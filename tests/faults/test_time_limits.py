@@ -13,7 +13,8 @@ import pytest
 from machinery import AsyncResult, Signature, TaskFailed, TaskState
 from machinery.timelimits import SOFT_TIME_LIMIT_HEADER, TIME_LIMIT_HEADER, TimeLimits
 from tests.faults.support import T, fault_app_on, start_worker, stop_worker
-from tests.runtime.helpers import eventually, running
+from tests.support.waiting import eventually
+from tests.support.workers import running
 
 
 def test_limits_travel_in_the_signature_headers_and_override_the_tasks() -> None:

@@ -7,29 +7,25 @@ Add a broker by adding a factory to ``FACTORIES`` (e.g. "amqp").
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from machinery import Config
+from tests.support.amqp import amqp_config
+from tests.support.names import unique_name
 
-__all__ = ["FACTORIES", "ConfigFactory", "memory_config", "sqlite_config", "unique"]
+__all__ = ["FACTORIES", "ConfigFactory", "memory_config", "sqlite_config"]
 
 ConfigFactory = Callable[[Path], Config]
 
 
-def unique(prefix: str) -> str:
-    """A name no other test (or engineer) uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
 def memory_config(tmp: Path) -> Config:
     """In-memory broker and results, shared by name inside this process."""
-    name = unique("rt")
+    name = unique_name("rt")
     return Config(
         broker_url=f"memory://{name}",
         result_backend=f"memory://{name}",
-        default_queue=unique("tasks"),
+        default_queue=unique_name("tasks"),
         visibility_timeout=5.0,
     )
 
@@ -37,14 +33,7 @@ def memory_config(tmp: Path) -> Config:
 def sqlite_config(tmp: Path) -> Config:
     """The embedded default: one SQLite file for broker and results, in the test's directory."""
     url = f"sqlite:///{tmp / 'machinery.sqlite3'}"
-    return Config(broker_url=url, result_backend=url, default_queue=unique("tasks"), visibility_timeout=5.0)
-
-
-def amqp_config(tmp: Path) -> Config:
-    """RabbitMQ with an exchange and queue unique to the test (skips where RabbitMQ is not there)."""
-    from tests.amqp.support import amqp_config as make
-
-    return make(tmp)
+    return Config(broker_url=url, result_backend=url, default_queue=unique_name("tasks"), visibility_timeout=5.0)
 
 
 FACTORIES: dict[str, ConfigFactory] = {"memory": memory_config, "sqlite": sqlite_config, "amqp": amqp_config}

@@ -26,10 +26,9 @@ from machinery.backends.memory import MemoryBackend
 from machinery.brokers.base import Delivery, OutgoingMessage, QueueDepth
 from machinery.brokers.memory import MemoryBroker
 from tests.runtime.brokers import memory_config
-from tests.runtime.helpers import eventually, running
 from tests.runtime.tasks import register_test_tasks
-
-T = 20.0
+from tests.support.waiting import TIMEOUT, eventually
+from tests.support.workers import running
 
 
 class RecordingBroker(MemoryBroker):
@@ -87,7 +86,7 @@ def test_decorator_with_a_name(tmp_path: Path) -> None:
 
     assert app.registry.names() == ["sub"]
     with running(app):
-        assert subtract.delay(7, 2).get(timeout=T) == 5
+        assert subtract.delay(7, 2).get(timeout=TIMEOUT) == 5
 
 
 def test_register_tasks_registers_all_or_none(tmp_path: Path) -> None:
@@ -176,7 +175,7 @@ def test_worker_without_backend_still_runs_callbacks(tmp_path: Path) -> None:
 
     with running(app):
         app.send_task(Signature("add", [1, 2], on_success=[Signature("sink", [])]))
-        assert done.wait(T)
+        assert done.wait(TIMEOUT)
     assert got == [3]
 
 
@@ -187,7 +186,7 @@ def test_worker_fetches_only_free_slots_plus_prefetch(tmp_path: Path) -> None:
     worker = app.worker(concurrency=2, prefetch=1)
     worker.start()
     try:
-        assert eventually(lambda: broker.depth(app.config.default_queue).ready == 0, timeout=T)
+        assert eventually(lambda: broker.depth(app.config.default_queue).ready == 0, timeout=TIMEOUT)
     finally:
         worker.stop(wait=True)
     assert max(broker.fetch_sizes) <= 3
@@ -204,7 +203,7 @@ def test_long_task_keeps_its_lease(tmp_path: Path) -> None:
         return "done"
 
     with running(app, concurrency=2):
-        assert slow.delay().get(timeout=T) == "done"
+        assert slow.delay().get(timeout=TIMEOUT) == "done"
     assert runs == [1]
     assert broker.extended >= 3
 
@@ -221,8 +220,8 @@ def test_stop_gives_back_fetched_but_unstarted_messages(tmp_path: Path) -> None:
     results = app.send_tasks([block.s() for _ in range(4)])
     worker = app.worker(concurrency=1, prefetch=3)
     worker.start()
-    assert started.wait(T)
-    worker.stop(wait=True, timeout=T)
+    assert started.wait(TIMEOUT)
+    worker.stop(wait=True, timeout=TIMEOUT)
     depth: QueueDepth = broker.depth(app.config.default_queue)
     assert results[0].state is TaskState.SUCCESS
     assert (depth.ready, depth.in_flight) == (3, 0)
@@ -234,14 +233,14 @@ def test_states_are_recorded_while_running(tmp_path: Path) -> None:
 
     @app.task
     def wait_for_release() -> int:
-        release.wait(T)
+        release.wait(TIMEOUT)
         return 1
 
     with running(app):
         result = wait_for_release.delay()
-        assert eventually(lambda: result.state is TaskState.STARTED, timeout=T)
+        assert eventually(lambda: result.state is TaskState.STARTED, timeout=TIMEOUT)
         release.set()
-        assert result.get(timeout=T) == 1
+        assert result.get(timeout=TIMEOUT) == 1
     stored = backend.get(result.task_uuid)
     assert stored is not None
     assert stored.name == "wait_for_release"

@@ -1,5 +1,5 @@
 """Property: in generated chains of non-commutative tasks with generated immutable flags, each step
-receives exactly what a reference model of the seed's rule says; a failing step stops the chain
+receives exactly what a reference model of the chain rule says; a failing step stops the chain
 and its error callback receives the error text first. Run on every broker."""
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from machinery import App, Signature, TaskFailed, TaskState, chain
-from tests.runtime.helpers import running
 from tests.runtime.tasks import register_test_tasks
-
-T = 20.0
+from tests.support.waiting import TIMEOUT
+from tests.support.workers import running
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class Step:
 
 
 def model(steps: list[Step]) -> list[tuple[str, ...] | None]:
-    """The args each step receives under the seed's rule (None: the step never runs)."""
+    """The args each step receives under the chain rule (None: the step never runs)."""
     received: list[tuple[str, ...] | None] = []
     previous: str | None = None  # result passed on by the step before, if it passes one
     stopped = False
@@ -66,7 +65,7 @@ def check_chain(app: App, steps: list[Step]) -> None:
     expected = model(steps)
     last_run = max(i for i, e in enumerate(expected) if e is not None)
     try:
-        value = result.get(timeout=T)
+        value = result.get(timeout=TIMEOUT)
         failed_at = None
     except TaskFailed as exc:
         failed_at = [s.uuid for s in sigs].index(exc.task_uuid)
@@ -79,7 +78,7 @@ def check_chain(app: App, steps: list[Step]) -> None:
             assert record.state is TaskState.FAILURE
             assert record.error == f"failed on {list(args)}"
             callback = sig.on_error[0]
-            assert app.result(callback.uuid).get(timeout=T) == (record.error, "error-callback")
+            assert app.result(callback.uuid).get(timeout=TIMEOUT) == (record.error, "error-callback")
         else:
             assert record.state is TaskState.SUCCESS, f"step {i}: {record}"
             assert record.result == apply(step.task, args), f"step {i} received other args than {args}"
@@ -102,6 +101,6 @@ def test_chain_steps_receive_what_the_model_says(app: App) -> None:
         check()
 
 
-def test_model_matches_the_seed_example() -> None:
+def test_model_matches_the_example_chain() -> None:
     steps = [Step("concatenate", ("ab",), False), Step("concatenate", ("c",), True), Step("subtract", ("a",), False)]
     assert model(steps) == [("ab",), ("ab", "c"), ("a",)]

@@ -14,12 +14,11 @@ import pytest
 from machinery import Config
 from machinery.cli import main, parse_arg
 from tests.runtime.brokers import sqlite_config
-from tests.runtime.helpers import REPO_ROOT, process_env, worker_command
+from tests.support.processes import REPO_ROOT, process_env, worker_command
+from tests.support.waiting import TIMEOUT
 
-T = 30.0
 
-
-def machinery(config: Config, *args: str, timeout: float = T) -> subprocess.CompletedProcess[str]:
+def machinery(config: Config, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "machinery", *args], cwd=REPO_ROOT, env=process_env(config),
         capture_output=True, text=True, timeout=timeout, check=False,
@@ -66,7 +65,7 @@ def test_bad_environment_value_is_reported_without_traceback(tmp_path: Path) -> 
     config = sqlite_config(tmp_path)
     env = process_env(config, MACHINERY_CONCURRENCY="lots")
     done = subprocess.run([sys.executable, "-m", "machinery", "queues"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=T, check=False)
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert done.returncode == 1
     assert "MACHINERY_CONCURRENCY" in done.stderr
     assert "Traceback" not in done.stderr
@@ -81,7 +80,7 @@ def test_send_args_are_json_or_strings(text: str, value: object) -> None:
 
 def test_send_wait_result_and_queues_with_a_worker_process(tmp_path: Path) -> None:
     config = sqlite_config(tmp_path)
-    worker = subprocess.Popen(worker_command("tests.runtime.worker_app:app", "-c", "1"), cwd=REPO_ROOT,
+    worker = subprocess.Popen(worker_command("-c", "1", log_level="INFO"), cwd=REPO_ROOT,
                               env=process_env(config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         sent = machinery(config, "send", "add", "1", "2.5", "--wait")
@@ -102,7 +101,7 @@ def test_send_wait_result_and_queues_with_a_worker_process(tmp_path: Path) -> No
         assert config.default_queue in queued.stdout
     finally:
         worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=T) == 0
+        assert worker.wait(timeout=TIMEOUT) == 0
 
 
 def test_send_wait_times_out_without_a_worker(tmp_path: Path) -> None:
@@ -117,7 +116,7 @@ def test_result_of_an_unknown_task_is_pending(tmp_path: Path) -> None:
     assert (shown.returncode, shown.stdout.strip()) == (0, "PENDING")
 
 
-def test_demo_prints_the_seed_results_and_stops_cleanly(tmp_path: Path) -> None:
+def test_demo_prints_the_example_results_and_stops_cleanly(tmp_path: Path) -> None:
     done = machinery(sqlite_config(tmp_path), "demo", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "add(1, 1) = 2" in done.stdout

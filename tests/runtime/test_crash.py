@@ -14,27 +14,27 @@ import pytest
 
 from machinery import App, Config, Signature
 from tests.runtime.brokers import sqlite_config
-from tests.runtime.helpers import REPO_ROOT, process_env, worker_command
+from tests.support.effects import effects
+from tests.support.processes import REPO_ROOT, process_env, worker_command
 
 TASKS = 240
 KILLS = 5
 WORKERS = 2
 
 
-def effects(path: Path) -> Counter[str]:
-    if not path.exists():
-        return Counter()
-    return Counter(line for line in path.read_text().splitlines() if line)
+def runs(path: Path) -> Counter[str]:
+    """How many times each key was recorded."""
+    return Counter(effects(path))
 
 
 @pytest.mark.slow
 def test_sigkilled_workers_lose_no_task(tmp_path: Path) -> None:
     config: Config = sqlite_config(tmp_path).replace(visibility_timeout=1.0)
-    effects_file = tmp_path / "effects.txt"
+    effects_file = tmp_path / "effects.sqlite3"
     env = process_env(config, MACHINERY_TEST_EFFECTS=str(effects_file))
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(worker_command("tests.runtime.worker_app:app", "-c", "4"), cwd=REPO_ROOT, env=env,
+        return subprocess.Popen(worker_command("-c", "4"), cwd=REPO_ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     keys = [f"k{i:04d}" for i in range(TASKS)]
@@ -46,7 +46,7 @@ def test_sigkilled_workers_lose_no_task(tmp_path: Path) -> None:
         try:
             while kills < KILLS:
                 time.sleep(rng.uniform(0.3, 0.6))
-                if len(effects(effects_file)) >= TASKS:
+                if len(runs(effects_file)) >= TASKS:
                     break
                 victim = rng.randrange(WORKERS)
                 workers[victim].send_signal(signal.SIGKILL)
@@ -54,7 +54,7 @@ def test_sigkilled_workers_lose_no_task(tmp_path: Path) -> None:
                 kills += 1
                 workers[victim] = start()
             deadline = time.monotonic() + 60
-            while len(effects(effects_file)) < TASKS and time.monotonic() < deadline:
+            while len(runs(effects_file)) < TASKS and time.monotonic() < deadline:
                 time.sleep(0.1)
         finally:
             for w in workers:
@@ -62,7 +62,7 @@ def test_sigkilled_workers_lose_no_task(tmp_path: Path) -> None:
             codes = [w.wait(timeout=30) for w in workers]
         depth = app.broker.depth(config.default_queue)
 
-    seen = effects(effects_file)
+    seen = runs(effects_file)
     lost = [key for key in keys if key not in seen]
     duplicates = sum(n - 1 for n in seen.values())
     print(f"\ncrash test: {TASKS} tasks, {kills} SIGKILLs, lost {len(lost)}, duplicate runs {duplicates}")

@@ -14,9 +14,8 @@ from machinery.brokers.base import Delivery
 from machinery.brokers.memory import MemoryBroker
 from machinery.execution import Executor
 from tests.runtime.brokers import memory_config
-from tests.runtime.helpers import eventually, running
-
-T = 20.0
+from tests.support.waiting import TIMEOUT, eventually
+from tests.support.workers import running
 
 
 class AckRecordingBroker(MemoryBroker):
@@ -52,13 +51,13 @@ def test_many_quick_tasks_are_acknowledged_in_fewer_batches_than_tasks(tmp_path:
 
     @app.task
     def quick() -> int:
-        gate.wait(T)
+        gate.wait(TIMEOUT)
         return 1
 
     app.send_tasks([quick.s() for _ in range(200)])
     with running(app, concurrency=4):
         gate.set()
-        assert eventually(lambda: sum(broker.ack_batches) == 200, timeout=T)
+        assert eventually(lambda: sum(broker.ack_batches) == 200, timeout=TIMEOUT)
     assert len(broker.ack_batches) < 200
     assert broker.single_acks == 0
     assert broker.depth(app.config.default_queue).in_flight == 0
@@ -70,7 +69,7 @@ def test_a_finished_task_is_acknowledged_while_another_thread_stays_busy(tmp_pat
 
     @app.task
     def hold() -> int:
-        release.wait(T)
+        release.wait(TIMEOUT)
         return 1
 
     @app.task
@@ -79,12 +78,12 @@ def test_a_finished_task_is_acknowledged_while_another_thread_stays_busy(tmp_pat
 
     with running(app, concurrency=2):
         held = hold.delay()
-        assert eventually(lambda: broker.depth(app.config.default_queue).in_flight == 1, timeout=T)
-        assert quick.delay().get(timeout=T) == 2
-        assert eventually(lambda: sum(broker.ack_batches) == 1, timeout=T)
+        assert eventually(lambda: broker.depth(app.config.default_queue).in_flight == 1, timeout=TIMEOUT)
+        assert quick.delay().get(timeout=TIMEOUT) == 2
+        assert eventually(lambda: sum(broker.ack_batches) == 1, timeout=TIMEOUT)
         assert broker.depth(app.config.default_queue).in_flight == 1
         release.set()
-        assert held.get(timeout=T) == 1
+        assert held.get(timeout=TIMEOUT) == 1
 
 
 def test_an_acknowledgement_never_comes_before_the_result_is_stored(tmp_path: Path) -> None:
@@ -104,8 +103,8 @@ def test_an_acknowledgement_never_comes_before_the_result_is_stored(tmp_path: Pa
 
     results = app.send_tasks([quick.s(i) for i in range(50)])
     with running(app, concurrency=3):
-        assert [r.get(timeout=T) for r in results] == list(range(50))
-        assert eventually(lambda: len(stored_before_ack) == 50, timeout=T)
+        assert [r.get(timeout=TIMEOUT) for r in results] == list(range(50))
+        assert eventually(lambda: len(stored_before_ack) == 50, timeout=TIMEOUT)
     assert all(stored_before_ack)
 
 
@@ -126,7 +125,7 @@ def test_with_one_thread_tasks_run_and_fetch_on_one_task_thread_not_the_workers(
         ran_on.append(threading.current_thread().name)
 
     with running(app, concurrency=1):
-        where.delay().get(timeout=T)
+        where.delay().get(timeout=TIMEOUT)
     assert ran_on == ["machinery-task-1"]
     assert broker.fetching_threads == {"machinery-task-1"}
 
@@ -140,11 +139,11 @@ def test_task_threads_fetch_for_themselves_without_a_fetching_thread(tmp_path: P
 
     results = app.send_tasks([quick.s() for _ in range(30)])
     with running(app, concurrency=3):
-        assert all(r.get(timeout=T) == 1 for r in results)
+        assert all(r.get(timeout=TIMEOUT) == 1 for r in results)
     assert broker.fetching_threads <= {"machinery-worker", "machinery-task-1", "machinery-task-2"}
 
 
-def test_process_leaves_the_acknowledgement_to_the_caller_and_handle_acknowledges(tmp_path: Path) -> None:
+def test_process_leaves_the_acknowledgement_to_the_caller(tmp_path: Path) -> None:
     app, broker, backend = make_app(tmp_path)
 
     @app.task
@@ -157,9 +156,9 @@ def test_process_leaves_the_acknowledgement_to_the_caller_and_handle_acknowledge
     assert executor.process(first) is True
     assert broker.single_acks == 0
     assert broker.depth(app.config.default_queue).in_flight == 2
-    executor.handle(second)
-    assert broker.single_acks == 1
-    assert broker.depth(app.config.default_queue).in_flight == 1
+    assert executor.process(second) is True
+    broker.ack_many([first, second])
+    assert broker.depth(app.config.default_queue).in_flight == 0
 
 
 def test_process_of_an_undecodable_message_dead_letters_it_and_owes_no_ack(tmp_path: Path) -> None:
@@ -179,16 +178,16 @@ def test_stop_gives_back_fetched_messages_with_many_threads(tmp_path: Path) -> N
     @app.task
     def block() -> None:
         started.set()
-        release.wait(T)
+        release.wait(TIMEOUT)
 
     app.send_tasks([block.s() for _ in range(2)] + [Signature("block", []) for _ in range(8)])
     worker = app.worker(concurrency=2, prefetch=8)
     worker.start()
-    assert started.wait(T)
-    assert eventually(lambda: broker.depth(app.config.default_queue).ready == 0, timeout=T)
+    assert started.wait(TIMEOUT)
+    assert eventually(lambda: broker.depth(app.config.default_queue).ready == 0, timeout=TIMEOUT)
     worker.stop()
     release.set()
-    worker.stop(wait=True, timeout=T)
+    worker.stop(wait=True, timeout=TIMEOUT)
     depth = broker.depth(app.config.default_queue)
     assert depth.in_flight == 0
     assert depth.ready == 10 - sum(broker.ack_batches)

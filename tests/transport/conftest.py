@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,23 +40,30 @@ def broker_factory(request: pytest.FixtureRequest) -> BrokerFactory:
     return BROKER_FACTORIES[str(request.param)]
 
 
+def _clients(
+    factory: BrokerFactory | BackendFactory, request: pytest.FixtureRequest, tmp_path: Path, token: str
+) -> Iterator[Callable[..., Any]]:
+    """``make(**timeouts)``: a new client of this test's store built by ``factory`` (given the
+    service its ``requires`` names), every one closed at the end."""
+    service_url = str(request.getfixturevalue(factory.requires)) if factory.requires else None
+    made: list[Broker | ResultBackend] = []
+
+    def make(**timeouts: float) -> Broker | ResultBackend:
+        client = factory.make(FactoryContext(tmp_path, token, service_url, **timeouts))
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
 @pytest.fixture
 def make_broker(
     broker_factory: BrokerFactory, request: pytest.FixtureRequest, tmp_path: Path, token: str
 ) -> Iterator[MakeBroker]:
     """``make_broker(visibility_timeout=30.0)``: a new client of this test's broker, closed at the end."""
-    service_url = str(request.getfixturevalue(broker_factory.requires)) if broker_factory.requires else None
-    made: list[Broker] = []
-
-    def make(visibility_timeout: float = 30.0) -> Broker:
-        ctx = FactoryContext(tmp_path, token, service_url, visibility_timeout=visibility_timeout)
-        broker = broker_factory.make(ctx)
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        broker.close()
+    yield from _clients(broker_factory, request, tmp_path, token)
 
 
 @pytest.fixture(params=sorted(BACKEND_FACTORIES))
@@ -68,16 +76,6 @@ def backend_factory(request: pytest.FixtureRequest) -> BackendFactory:
 def make_backend(
     backend_factory: BackendFactory, request: pytest.FixtureRequest, tmp_path: Path, token: str
 ) -> Iterator[MakeBackend]:
-    """``make_backend(expires_in=3600.0)``: a new client of this test's result store, closed at the end."""
-    service_url = str(request.getfixturevalue(backend_factory.requires)) if backend_factory.requires else None
-    made: list[ResultBackend] = []
-
-    def make(expires_in: float = 3600.0) -> ResultBackend:
-        ctx = FactoryContext(tmp_path, token, service_url, expires_in=expires_in)
-        backend = backend_factory.make(ctx)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
+    """``make_backend(expires_in=3600.0, poll_interval=0.5)``: a new client of this test's result
+    store, closed at the end."""
+    yield from _clients(backend_factory, request, tmp_path, token)

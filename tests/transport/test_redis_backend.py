@@ -3,8 +3,6 @@ wake-ups, and expiry handed to Redis."""
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 
 import pytest
@@ -55,23 +53,6 @@ def test_a_stored_result_carries_its_expiry_in_redis(redis_url: str, prefix: str
     finally:
         backend.forget("t1")
         backend.close()
-
-
-def test_a_final_state_wakes_a_waiter_without_waiting_for_the_poll(redis_url: str, prefix: str) -> None:
-    waiter = RedisBackend(redis_url, prefix=prefix, poll_interval=60.0)
-    writer = RedisBackend(redis_url, prefix=prefix)
-    try:
-        timer = threading.Timer(0.3, lambda: writer.set(TaskResult("t1", TaskState.SUCCESS, result="done")))
-        started = time.monotonic()
-        timer.start()
-        result = waiter.wait("t1", 30.0)
-        timer.join()
-        assert result is not None and result.result == "done"
-        assert time.monotonic() - started < 3.0
-    finally:
-        writer.forget("t1")
-        waiter.close()
-        writer.close()
 
 
 def test_a_result_json_cannot_carry_is_refused_naming_the_task(redis_url: str, prefix: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -45,21 +44,6 @@ def test_the_broker_and_the_backend_can_share_one_file(db: str) -> None:
     finally:
         broker.close()
         backend.close()
-
-
-def test_a_final_state_wakes_a_waiter_without_waiting_for_the_poll(db: str) -> None:
-    waiter, writer = SQLiteBackend(db, poll_interval=60.0), SQLiteBackend(db)
-    try:
-        timer = threading.Timer(0.3, lambda: writer.set(TaskResult("t1", TaskState.SUCCESS, result="done")))
-        started = time.monotonic()
-        timer.start()
-        result = waiter.wait("t1", 30.0)
-        timer.join()
-        assert result is not None and result.result == "done"
-        assert time.monotonic() - started < 3.0
-    finally:
-        waiter.close()
-        writer.close()
 
 
 def test_purging_deletes_expired_results_and_groups(db: str) -> None:

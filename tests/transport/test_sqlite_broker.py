@@ -6,15 +6,17 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from machinery.brokers.base import OutgoingMessage, QueueDepth
+from machinery.brokers.base import Delivery, OutgoingMessage, QueueDepth
 from machinery.brokers.sqlite import SQLiteBroker
-from machinery.brokers.sqlite_pool import parse_sqlite_url
 from machinery.config import Config
 from machinery.errors import BrokerError, ConfigError
+from machinery.sqlite.pool import parse_sqlite_url
 
 
 @pytest.fixture
@@ -121,13 +123,24 @@ def test_closing_gives_unsettled_deliveries_back_at_once(db: str) -> None:
         staying.close()
 
 
-def test_settling_a_delivery_whose_lease_was_lost_leaves_the_new_holders_message_alone(db: str) -> None:
+@contextmanager
+def contested(db: str) -> Iterator[tuple[SQLiteBroker, SQLiteBroker, Delivery, Delivery]]:
+    """Two clients, ``slow`` (0.3 s leases) and ``fast``: ``slow`` fetched a message and lost its
+    lease (``stale``), ``fast`` holds it now (``current``)."""
     slow, fast = SQLiteBroker(db, visibility_timeout=0.3), SQLiteBroker(db, visibility_timeout=30)
     try:
         slow.publish("q", b"contested")
         [stale] = slow.fetch(["q"], 1, 5.0)
         time.sleep(0.5)
         [current] = fast.fetch(["q"], 1, 5.0)
+        yield slow, fast, stale, current
+    finally:
+        slow.close()
+        fast.close()
+
+
+def test_settling_a_delivery_whose_lease_was_lost_leaves_the_new_holders_message_alone(db: str) -> None:
+    with contested(db) as (slow, fast, stale, current):
         slow.ack(stale)
         slow.nack(stale)
         slow.dead_letter(stale, "late")
@@ -136,27 +149,16 @@ def test_settling_a_delivery_whose_lease_was_lost_leaves_the_new_holders_message
         assert fast.depth("q").dead == 0
         fast.ack(current)
         assert fast.depth("q").in_flight == 0
-    finally:
-        slow.close()
-        fast.close()
 
 
 def test_ack_many_skips_deliveries_whose_lease_was_lost_and_settles_the_rest(db: str) -> None:
-    slow, fast = SQLiteBroker(db, visibility_timeout=0.3), SQLiteBroker(db, visibility_timeout=30)
-    try:
-        slow.publish("q", b"contested")
-        [stale] = slow.fetch(["q"], 1, 5.0)
-        time.sleep(0.5)
-        [current] = fast.fetch(["q"], 1, 5.0)
+    with contested(db) as (slow, fast, stale, current):
         slow.publish("q", b"mine")
         [mine] = slow.fetch(["q"], 1, 5.0)
         slow.ack_many([stale, mine])
         assert fast.depth("q").in_flight == 1
         fast.ack(current)
         assert fast.depth("q") == QueueDepth("q", 0, 0, 0, 0)
-    finally:
-        slow.close()
-        fast.close()
 
 
 def test_a_database_that_stays_locked_raises_broker_error(db: str) -> None:

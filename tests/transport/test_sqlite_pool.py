@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from machinery.brokers.sqlite_pool import ConnectionPool, SQLiteOptions
 from machinery.errors import BrokerError
+from machinery.sqlite.pool import ConnectionPool, SQLiteOptions
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, value INTEGER NOT NULL UNIQUE)",)
 

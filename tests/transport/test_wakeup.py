@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machinery.brokers.wakeup import Listener, WakeupChannel, wake_directory
+from machinery.sqlite.wakeup import Listener, WakeupChannel, wake_directory
 
 
 def test_a_notify_wakes_a_waiting_listener(tmp_path: Path) -> None:

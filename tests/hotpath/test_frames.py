@@ -25,7 +25,7 @@ from pika.spec import Basic, BasicProperties
 
 from machinery._speedups import _frames_py
 from machinery._speedups._frames_py import Confirmed, Delivered
-from tests.codec.conftest import import_compiled, twin_params
+from tests.hotpath.conftest import built, import_compiled, twin_params
 
 Scan = tuple[int, int, list[Delivered], list[Confirmed]]
 T = TypeVar("T")
@@ -51,9 +51,7 @@ def frames(request: pytest.FixtureRequest) -> FramesModule:
 @pytest.fixture(scope="module")
 def compiled_frames() -> FramesModule:
     """The compiled frame scanner (skips when it is not built)."""
-    if C_FRAMES is None:
-        pytest.skip("the compiled frame scanner is not built")
-    return C_FRAMES
+    return built(C_FRAMES, "frame scanner")
 
 
 EXAMPLES = settings(max_examples=80, deadline=None)

@@ -1,14 +1,11 @@
-"""Helpers of the AMQP tests: brokers with names unique to a test, and removing what they declared."""
+"""AMQP brokers and configs for tests, on an exchange and queues unique to the test, and removing
+what they declared when the tests end."""
 
 from __future__ import annotations
 
 import atexit
-import sqlite3
-import sys
 import threading
-import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pika
@@ -17,29 +14,13 @@ from machinery.brokers.amqp import AMQPBroker
 from machinery.brokers.amqp_topology import DELAY_BUCKETS, delay_exchange, delay_queue
 from machinery.brokers.base import dead_letter_queue
 from machinery.config import Config
-from tests.conftest import RABBITMQ_URL, require_service
+from tests.support.names import unique_name
+from tests.support.services import RABBITMQ_URL, require_rabbitmq
 
-__all__ = [
-    "REPO_ROOT",
-    "amqp_config",
-    "delete_topology",
-    "effects",
-    "eventually",
-    "forget_at_exit",
-    "new_broker",
-    "unique_name",
-    "worker_command",
-]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["amqp_config", "delete_topology", "forget_at_exit", "new_broker"]
 
 _made: list[tuple[str, str, tuple[str, ...]]] = []
 _lock = threading.Lock()
-
-
-def unique_name(prefix: str = "t") -> str:
-    """A name for exchanges and queues that no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def delete_topology(url: str, exchange: str, queues: tuple[str, ...] = ()) -> None:
@@ -77,7 +58,8 @@ def _delete_all() -> None:
 
 
 def new_broker(
-    url: str, token: str, *, prefetch_count: int = 16, queue_declare_args: Mapping[str, object] | None = None
+    url: str, token: str, *, prefetch_count: int = 16, queue_declare_args: Mapping[str, object] | None = None,
+    fast_path: bool = True,
 ) -> AMQPBroker:
     """An AMQP broker on exchange ``ex-<token>``; its topology is deleted when the tests end."""
     exchange = f"ex-{token}"
@@ -90,13 +72,14 @@ def new_broker(
         binding_key=queue,
         prefetch_count=prefetch_count,
         queue_declare_args=queue_declare_args,
+        fast_path=fast_path,
     )
 
 
 def amqp_config(tmp: Path, url: str = RABBITMQ_URL) -> Config:
     """A Config on RabbitMQ with an exchange and queue unique to the test (deleted when the tests
     end) and SQLite results in ``tmp``; skips (or fails under CI) when RabbitMQ is not there."""
-    require_service("RabbitMQ", "MACHINERY_REQUIRE_RABBITMQ", "127.0.0.1", 5672)
+    require_rabbitmq()
     exchange, queue = unique_name("ex"), unique_name("tasks")
     forget_at_exit(url, exchange, (queue,))
     return Config(
@@ -107,29 +90,3 @@ def amqp_config(tmp: Path, url: str = RABBITMQ_URL) -> Config:
         binding_key=queue,
         visibility_timeout=5.0,
     )
-
-
-def worker_command(*args: str, app_spec: str = "tests.amqp.worker_app:app") -> list[str]:
-    """``python -m machinery worker -A app_spec args...`` with this interpreter."""
-    return [sys.executable, "-m", "machinery", "--log-level", "WARNING", "worker", "-A", app_spec, *args]
-
-
-def effects(path: Path) -> list[str]:
-    """The keys recorded by ``record`` tasks in the SQLite side channel ``path``, in order."""
-    if not path.exists():
-        return []
-    with sqlite3.connect(path, timeout=30.0) as db:
-        try:
-            return [row[0] for row in db.execute("SELECT key FROM effects ORDER BY rowid")]
-        except sqlite3.OperationalError:
-            return []
-
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> bool:
-    """True once ``check()`` is true, False if it is not within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return check()

@@ -1,4 +1,4 @@
-"""SQLite plumbing shared by the SQLite broker and result backend: URL parsing, a pool of
+"""The SQLite connection pool shared by the SQLite broker and result backend: URL parsing, a pool of
 connections in WAL mode, and bounded retries of "database is locked" turned into clear errors.
 
 Connections are pooled rather than kept per thread so that short-lived threads (a web server's)
@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from machinery.errors import ConfigError, MachineryError
 from machinery.urls import masked_url
 
-__all__ = ["ConnectionPool", "SQLiteOptions", "parse_sqlite_url"]
+__all__ = ["ConnectionPool", "SQLiteOptions", "file_options", "parse_sqlite_url"]
 
 T = TypeVar("T")
 
@@ -40,6 +40,15 @@ class SQLiteOptions:
     process, the last commits may be lost on power failure or OS crash; FULL: survives those too."""
     busy_timeout: float = 5.0
     """Seconds a statement waits for another connection's write lock before it is retried."""
+
+
+def file_options(path: str | SQLiteOptions, what: str, error: type[MachineryError]) -> SQLiteOptions:
+    """``path`` as options, refusing ``:memory:`` (a database that other processes cannot share)
+    with ``error`` naming ``what`` needs the file."""
+    options = path if isinstance(path, SQLiteOptions) else SQLiteOptions(path=path)
+    if options.path == ":memory:":
+        raise error(f"{what} needs a database file; :memory: cannot be shared between processes")
+    return options
 
 
 def parse_sqlite_url(url: str, key: str = "broker_url") -> SQLiteOptions:

@@ -11,9 +11,9 @@ from machinery.errors import EncodeError
 from machinery.jsonvalues import MAX_DEPTH, FrozenDict
 from machinery.signature import Signature
 from machinery.workflows import chain
-from tests.codec.conftest import CodecModule
+from tests.hotpath.conftest import CodecModule
 
-SEED_CHAIN = (
+EXAMPLE_CHAIN = (
     b'{"UUID":"t1","Name":"add","RoutingKey":"","ETA":null,"GroupUUID":"","GroupTaskCount":0,"Args":[1,1],'
     b'"Headers":{},"Priority":0,"Immutable":false,"RetryCount":0,"RetryTimeout":0,"OnSuccess":[{"UUID":"t2",'
     b'"Name":"add","RoutingKey":"","ETA":null,"GroupUUID":"","GroupTaskCount":0,"Args":[5,6],"Headers":{},'
@@ -32,11 +32,11 @@ def _with_field(sig: Signature, name: str, value: object) -> Signature:
     return copy
 
 
-def test_seed_chain_encodes_to_known_bytes(codec: CodecModule) -> None:
+def test_the_example_chain_encodes_to_known_bytes(codec: CodecModule) -> None:
     head = chain(
         Signature("add", [1, 1], uuid="t1"), Signature("add", [5, 6], uuid="t2"), Signature("multiply", [4], uuid="t3")
     ).head
-    assert codec.encode(head) == SEED_CHAIN
+    assert codec.encode(head) == EXAMPLE_CHAIN
 
 
 def test_every_field_is_written(codec: CodecModule) -> None:

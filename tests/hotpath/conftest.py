@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 
 import pytest
 from _pytest.mark.structures import ParameterSet
 
 from machinery._speedups import _codec_py
 from machinery.signature import Signature
+
+T = TypeVar("T")
 
 
 class CodecModule(Protocol):
@@ -78,12 +80,17 @@ def decoder(request: pytest.FixtureRequest) -> CodecModule:
     return cast(CodecModule, request.param)
 
 
+def built(module: T | None, what: str) -> T:
+    """``module``, or skip the test when the compiled ``what`` is not built."""
+    if module is None:
+        pytest.skip(f"the compiled {what} is not built")
+    return module
+
+
 @pytest.fixture(scope="session")
 def compiled() -> CompiledCodecModule:
     """The compiled codec (skips when it is not built)."""
-    if C_CODEC is None:
-        pytest.skip("the compiled codec is not built")
-    return C_CODEC
+    return built(C_CODEC, "codec")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,7 +8,7 @@ from enum import IntEnum
 import pytest
 
 from machinery.errors import ArgumentError
-from tests.codec.conftest import CodecModule
+from tests.hotpath.conftest import CodecModule
 
 
 class Level(IntEnum):

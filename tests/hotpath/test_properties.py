@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from machinery.errors import DecodeError
 from machinery.jsonvalues import JSONValue
 from machinery.signature import Signature
-from tests.codec import strategies
-from tests.codec.conftest import C_CODEC, NO_C, PY_CODEC, CodecModule
-from tests.codec.strict import same_value
+from tests.hotpath import strategies
+from tests.hotpath.conftest import C_CODEC, NO_C, PY_CODEC, CodecModule
+from tests.hotpath.strict import same_value
 
 EXAMPLES = settings(max_examples=150, deadline=None)
 

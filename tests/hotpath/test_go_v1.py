@@ -8,8 +8,8 @@ import pytest
 
 from machinery.errors import DecodeError
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze_mapping
-from tests.codec.conftest import CodecModule
-from tests.codec.strict import same_value
+from tests.hotpath.conftest import CodecModule
+from tests.hotpath.strict import same_value
 
 GO_V1_MESSAGE = (
     b'{"UUID":"task_5c3b","Name":"add","RoutingKey":"machinery_tasks","ETA":null,"GroupUUID":"",'

@@ -6,7 +6,7 @@ import pytest
 
 from machinery.errors import DecodeError
 from machinery.jsonvalues import MAX_DEPTH
-from tests.codec.conftest import CodecModule
+from tests.hotpath.conftest import CodecModule
 
 
 @pytest.mark.parametrize("data", ['{"Name":"t"}', None, 1, [b"{}"], {"Name": "t"}])

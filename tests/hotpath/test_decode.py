@@ -9,10 +9,10 @@ import pytest
 from machinery.errors import DecodeError
 from machinery.jsonvalues import EMPTY_DICT, MAX_DEPTH, FrozenDict
 from machinery.signature import Signature
-from tests.codec.conftest import CodecModule
-from tests.codec.strict import same_value
+from tests.hotpath.conftest import CodecModule
+from tests.hotpath.strict import same_value
 
-SEED_MESSAGE = b"""{
+README_MESSAGE = b"""{
     "Name": "add",
     "Args": [1, 1],
     "Immutable": false,
@@ -21,8 +21,8 @@ SEED_MESSAGE = b"""{
 }"""
 
 
-def test_seed_readme_message_decodes(codec: CodecModule) -> None:
-    sig = codec.decode(SEED_MESSAGE)
+def test_the_readme_message_decodes(codec: CodecModule) -> None:
+    sig = codec.decode(README_MESSAGE)
     assert (sig.name, sig.args, sig.immutable, sig.on_success, sig.on_error) == ("add", (1, 1), False, (), ())
 
 

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 
 from machinery.errors import DecodeError
 from machinery.signature import Signature
-from tests.codec import strategies
-from tests.codec.conftest import PY_CODEC, CompiledCodecModule
-from tests.codec.strict import same_value
-from tests.codec.test_go_v1 import GO_V1_MESSAGE
+from tests.hotpath import strategies
+from tests.hotpath.conftest import PY_CODEC, CompiledCodecModule
+from tests.hotpath.strict import same_value
+from tests.hotpath.test_go_v1 import GO_V1_MESSAGE
 
 pytestmark = pytest.mark.c_extension
 

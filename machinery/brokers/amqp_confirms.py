@@ -1,0 +1,186 @@
+"""Publisher confirms of the AMQP broker: what was published on the confirm channel and who waits
+for RabbitMQ to confirm it.
+
+RabbitMQ numbers the publishes of a confirm channel 1, 2, 3, ... and acks (or nacks) them by that
+number, singly or ``multiple`` up to one. ``Confirms`` remembers each publish under its number with
+its ``Waiter`` until then; an unroutable publish is returned first (``Basic.Return``) and fails its
+waiter when its confirm comes. A lost connection settles every waiting publish as lost, so that the
+publisher sends it again on the next one. Everything here runs on the I/O thread, except ``Waiter``'s
+event, which the publishing thread waits on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from pika.channel import Channel
+from pika.spec import Basic, BasicProperties
+
+from machinery._speedups import Confirmed
+
+if TYPE_CHECKING:
+    from pika.frame import Method
+
+    from machinery.brokers._pika_fastpath import FastPathConnection
+    from machinery.brokers.amqp_publish_frames import PublishFrames
+
+__all__ = ["AfterConfirm", "Confirms", "Resolved", "Waiter"]
+
+
+class Resolved:
+    """A message resolved to where it is published and with which properties."""
+
+    __slots__ = ("body", "exchange", "properties", "routing_key")
+
+    def __init__(self, exchange: str, routing_key: str, body: bytes, properties: BasicProperties) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.body = body
+        self.properties = properties
+
+
+class Waiter:
+    """Publishes waiting for RabbitMQ's confirms; settled on the I/O thread, awaited on another."""
+
+    __slots__ = ("cancelled", "error", "event", "lost", "remaining")
+
+    def __init__(self, count: int) -> None:
+        self.event = threading.Event()
+        self.remaining = count
+        self.error: str | None = None
+        self.lost: list[int] = []
+        self.cancelled = False
+        if count == 0:
+            self.event.set()
+
+    def settle(self, index: int, error: str | None, lost: bool) -> None:
+        """(I/O thread) The publish at ``index`` is confirmed (``error`` None), refused, or ``lost``."""
+        if lost:
+            self.lost.append(index)
+        elif error is not None and self.error is None:
+            self.error = error
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.event.set()
+
+
+class AfterConfirm(Waiter):
+    """A single internal publish whose outcome runs a callback on the I/O thread."""
+
+    __slots__ = ("then",)
+
+    def __init__(self, then: Callable[[bool], None]) -> None:
+        super().__init__(1)
+        self.then = then
+
+    def settle(self, index: int, error: str | None, lost: bool) -> None:
+        super().settle(index, error, lost)
+        self.then(error is None and not lost)
+
+
+#: One publish waiting for its confirm: its waiter, its index among the waiter's publishes, the publish.
+_Pending = tuple[Waiter, int, Resolved]
+
+
+class Confirms:
+    """(I/O thread) The confirm channel's publishes that RabbitMQ has not confirmed yet."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, _Pending] = {}
+        self._returned: dict[int, str] = {}
+        self._seq = 0
+        self._channel: Channel | None = None
+        self._fast: FastPathConnection | None = None
+        self._frames: PublishFrames | None = None
+
+    def __len__(self) -> int:
+        """How many publishes wait for their confirm."""
+        return len(self._pending)
+
+    def open(self, channel: Channel, fast: FastPathConnection | None, frames: PublishFrames | None) -> None:
+        """The confirm channel is open: publish on it, with frames built by ``frames`` and sent by
+        ``fast`` when both are given (the fast path), else with ``Channel.basic_publish``."""
+        self._channel = channel
+        self._fast = fast
+        self._frames = frames
+        channel.add_on_return_callback(self.on_return)
+
+    def send(self, outs: Sequence[Resolved], waiter: Waiter) -> None:
+        """Publish ``outs`` on the confirm channel and remember them until confirmed. Raises as pika
+        does when the channel or the connection is not open."""
+        if waiter.cancelled:
+            return
+        channel = self._channel
+        assert channel is not None
+        fast = self._fast
+        frames = self._frames
+        pending = self._pending
+        seq = self._seq
+        try:
+            if frames is None or fast is None or fast.is_closed or not channel.is_open:
+                publish = channel.basic_publish  # raises the channel's or connection's state
+                for index, out in enumerate(outs):
+                    publish(out.exchange, out.routing_key, out.body, out.properties, True)
+                    seq += 1
+                    pending[seq] = (waiter, index, out)
+                return
+            emit = fast.emit_built
+            build = frames.build
+            for index, out in enumerate(outs):
+                emit(build(out.exchange, out.routing_key, out.body, out.properties))
+                seq += 1
+                pending[seq] = (waiter, index, out)
+        finally:
+            self._seq = seq
+
+    def on_confirm(self, frame: Method[Basic.Ack | Basic.Nack]) -> None:
+        """A confirm that pika read (the fast path hands the others in batches to ``on_confirms``)."""
+        method = frame.method
+        self.confirmed(method.delivery_tag, bool(method.multiple), isinstance(method, Basic.Nack))
+
+    def on_confirms(self, batch: list[Confirmed]) -> None:
+        """Confirms read by the fast path's frame scanner."""
+        confirmed = self.confirmed
+        for tag, multiple, nack in batch:
+            confirmed(tag, multiple, nack)
+
+    def confirmed(self, tag: int, multiple: bool, nack: bool) -> None:
+        """Settle every publish that this ack or nack covers."""
+        pending = self._pending
+        if multiple:
+            tags: list[int] = []
+            for seq in pending:
+                if seq > tag:
+                    break
+                tags.append(seq)
+        else:
+            tags = [tag] if tag in pending else []
+        for seq in tags:
+            waiter, index, out = pending.pop(seq)
+            returned = self._returned.pop(seq, None) if self._returned else None
+            if nack:
+                waiter.settle(index, f"RabbitMQ refused a message for {out.routing_key!r} (nack)", False)
+            else:
+                waiter.settle(index, returned, False)
+
+    def on_return(self, _ch: Channel, method: Basic.Return, _props: BasicProperties, body: bytes) -> None:
+        """Mark an unroutable publish; its confirm follows and fails its waiter."""
+        for seq, (_waiter, _index, out) in self._pending.items():
+            if (seq not in self._returned and out.routing_key == method.routing_key
+                    and out.exchange == method.exchange and out.body == body):
+                self._returned[seq] = (
+                    f"unroutable: exchange {method.exchange!r} has no queue for routing key "
+                    f"{method.routing_key!r} ({method.reply_text})"
+                )
+                return
+
+    def lost(self) -> None:
+        """The connection is gone: every waiting publish is lost (its publisher sends it again)."""
+        self._channel = self._fast = self._frames = None
+        pending, self._pending = self._pending, {}
+        self._returned.clear()
+        self._seq = 0
+        for waiter, index, _out in pending.values():
+            waiter.settle(index, None, True)
