@@ -16,8 +16,8 @@ __all__ = ["LAYERS"]
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "layers",
              "urls", "timelimits", "limits", "signing"),
-    "hot path": ("_speedups/",),
+    "hot path": ("_speedups/", "gowire"),
     "transport": ("schemes", "sqlite/", "brokers/", "backends/"),
-    "runtime": ("app", "routing", "worker", "execution", "watchdog", "progress", "result", "cli", "supervisor", "demo",
-                "demo_tasks", "demo_run", "__main__"),
+    "runtime": ("app", "routing", "unregistered", "worker", "execution", "watchdog", "progress", "result", "cli",
+                "supervisor", "demo", "demo_tasks", "demo_run", "__main__"),
 }

@@ -1,5 +1,11 @@
 """Where a signature goes: the broker message for it (queue, body, delay, priority), held to the
-configured limits and signed when signing keys are set."""
+configured limits and signed when signing keys are set.
+
+A signature's ``routing_key`` names its queue; an empty one, or the configured ``binding_key``
+(the AMQP routing key of the default queue, which is what Go Machinery writes there), means the
+default queue. A message that goes back where it came from (a retry) is given its queue
+explicitly, whatever its ``routing_key`` says.
+"""
 
 from __future__ import annotations
 
@@ -8,39 +14,55 @@ from datetime import UTC, datetime
 from machinery._speedups import encode
 from machinery.brokers.base import OutgoingMessage
 from machinery.config import Config
+from machinery.gowire import encode_go
 from machinery.limits import check_fanout, check_size
 from machinery.signature import Signature
 from machinery.signing import Signer
 
-__all__ = ["Router", "outgoing"]
+__all__ = ["Router"]
 
-
-def outgoing(sig: Signature, default_queue: str, delay: float = 0.0) -> OutgoingMessage:
-    """The broker message for ``sig``: its queue (the routing key, else ``default_queue``), its
-    encoded body, a delay (the later of ``delay`` and its ETA) and its priority. No limits, no
-    signature: ``Router.message`` adds them."""
-    if sig.eta is not None:
-        delay = max((sig.eta - datetime.now(UTC)).total_seconds(), delay)
-    return OutgoingMessage(sig.routing_key or default_queue, encode(sig), max(delay, 0.0), sig.priority)
+_NO_HEADERS: dict[str, str] = {}
 
 
 class Router:
-    """Builds the broker messages of one App or worker: ``outgoing`` plus ``max_fanout`` and
-    ``max_message_bytes`` (``LimitExceeded`` before anything is sent) and the signature header."""
+    """Turns signatures into broker messages under one config: its default queue, binding key and
+    wire format (``"go"``: Go Machinery v1's JSON with ``RoutingKey`` set as Go's broker sets it),
+    ``max_fanout`` and ``max_message_bytes`` (``LimitExceeded`` before anything is sent) and, with
+    ``signing_keys``, the signature header."""
 
-    __slots__ = ("default_queue", "max_fanout", "max_message_bytes", "signer")
+    __slots__ = ("_default_key", "binding_key", "default_queue", "go", "max_fanout", "max_message_bytes", "signer")
 
     def __init__(self, config: Config) -> None:
         self.default_queue = config.default_queue
+        self.binding_key = config.binding_key
+        self.go = config.wire_format == "go"
+        # Go's rule for an empty routing key: the binding key on a direct exchange, else the queue.
+        self._default_key = config.binding_key if config.exchange_type == "direct" else config.default_queue
         self.max_fanout = config.max_fanout
         self.max_message_bytes = config.max_message_bytes
         self.signer = Signer(config.signing_keys) if config.signing_keys else None
 
-    def message(self, sig: Signature, delay: float = 0.0) -> OutgoingMessage:
+    def queue_for(self, sig: Signature) -> str:
+        """The queue ``sig`` is sent to: its routing key, or the default queue for none or the binding key."""
+        key = sig.routing_key
+        if not key or key == self.binding_key:
+            return self.default_queue
+        return key
+
+    def message(self, sig: Signature, delay: float = 0.0, *, queue: str | None = None) -> OutgoingMessage:
+        """The broker message for ``sig``: to ``queue`` (else ``queue_for(sig)``), its encoded body, a
+        delay (the later of ``delay`` and its ETA) and its priority; checked against the limits and
+        signed."""
         check_fanout(sig, self.max_fanout)
-        out = outgoing(sig, self.default_queue, delay)
-        check_size(len(out.body), self.max_message_bytes, sig.name)
+        if sig.eta is not None:
+            delay = max((sig.eta - datetime.now(UTC)).total_seconds(), delay)
+        if queue is None:
+            queue = self.queue_for(sig)
+        if not self.go:
+            body = encode(sig)
+        else:
+            body = encode_go(sig, self._default_key if queue == self.default_queue else queue)
+        check_size(len(body), self.max_message_bytes, sig.name)
         signer = self.signer
-        if signer is None:
-            return out
-        return OutgoingMessage(out.queue, out.body, out.delay, out.priority, signer.headers(out.body))
+        headers = signer.headers(body) if signer is not None else _NO_HEADERS
+        return OutgoingMessage(queue, body, max(delay, 0.0), sig.priority, headers, sig.name)

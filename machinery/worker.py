@@ -194,6 +194,8 @@ class Worker:
         executor = Executor(config, app.registry, broker, backend, progress, watchdog=watchdog)
         self._executor = executor
         broker.declare(self.queues)
+        # Where the broker can choose by task (SQLite), take only the tasks registered here.
+        broker.claim_only(app.registry.names(), unclaimed_after=config.unregistered_timeout)
         settler = threading.Thread(target=self._settle_loop, name="machinery-settler", daemon=True)
         settler.start()
         leases = threading.Thread(target=self._renew_leases, name="machinery-leases", daemon=True)

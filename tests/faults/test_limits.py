@@ -12,7 +12,7 @@ import pytest
 from machinery import Config, ConfigError, LimitExceeded, Signature, TaskFailed, TaskState, chord, group
 from machinery.brokers.base import REASON_HEADER, dead_letter_queue
 from machinery.limits import DEFAULT_MAX_FANOUT, DEFAULT_MAX_MESSAGE_BYTES
-from machinery.routing import outgoing
+from machinery.routing import Router
 from tests.faults.support import T, fault_app_on
 from tests.support.waiting import eventually
 from tests.support.workers import running
@@ -36,6 +36,11 @@ def test_the_defaults_are_sane() -> None:
         Config(max_message_bytes=10)
 
 
+def unchecked(config: Config, sig: Signature) -> bytes:
+    """``sig``'s message body as a producer without the limits would send it."""
+    return Router(config.replace(max_fanout=10**9, max_message_bytes=2**40)).message(sig).body
+
+
 def hundred_thousand_callbacks() -> Signature:
     return Signature("add", [1, 1], on_success=[Signature("echo", [i]) for i in range(100_000)])
 
@@ -55,9 +60,9 @@ def test_a_message_with_100000_callbacks_is_dead_lettered_when_received(tmp_path
     # first, unread): raised here so that the fan-out bound is the one that stops it.
     app = fault_app_on(tmp_path, max_message_bytes=64 * 1024 * 1024)
     sig = hundred_thousand_callbacks()
-    raw = outgoing(sig, app.config.default_queue)  # as a producer without the limit would send it
-    assert len(raw.body) > DEFAULT_MAX_MESSAGE_BYTES
-    app.broker.publish(raw.queue, raw.body)
+    body = unchecked(app.config, sig)
+    assert len(body) > DEFAULT_MAX_MESSAGE_BYTES
+    app.broker.publish(app.config.default_queue, body)
     with running(app, concurrency=2):
         assert eventually(lambda: app.broker.depth(app.config.default_queue).dead == 1, timeout=T)
     with pytest.raises(TaskFailed, match="max_fanout"):
@@ -90,8 +95,7 @@ def test_a_message_over_max_message_bytes_is_refused_and_dead_lettered(
     big = Signature("echo", ["x" * 5000])
     with pytest.raises(LimitExceeded, match=r"task echo of \d+ bytes is larger than max_message_bytes=4096"):
         app.send_task(big)
-    raw = outgoing(big, app.config.default_queue)
-    app.broker.publish(raw.queue, raw.body)
+    app.broker.publish(app.config.default_queue, unchecked(app.config, big))
     with caplog.at_level(logging.ERROR, logger="machinery"), running(app, concurrency=1):
         assert eventually(lambda: app.broker.depth(app.config.default_queue).dead == 1, timeout=T)
     assert "larger than max_message_bytes=4096" in caplog.text
