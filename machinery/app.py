@@ -225,11 +225,9 @@ class App:
 
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         self._declare(sorted({m.queue for m in messages}))
-        if len(messages) == 1:
-            m = messages[0]
-            self.broker.publish(m.queue, m.body, delay=m.delay, priority=m.priority, headers=m.headers)
-        else:
-            self.broker.publish_many(messages)
+        # publish_many even for one message: it carries the headers (signature) and the task name
+        # (by which a SQLite worker claims only the tasks it has), which publish() does not.
+        self.broker.publish_many(messages)
 
     @overload
     def send_task(self, work: Signature) -> AsyncResult: ...

@@ -126,10 +126,7 @@ class Executor:
         return self.router.message(sig, delay, queue=queue)
 
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        if len(messages) == 1:
-            m = messages[0]
-            self.broker.publish(m.queue, m.body, delay=m.delay, priority=m.priority, headers=m.headers)
-        elif messages:
+        if messages:  # publish_many even for one: it keeps the headers and the task name
             self.broker.publish_many(messages)
 
     def _log(self, sig: Signature, state: TaskState, started: float, detail: str = "") -> None:
