@@ -4,7 +4,7 @@ callbacks, groups, chords, retries and delays."""
 from __future__ import annotations
 
 from machinery._speedups import USING_EXTENSIONS, decode, encode, parse_number_args
-from machinery.app import App, TaskFunction, init_app
+from machinery.app import App, init_app
 from machinery.config import Config, load_config
 from machinery.errors import (
     ArgumentError,
@@ -16,6 +16,7 @@ from machinery.errors import (
     MachineryError,
     ResultBackendError,
     ResultTimeout,
+    ResultTypeError,
     Retry,
     SignatureInvalid,
     SoftTimeLimitExceeded,
@@ -23,15 +24,16 @@ from machinery.errors import (
     TaskNotRegistered,
     TimeLimitExceeded,
 )
-from machinery.jsonvalues import FrozenDict, JSONInput, JSONValue, freeze, thaw
+from machinery.jsonvalues import JSON, FrozenDict, JSONInput, JSONValue, freeze, plain, thaw
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
-from machinery.signature import Signature, new_task_id
+from machinery.signature import Signature, SignatureOptions, new_task_id
 from machinery.states import TaskResult, TaskState
 from machinery.task import FunctionTask, Task
+from machinery.task_function import TaskFunction
 from machinery.urls import masked_url
 from machinery.worker import Worker
-from machinery.workflows import Chain, Chord, Group, chain, chord, group
+from machinery.workflows import Chain, Chord, Group, NoResult, TypedSignature, chain, chord, group
 
 __version__ = "0.1.0"
 
@@ -53,17 +55,21 @@ __all__ = [
     "FunctionTask",
     "Group",
     "GroupResult",
+    "JSON",
     "JSONInput",
     "JSONValue",
     "LimitExceeded",
     "MachineryError",
+    "NoResult",
     "Registry",
     "ResultBackendError",
     "ResultTimeout",
+    "ResultTypeError",
     "Retry",
     "Signature",
     "SignatureInvalid",
     "SoftTimeLimitExceeded",
+    "SignatureOptions",
     "Task",
     "TaskFailed",
     "TaskFunction",
@@ -71,6 +77,7 @@ __all__ = [
     "TaskResult",
     "TaskState",
     "TimeLimitExceeded",
+    "TypedSignature",
     "chain",
     "chord",
     "decode",
@@ -79,6 +86,7 @@ __all__ = [
     "group",
     "new_task_id",
     "parse_number_args",
+    "plain",
     "thaw",
     "init_app",
     "load_config",
@@ -91,6 +99,6 @@ for _name in ("ArgumentError", "BrokerError", "ConfigError", "DecodeError", "Enc
               "LimitExceeded", "SignatureInvalid", "SoftTimeLimitExceeded", "TimeLimitExceeded",
               "FunctionTask", "Registry", "Signature", "Task", "TaskResult", "TaskState", "Chain", "Chord",
               "Group", "App", "Config", "Worker", "AsyncResult", "ChainResult", "GroupResult", "ChordResult",
-              "TaskFunction"):
+              "TaskFunction", "TypedSignature", "NoResult", "ResultTypeError"):
     globals()[_name].__module__ = "machinery"
 del _name

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from machinery.app import App
 from machinery.config import Config, load_config
 from machinery.errors import BrokerError, MachineryError, ResultTimeout, TaskFailed
-from machinery.jsonvalues import JSONInput, JSONValue, thaw
+from machinery.jsonvalues import JSONInput, thaw
 from machinery.signature import Signature
 from machinery.supervisor import SUPERVISED_ENV
 
@@ -37,7 +37,7 @@ def parse_arg(text: str) -> JSONInput:
     return value
 
 
-def show_value(value: JSONValue) -> str:
+def show_value(value: object) -> str:
     """``value`` as JSON for printing."""
     return json.dumps(thaw(value), ensure_ascii=False)
 

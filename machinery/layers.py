@@ -15,9 +15,9 @@ __all__ = ["LAYERS"]
 #: Layer name -> the top-level modules (``name``) and packages (``name/``) of ``machinery`` in it.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "layers",
-             "urls", "timelimits", "limits", "signing"),
+             "conversion", "urls", "timelimits", "limits", "signing"),
     "hot path": ("_speedups/", "gowire"),
     "transport": ("schemes", "sqlite/", "brokers/", "backends/"),
-    "runtime": ("app", "routing", "unregistered", "worker", "execution", "watchdog", "progress", "result", "cli",
-                "supervisor", "demo", "demo_tasks", "demo_run", "__main__"),
+    "runtime": ("app", "task_function", "routing", "unregistered", "worker", "execution", "watchdog", "progress",
+                "result", "cli", "supervisor", "demo", "demo_tasks", "demo_run", "__main__"),
 }

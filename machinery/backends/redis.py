@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
 import redis
+import redis.client
 from redis.commands.core import Script
 
 from machinery.backends.base import wait_until_final

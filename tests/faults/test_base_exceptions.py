@@ -37,7 +37,7 @@ def test_a_base_exception_is_the_tasks_failure_and_the_worker_goes_on(
         with pytest.raises(TaskFailed) as caught:
             failing.get(timeout=T)
         assert caught.value.error == error
-        assert app.result(callback.uuid).get(timeout=T) == (error, "from the error callback")
+        assert app.result(callback.uuid).get(timeout=T) == [error, "from the error callback"]
         # Every thread is still there: as many tasks as threads run at once, then more.
         results = app.send_tasks([Signature("sleep", [0.2]) for _ in range(concurrency * 2)])
         assert [r.get(timeout=T) for r in results] == [0.2] * (concurrency * 2)

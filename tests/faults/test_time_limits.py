@@ -51,7 +51,7 @@ def test_a_task_past_its_hard_limit_is_failed_and_its_thread_replaced(tmp_path: 
             hung.get(timeout=T)
         assert time.monotonic() - started < 10
         assert "0.5s" in caught.value.error
-        assert app.result(callback.uuid).get(timeout=T) == (caught.value.error, "cb")
+        assert app.result(callback.uuid).get(timeout=T) == [caught.value.error, "cb"]
         # The message was acknowledged (its lease is no longer renewed: nothing in flight, no rerun).
         queue = app.config.default_queue
         assert eventually(lambda: app.broker.depth(queue).in_flight == 0, timeout=T)
@@ -104,7 +104,7 @@ def test_with_worker_processes_the_process_of_a_hung_task_is_replaced(tmp_path: 
         hung = app.send_task(Signature("sleep", [10**6]).with_time_limits(time_limit=1).link_error(callback))
         with pytest.raises(TaskFailed, match="TimeLimitExceeded"):
             hung.get(timeout=T)
-        assert app.result(callback.uuid).get(timeout=T) == (hung_error(hung), "cb")
+        assert app.result(callback.uuid).get(timeout=T) == [hung_error(hung), "cb"]
         results = app.send_tasks([Signature("add", [i, 1]) for i in range(8)])
         assert [r.get(timeout=T) for r in results] == [i + 1.0 for i in range(8)]
         again = app.send_task(Signature("stuck", []))
