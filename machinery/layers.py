@@ -19,5 +19,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "hot path": ("_speedups/", "gowire"),
     "transport": ("schemes", "sqlite/", "brokers/", "backends/"),
     "runtime": ("app", "task_function", "routing", "unregistered", "worker", "execution", "watchdog", "progress",
-                "result", "cli", "supervisor", "demo", "demo_tasks", "demo_run", "__main__"),
+                "result", "cli", "supervisor", "demo", "demo_tasks", "demo_run", "__main__", "heartbeat", "locations",
+                "version"),
 }
