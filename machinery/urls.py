@@ -9,6 +9,7 @@ rules here are deliberately greedy; they may hide more than the password, never 
   as the end of the userinfo) and a ``:`` before it, everything from that first ``:`` to that last
   ``@`` becomes ``***`` (``amqp://guest:***@host/``, ``redis://:***@host/0``). A URL whose authority
   is empty (``sqlite:///path``) has no userinfo.
+- a ``;``-separated list of URLs (a broker list) is masked URL by URL.
 - query: from the first query parameter whose name looks secret (``password``, ``pass``, ``pwd``,
   ``secret``, ``token``, ``key``, ``auth``, ``credential`` in any case, as part of the name), the
   rest of the URL becomes ``***`` (``redis://host/0?db=1&password=***``): a value cannot be fooled
@@ -59,6 +60,9 @@ def masked_url(url: str) -> str:
     Safe on anything: a string that is not a URL comes back unchanged unless it looks like one
     with a secret, and the result never contains the password, however the URL was written.
     """
+    pieces = url.split(";")
+    if len(pieces) > 1 and all(_SCHEME.match(p.strip()) for p in pieces[1:]):
+        return ";".join(masked_url(p) for p in pieces)  # a broker list: each URL masked on its own
     match = _SCHEME.match(url)
     start = 0 if match is None else match.end()
     rest = url[start:]
