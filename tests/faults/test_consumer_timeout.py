@@ -18,7 +18,7 @@ import pytest
 
 from machinery import Config, Signature
 from tests.faults.fault_app import make_app
-from tests.faults.own_rabbitmq import own_rabbitmq
+from tests.faults.own_servers import RabbitNode
 from tests.faults.support import T
 from tests.support.names import unique_name
 from tests.support.waiting import eventually
@@ -31,7 +31,10 @@ def test_a_task_longer_than_the_consumer_timeout_runs_once_and_the_worker_recove
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     advanced = "[{rabbit, [{channel_tick_interval, 500}]}]."
-    with own_rabbitmq(tmp_path, conf="consumer_timeout = 2000", advanced=advanced) as url:
+    node = RabbitNode(tmp_path / "node", "consumer-timeout", home=tmp_path / "home", conf="consumer_timeout = 2000",
+                      advanced=advanced).start()
+    try:
+        url = node.url()
         queue = unique_name("tasks")
         config = Config(
             broker_url=url, result_backend=f"sqlite:///{tmp_path / 'results.sqlite3'}",
@@ -52,3 +55,5 @@ def test_a_task_longer_than_the_consumer_timeout_runs_once_and_the_worker_recove
             assert "not running it again" in caplog.text
         finally:
             app.close()
+    finally:
+        node.stop()
