@@ -125,6 +125,7 @@ def test_a_redis_password_in_the_query_is_masked_in_config_and_app_reprs() -> No
         ("sqlite:///var/lib/machinery.sqlite3?synchronous=full", "sqlite:///var/lib/machinery.sqlite3?synchronous=full"),
         ("redis://h/0?Token=abc", "redis://h/0?Token=***"),
         ("amqp://guest@localhost/", "amqp://guest@localhost/"),
+        ("amqp://u:p1@h1/;amqps://u:p@2@h2:5671/", "amqp://u:***@h1/;amqps://u:***@h2:5671/"),
         ("none", "none"),
     ],
 )
