@@ -71,9 +71,13 @@ def test_no_password_survives_the_masker(case: tuple[str, str]) -> None:
 @settings(max_examples=200)
 @given(urls_with_password(), urls_with_password())
 def test_no_password_shows_in_the_repr_of_a_config_or_an_app(broker: tuple[str, str], backend: tuple[str, str]) -> None:
-    config = Config(broker_url=broker[0], result_backend=backend[0])
-    app = App(config)
-    for text in (repr(config), str(config), repr(app)):
+    try:
+        config = Config(broker_url=broker[0], result_backend=backend[0])
+    except ConfigError as exc:  # a ";" in a password reads as a broker list: refused, masked
+        texts = [str(exc)]
+    else:
+        texts = [repr(config), str(config), repr(App(config))]
+    for text in texts:
         assert broker[1] not in text
         assert backend[1] not in text
 
