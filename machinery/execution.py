@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,15 +20,17 @@ from machinery._speedups import decode
 from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker, Delivery, OutgoingMessage, PendingPublish
 from machinery.config import Config
-from machinery.errors import ArgumentError, DecodeError, Retry, TaskNotRegistered
+from machinery.errors import ArgumentError, DecodeError, LimitExceeded, Retry, TaskNotRegistered
 from machinery.gowire import fibonacci_next, go_typed_results
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
+from machinery.limits import check_fanout, check_size
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
 from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.states import TaskResult, TaskState
 from machinery.unregistered import UnregisteredPolicy, ignored_by_sender
+from machinery.watchdog import Abandoned, Watchdog
 
 __all__ = ["RETRIES_HEADER", "Executor", "Outcome", "error_text"]
 
@@ -36,13 +39,20 @@ log = logging.getLogger("machinery.worker")
 #: Signature header counting the retries so far (drives the back-off when retry_timeout is 0).
 RETRIES_HEADER = "machinery_retries"
 
+#: Seconds before a message delivered again while its first delivery still runs here is offered again.
+RUNNING_ELSEWHERE_DELAY = 1.0
 
 
 def error_text(exc: BaseException) -> str:
     """The text recorded for a failed task and prepended to its error callbacks' args:
-    ``str(exc)``, or the exception's class name when that is empty (lone surrogates, which no
-    store can encode, are escaped)."""
-    text = str(exc) or type(exc).__name__
+    ``str(exc)``, or the exception's class name when that is empty. A ``BaseException`` that is not
+    an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``...) is always named: ``SystemExit: 3``.
+    Lone surrogates, which no store can encode, are escaped."""
+    text = str(exc)
+    if not isinstance(exc, Exception):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    else:
+        text = text or type(exc).__name__
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -106,13 +116,20 @@ class Executor:
         broker: Broker,
         backend: ResultBackend | None,
         progress: ProgressTracker | None = None,
+        *,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.config = config
+        self.watchdog = watchdog
+        """Enforces time limits; without it, limits are not enforced."""
         self.registry = registry
         self.broker = broker
         self.backend = backend
         self.default_queue = config.default_queue
         self.router = Router(config)
+        self._running: dict[str, int] = {}
+        """Task UUIDs running in this executor (how many runs of each)."""
+        self._running_lock = threading.Lock()
         self.unregistered = UnregisteredPolicy(config)
         self.go = self.router.go
         self.progress = progress
@@ -148,35 +165,107 @@ class Executor:
         """Run ``delivery``'s task. An ``Outcome``: what the caller must store, publish and then
         ack (the worker's settler does, in batches); None: it was settled here (given back,
         dead-lettered or dropped)."""
+        body = delivery.body
+        router = self.router
         try:
-            sig = decode(delivery.body)
+            check_size(len(body), router.max_message_bytes)
+        except LimitExceeded as exc:
+            self._refuse(delivery, str(exc))
+            return None
+        if router.signer is not None:
+            why = router.signer.check(delivery.headers, body)
+            if why:
+                self._refuse(delivery, why)
+                return None
+        try:
+            sig = decode(body)
         except DecodeError as exc:
-            reason = f"undecodable message: {exc}"
-            log.error("dead-lettering a message from queue %s: %s", delivery.queue, reason)
-            self.broker.dead_letter(delivery, reason)
+            self._refuse(delivery, f"undecodable message: {exc}")
+            return None
+        try:
+            check_fanout(sig, router.max_fanout)
+        except LimitExceeded as exc:
+            if self.progress is not None:
+                self.progress.finish(delivery)  # first: no RECEIVED may land after the FAILURE
+            self._record(sig, TaskState.FAILURE, error=f"LimitExceeded: {exc}")
+            self._refuse(delivery, str(exc))
             return None
         try:
             task = self.registry.get(sig.name)
         except TaskNotRegistered:
             self._not_registered(delivery, sig)
             return None
-        if delivery.delivery_count > 1 and self._already_followed_up(sig):
-            log.info("task %s[%s] delivered again after its result and follow-ups were stored; not run again",
-                     sig.name, sig.uuid)
-            return Outcome(delivery, sig.uuid)
-        return self._run(delivery, sig, task.run)
+        uuid = sig.uuid
+        if delivery.delivery_count > 1:
+            if uuid in self._running:
+                # Its first delivery still runs here (RabbitMQ's consumer_timeout closed the channel
+                # under it): this copy waits until that run has recorded its outcome.
+                log.warning("task %s[%s] delivered again while it still runs here; holding it back",
+                            sig.name, uuid)
+                if self.progress is not None:
+                    self.progress.give_back(delivery)
+                self.broker.nack(delivery, delay=RUNNING_ELSEWHERE_DELAY)
+                return None
+            again = self._delivered_again(delivery, sig)
+            if again is not None:
+                return again
+        running = self._running
+        with self._running_lock:
+            running[uuid] = running.get(uuid, 0) + 1
+        try:
+            return self._run(delivery, sig, task.run)
+        finally:
+            with self._running_lock:
+                left = running.pop(uuid) - 1
+                if left:
+                    running[uuid] = left
 
-    def _already_followed_up(self, sig: Signature) -> bool:
-        """Whether the store says this task's follow-ups were published (False when it cannot tell)."""
+    def _delivered_again(self, delivery: Delivery, sig: Signature) -> Outcome | None:
+        """A message delivered again whose first run finished but whose ack never reached the
+        broker (a worker killed just before it, or RabbitMQ's ``consumer_timeout`` closing the
+        channel under a long task) is not run again. If the store records its follow-ups as sent,
+        it is only acked (an ``Outcome`` with nothing to store or send); if its task has a final
+        state but its follow-ups are not recorded as sent, they are sent again from the stored
+        outcome (at least once), then it is acked. None: run it (also when the store cannot tell)."""
         backend = self.backend
         if backend is None:
-            return False
+            return None
         try:
-            return backend.follow_ups_sent(sig.uuid)
+            if backend.follow_ups_sent(sig.uuid):
+                log.info("task %s[%s] delivered again after its result and follow-ups were stored; not run again",
+                         sig.name, sig.uuid)
+                if self.progress is not None:
+                    self.progress.finish(delivery)
+                return Outcome(delivery, sig.uuid)
+            record = backend.get(sig.uuid)
         except Exception as exc:
-            log.warning("task %s[%s]: could not read whether its follow-ups were sent (%s); running it",
-                        sig.name, sig.uuid, exc)
-            return False
+            log.warning("task %s[%s]: could not read its state (%s); running it again", sig.name, sig.uuid, exc)
+            return None
+        if record is None or not record.ready:
+            return None
+        started = time.perf_counter()
+        log.warning(
+            "task %s[%s] delivered again (delivery %d) but already %s: not running it again",
+            sig.name, sig.uuid, delivery.delivery_count, record.state,
+        )
+        if self.progress is not None:
+            self.progress.finish(delivery)
+        try:
+            if record.state is TaskState.SUCCESS:
+                outcome = self._succeeded(delivery, sig, record.result, started)
+                outcome.records = ()  # already stored
+                return outcome
+            return Outcome(delivery, sig.uuid, (), [self._message(cb.with_result(record.error)) for cb in sig.on_error])
+        except LimitExceeded as exc:
+            log.error("task %s[%s]: its follow-ups are refused by a limit (%s); acked", sig.name, sig.uuid, exc)
+            return Outcome(delivery, sig.uuid)
+
+    def _refuse(self, delivery: Delivery, reason: str) -> None:
+        """Dead-letter ``delivery`` with ``reason`` (logged at ERROR); settled here."""
+        log.error("dead-lettering a message from queue %s: %s", delivery.queue, reason)
+        if self.progress is not None:
+            self.progress.finish(delivery)
+        self.broker.dead_letter(delivery, reason)
 
     def _not_registered(self, delivery: Delivery, sig: Signature) -> None:
         if ignored_by_sender(delivery.body):
@@ -214,17 +303,47 @@ class Executor:
             self._record(sig, TaskState.RECEIVED)
             self._record(sig, TaskState.STARTED)
         try:
-            value = run(sig.args)
+            watchdog = self.watchdog
+            limits = self.registry.limits(sig.name).overridden_by(sig.headers) if watchdog is not None else None
+            if watchdog is not None and limits is not None and limits.any:
+                watch = watchdog.watch(limits, (delivery, sig), f"task {sig.name}[{sig.uuid}]")
+                try:
+                    value = run(sig.args)
+                finally:
+                    watch.finish()  # raises Abandoned when the call was given up at its hard limit
+            else:
+                value = run(sig.args)
             result = as_json_result(value, sig.name)
             if self.go:
                 go_typed_results(result, f"task {sig.name} returned a value Go cannot read: result")
-        except Exception as exc:
+        except Abandoned:
+            raise
+        except BaseException as exc:
+            # Any BaseException a task raises (sys.exit, KeyboardInterrupt, GeneratorExit...) is its
+            # failure. Tasks run on task threads, and Python delivers signals to the main thread
+            # only, so a KeyboardInterrupt here was raised by the task itself; on the main thread
+            # (an embedding that runs tasks there) it is a real Ctrl-C and is passed on.
+            if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                raise
             if progress is not None:
                 progress.finish(delivery)
-            return self._failed(delivery, sig, exc, started)
+            try:
+                return self._failed(delivery, sig, exc, started)
+            except LimitExceeded as limit:
+                return self._over_limit(delivery, sig, limit, started)
         if progress is not None:
             progress.finish(delivery)
-        return self._succeeded(delivery, sig, result, started)
+        try:
+            return self._succeeded(delivery, sig, result, started)
+        except LimitExceeded as limit:
+            return self._over_limit(delivery, sig, limit, started)
+
+    def _over_limit(self, delivery: Delivery, sig: Signature, exc: LimitExceeded, started: float) -> Outcome:
+        """A follow-up (a callback with the result or error prepended) was refused by a limit:
+        the task fails for good; nothing is sent."""
+        error = f"LimitExceeded: {exc}"
+        self._log(sig, TaskState.FAILURE, started, error)
+        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.FAILURE, error=error))
 
     def _succeeded(self, delivery: Delivery, sig: Signature, result: JSONValue, started: float) -> Outcome:
         follow_ups = [
@@ -244,6 +363,20 @@ class Executor:
         self._log(sig, TaskState.SUCCESS, started)
         return Outcome(delivery, sig.uuid, self._final(sig, TaskState.SUCCESS, result), follow_ups, chord_group)
 
+    def time_limit_exceeded(self, delivery: Delivery, sig: Signature, limit: float, started: float) -> Outcome:
+        """A call given up at its hard time limit: its ``FAILURE`` record and its error callbacks
+        (no retry: a call that hung once would likely hang again), for the settler to store, send,
+        then ack."""
+        if self.progress is not None:
+            self.progress.finish(delivery)
+        error = f"TimeLimitExceeded: task {sig.name} ran past its time limit of {limit:g}s"
+        self._log(sig, TaskState.FAILURE, started, error)
+        try:
+            follow_ups = [self._message(cb.with_result(error)) for cb in sig.on_error]
+        except LimitExceeded as exc:
+            return self._over_limit(delivery, sig, exc, started)
+        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.FAILURE, error=error), follow_ups)
+
     def _with_result(self, callback: Signature, result: JSONValue) -> Signature:
         """A success callback with the result added: prepended (this project's rule) or, in Go
         mode, appended as Go Machinery v1's worker does (a ``None`` result adds nothing there)."""
@@ -251,7 +384,7 @@ class Executor:
             return callback.with_result(result)
         return callback if result is None else callback.with_args((*callback.args, result))
 
-    def _retry(self, sig: Signature, exc: Exception) -> tuple[Signature, float]:
+    def _retry(self, sig: Signature, exc: BaseException) -> tuple[Signature, float]:
         """The signature to publish again and its delay: the ``Retry`` countdown, else (Go mode) the
         next Fibonacci ``retry_timeout`` as Go does, else ``retry_timeout``, else an exponential back-off."""
         countdown = exc.countdown if isinstance(exc, Retry) else None
@@ -273,7 +406,7 @@ class Executor:
         )
         return again, delay
 
-    def _failed(self, delivery: Delivery, sig: Signature, exc: Exception, started: float) -> Outcome:
+    def _failed(self, delivery: Delivery, sig: Signature, exc: BaseException, started: float) -> Outcome:
         error = error_text(exc)
         # Arguments that do not fit the task fail the same way every time: never retried.
         if sig.retry_count > 0 and not isinstance(exc, ArgumentError):

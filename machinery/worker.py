@@ -14,10 +14,11 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from types import FrameType
-from typing import Protocol
+from typing import Protocol, cast
 
 from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker, Delivery
@@ -28,6 +29,9 @@ from machinery.locations import describe_url
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
 from machinery.settling import ACK_BATCH, Settler
+from machinery.signature import Signature
+from machinery.supervisor import EXIT_REPLACE_ME
+from machinery.watchdog import Abandoned, Watch, Watchdog
 
 __all__ = ["Worker", "WorkerApp"]
 
@@ -68,8 +72,15 @@ class Worker:
         concurrency: int | None = None,
         queues: Sequence[str] | None = None,
         prefetch: int | None = None,
+        exit_on_time_limit: bool = False,
     ) -> None:
         config = app.config
+        self.exit_on_time_limit = exit_on_time_limit
+        """True in a worker process under a supervisor: a task given up at its hard time limit
+        makes the process stop cleanly (its other tasks finish) and exit with ``EXIT_REPLACE_ME``,
+        so the stuck thread goes with it and the supervisor starts a fresh process. False: the
+        stuck thread is abandoned and a new task thread takes its place."""
+        self.exit_code = 0
         self.app = app
         self.concurrency = concurrency if concurrency is not None else config.concurrency
         if self.concurrency < 1:
@@ -105,6 +116,10 @@ class Worker:
         """What stopped ``run()`` before it consumed anything (re-raised by ``start()``)."""
         self._thread: threading.Thread | None = None
         self._progress: ProgressTracker | None = None
+        self._executor: Executor | None = None
+        self._live = 0
+        """Task threads running and not abandoned."""
+        self._abandoned = 0
 
     def __repr__(self) -> str:
         return f"<Worker queues={self.queues} concurrency={self.concurrency}>"
@@ -207,7 +222,9 @@ class Worker:
             progress = ProgressTracker(backend, config.track_started_after)
             progress.start()
         self._progress = progress
-        executor = Executor(config, app.registry, broker, backend, progress)
+        watchdog = Watchdog(self._on_time_limit)
+        executor = Executor(config, app.registry, broker, backend, progress, watchdog=watchdog)
+        self._executor = executor
         settler = Settler(broker, backend, ack_batch=self._ack_batch, release=self._release, on_pause=self._paused,
                           stopping=self._stopping, lock=self._lock)
         self._settler = settler
@@ -232,12 +249,6 @@ class Worker:
             self._stopped.set()
             self._started.set()
             return
-        runners = [
-            threading.Thread(target=self._run_tasks, args=(executor,), name=f"machinery-task-{i}", daemon=True)
-            for i in range(1, self.concurrency)
-        ]
-        for t in runners:
-            t.start()
         settler.start()
         leases = threading.Thread(target=self._renew_leases, name="machinery-leases", daemon=True)
         leases.start()
@@ -246,15 +257,17 @@ class Worker:
             ", ".join(self.queues), self.concurrency, broker_name, describe_url(config.result_backend),
             ", ".join(app.registry.names()) or "(none)",
         )
+        for _ in range(self.concurrency):
+            self._start_runner(executor)
         self._started.set()
         try:
-            self._run_tasks(executor)
+            self._wait_runners()
         finally:
             self._stopping.set()
             with self._work:
                 self._work.notify_all()
-            for t in runners:
-                t.join()
+            self._wait_runners()
+            watchdog.stop()
             settler.finish()
             self._give_back_unstarted()
             self._runners_done.set()
@@ -265,6 +278,79 @@ class Worker:
                 heartbeat.stop()
             log.info("worker stopped")
             self._stopped.set()
+
+    def _start_runner(self, executor: Executor) -> None:
+        with self._work:
+            self._live += 1
+            n = self._live + self._abandoned
+        thread = threading.Thread(target=self._runner, args=(executor,), name=f"machinery-task-{n}", daemon=True)
+        thread.start()
+
+    def _runner(self, executor: Executor) -> None:
+        try:
+            self._run_tasks(executor)
+        except Abandoned:
+            return  # given up at its hard time limit: _on_time_limit did the accounting
+        except BaseException:
+            log.exception("a task thread failed")
+        with self._work:
+            self._live -= 1
+            self._work.notify_all()
+
+    def _wait_runners(self) -> None:
+        """Wait until every task thread not abandoned has returned (they return once stopping).
+
+        Tasks never run on the thread calling ``run``, so a KeyboardInterrupt that reaches it is a
+        real Ctrl-C (an embedding without ``launch``'s handlers): the worker stops cleanly."""
+        while True:
+            try:
+                with self._work:
+                    while self._live:
+                        self._work.wait(1.0)
+                return
+            except KeyboardInterrupt:
+                log.info("interrupted: finishing running tasks, then stopping")
+                self.stop()
+
+    def _on_time_limit(self, watch: Watch) -> None:
+        """(Watchdog) A task ran past its hard limit and was given up: hand its failure (record and
+        error callbacks) to the settler, which stores, sends, then acks; replace its thread (or, in
+        a supervised process, stop to be replaced)."""
+        delivery, sig = cast("tuple[Delivery, Signature]", watch.context)
+        executor = self._executor
+        settler = self._settler
+        assert executor is not None and settler is not None and watch.limits.hard is not None
+        outcome = None
+        try:
+            started = time.perf_counter() - (time.monotonic() - watch.started)
+            outcome = executor.time_limit_exceeded(delivery, sig, watch.limits.hard, started)
+        except Exception:
+            log.exception("task %s[%s]: could not settle its time-limit failure; it will run again", sig.name, sig.uuid)
+            self._give_back(delivery)
+        with self._work:
+            self._busy -= 1
+            self._abandoned += 1
+            if outcome is None:
+                self._held.pop(delivery.tag, None)
+            replace = not self._stopping.is_set() and not self.exit_on_time_limit
+            if not replace:
+                self._live -= 1
+                self._work.notify_all()
+        if outcome is not None:
+            try:
+                settler.add(outcome)
+            except Exception:
+                log.exception("settling a delivery from %s failed; it comes back when its lease ends", delivery.queue)
+        if replace:
+            # The new thread is counted before the abandoned one stops counting: never below concurrency.
+            self._start_runner(executor)
+            with self._work:
+                self._live -= 1
+                self._work.notify_all()
+        if self.exit_on_time_limit and not self._stopping.is_set():
+            log.warning("a task thread was abandoned at its time limit: stopping this process to be replaced")
+            self.exit_code = EXIT_REPLACE_ME
+            self.stop()
 
     def _run_tasks(self, executor: Executor) -> None:
         """One task thread: take a fetched message (fetching when none waits), run it, hand its
@@ -281,21 +367,22 @@ class Worker:
             alone = False
             try:
                 outcome = executor.process(delivery)
-            except Exception:
+            except Abandoned:
+                raise  # its message, counts and replacement are _on_time_limit's
+            except BaseException:
                 log.exception("processing a delivery from %s failed; it runs again", delivery.queue)
                 self._give_back(delivery)
-            finally:
-                if progress is not None:
-                    progress.finish(delivery)
-                with work:
-                    self._busy -= 1
-                    alone = not self._busy and not self._ready
-                    if outcome is None:
-                        if self._starved:
-                            work.notify(self._starved)
-                        self._held.pop(delivery.tag, None)
-                    elif settler.owe_locked(outcome):  # nothing to store or send: acked in a batch
-                        outcome = None
+            if progress is not None:
+                progress.finish(delivery)
+            with work:
+                self._busy -= 1
+                alone = not self._busy and not self._ready
+                if outcome is None:
+                    if self._starved:
+                        work.notify(self._starved)
+                    self._held.pop(delivery.tag, None)
+                elif settler.owe_locked(outcome):  # nothing to store or send: acked in a batch
+                    outcome = None
             if outcome is not None:
                 try:
                     settler.add(outcome, alone=alone)
