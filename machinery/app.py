@@ -13,6 +13,7 @@ from machinery.brokers import open_broker
 from machinery.brokers.base import Broker, OutgoingMessage
 from machinery.config import Config, load_config, masked_url
 from machinery.errors import ConfigError
+from machinery.hooks import Hooks
 from machinery.jsonvalues import JSONInput
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
@@ -101,6 +102,8 @@ class App:
         self._backend = backend
         self._backend_opened = backend is not None
         self._declared: set[str] = set()
+        self.hooks = Hooks()
+        """Hooks called at fixed points of every task's life (``app.hooks.add(hook)``)."""
 
     def __repr__(self) -> str:
         c = self.config
@@ -185,6 +188,12 @@ class App:
             self.broker.declare(new)
             self._declared.update(new)
 
+    def _outgoing(self, sig: Signature) -> OutgoingMessage:
+        hooks = self.hooks
+        if hooks.wants_publish:
+            sig = hooks.before_publish(sig)
+        return outgoing(sig, self.config.default_queue)
+
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         self._declare(sorted({m.queue for m in messages}))
         if len(messages) == 1:
@@ -205,12 +214,11 @@ class App:
     def send_task(self, work: Signature | Chain | Group | Chord) -> AsyncResult | GroupResult | ChordResult:
         """Send a task, chain, group or chord; returns a handle on its result. Nothing is stored
         in the result backend on send (no stored state means PENDING)."""
-        queue = self.config.default_queue
         if isinstance(work, Signature):
-            self._publish([outgoing(work, queue)])
+            self._publish([self._outgoing(work)])
             return AsyncResult(work.uuid, self.backend, name=work.name)
         if isinstance(work, Chain):
-            self._publish([outgoing(work.head, queue)])
+            self._publish([self._outgoing(work.head)])
             backend = self.backend
             steps = [AsyncResult(s.uuid, backend, name=s.name) for s in work.steps]
             return ChainResult(steps, backend)
@@ -229,22 +237,20 @@ class App:
         backend = self.backend
         if backend is not None:
             backend.group_start(grp.group_uuid, [s.uuid for s in grp.tasks])
-        queue = self.config.default_queue
-        self._publish([outgoing(s, queue) for s in grp.tasks])
+        self._publish([self._outgoing(s) for s in grp.tasks])
         return GroupResult(grp.group_uuid, [AsyncResult(s.uuid, backend, name=s.name) for s in grp.tasks])
 
     def send_tasks(self, works: Sequence[Signature | Chain]) -> list[AsyncResult]:
         """Send several tasks or chains in one batch (``publish_many``); their result handles."""
-        queue = self.config.default_queue
         backend = self.backend
         messages: list[OutgoingMessage] = []
         results: list[AsyncResult] = []
         for work in works:
             if isinstance(work, Chain):
-                messages.append(outgoing(work.head, queue))
+                messages.append(self._outgoing(work.head))
                 results.append(ChainResult([AsyncResult(s.uuid, backend, name=s.name) for s in work.steps], backend))
             elif isinstance(work, Signature):
-                messages.append(outgoing(work, queue))
+                messages.append(self._outgoing(work))
                 results.append(AsyncResult(work.uuid, backend, name=work.name))
             else:
                 raise TypeError(f"send_tasks() takes Signatures and Chains, got {type(work).__name__}")
