@@ -162,6 +162,7 @@ class Executor:
             if decision is not None:
                 outcome = self._decided(delivery, sig, decision, started)
                 return outcome.state is not TaskState.PENDING
+            hooks.on_start(call)
             outcome = self._run(delivery, sig, run, call)
             return True
         except Exception as exc:

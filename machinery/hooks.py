@@ -9,6 +9,7 @@ instance on the App: ``app.hooks.add(MyHook())``. The points:
 - ``before_run(call)``: a worker is about to run a task. Return None to let it run, or a decision:
   ``Skip(state, reason)`` records ``state`` (``REVOKED`` by default) without running it or its
   callbacks, ``Delay(seconds)`` gives the message back to its queue to run later.
+- ``on_start(call)``: no ``before_run`` hook objected; the task starts running now.
 - ``after_run(call, outcome)``: called once for every ``before_run``, whatever happened: the task
   succeeded, failed, is retried, was skipped or delayed, or its outcome could not be stored.
 - ``on_failure(call, error)``: the task failed for good (no retries left).
@@ -129,6 +130,9 @@ class Hook:
         """A task is about to run; return None to run it, or ``Skip``/``Delay``."""
         return None
 
+    def on_start(self, call: TaskCall) -> None:
+        """No ``before_run`` hook objected: the task starts running now."""
+
     def after_run(self, call: TaskCall, outcome: Outcome) -> None:
         """The run announced by ``before_run`` ended with ``outcome`` (stored by now)."""
 
@@ -149,7 +153,7 @@ class Hook:
 
 
 _POINTS = (
-    "before_publish", "before_run", "after_run", "on_failure", "on_retry", "on_dead_letter",
+    "before_publish", "before_run", "on_start", "after_run", "on_failure", "on_retry", "on_dead_letter",
     "worker_started", "worker_stopped",
 )
 
@@ -242,7 +246,7 @@ class Hooks:
         self._hooks = hooks
         self._by_point = by_point
         self.wants_publish = bool(by_point["before_publish"])
-        self.wants_run = any(by_point[p] for p in ("before_run", "after_run", "on_failure", "on_retry"))
+        self.wants_run = any(by_point[p] for p in ("before_run", "on_start", "after_run", "on_failure", "on_retry"))
 
     # -- calling them -------------------------------------------------------------------------
 
@@ -288,6 +292,13 @@ class Hooks:
                     continue
                 return decision
         return None
+
+    def on_start(self, call: TaskCall) -> None:
+        for hook in self._by_point["on_start"]:
+            try:
+                hook.on_start(call)
+            except Exception:
+                self._failed(hook, "on_start")
 
     def after_run(self, call: TaskCall, outcome: Outcome) -> None:
         for hook in self._by_point["after_run"]:

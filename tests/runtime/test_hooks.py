@@ -52,6 +52,9 @@ class Recorder(Hook):
         self._add("before_run", call.signature.name)
         return None
 
+    def on_start(self, call: TaskCall) -> None:
+        self._add("on_start", call.signature.name)
+
     def after_run(self, call: TaskCall, outcome: Outcome) -> None:
         self._add("after_run", f"{call.signature.name} {outcome.state}")
 
@@ -98,8 +101,8 @@ def test_each_point_is_called_in_registration_order(app: App) -> None:
     assert [c[1:] for c in first.calls] == [c[1:] for c in second.calls]
     points = [p for _, p, d in first.calls if d.startswith("add") or p.startswith("worker")]
     assert points == [
-        "worker_started", "before_publish", "before_run", "before_publish", "after_run",
-        "before_run", "after_run", "worker_stopped",
+        "worker_started", "before_publish", "before_run", "on_start", "before_publish", "after_run",
+        "before_run", "on_start", "after_run", "worker_stopped",
     ]
     assert [d for _, p, d in first.calls if p == "after_run"] == ["add SUCCESS", "add SUCCESS"]
 
@@ -113,8 +116,8 @@ def test_failure_and_retry_points(app: App) -> None:
             app.send_task(Signature("boom", [])).get(timeout=TIMEOUT)
         with pytest.raises(TaskFailed):
             app.send_task(Signature("flaky", [], retry_count=1)).get(timeout=TIMEOUT)
-        assert eventually(lambda: len(rec.points("flaky")) >= 6)
-    assert rec.points("boom") == ["before_publish", "before_run", "on_failure", "after_run"]
+        assert eventually(lambda: len(rec.points("flaky")) >= 8)
+    assert rec.points("boom") == ["before_publish", "before_run", "on_start", "on_failure", "after_run"]
     assert [d for _, p, d in rec.calls if p == "after_run"] == ["boom FAILURE", "flaky RETRY", "flaky FAILURE"]
     assert ("r", "on_retry", "flaky 0.05") in rec.calls
     # The retry is published again through before_publish.
@@ -140,9 +143,10 @@ def test_skip_records_revoked_and_sends_no_callbacks(app: App) -> None:
         assert app.send_task(Signature("add", [2, 2])).get(timeout=TIMEOUT) == 4
     assert result.steps[0].state is TaskState.REVOKED
     assert result.steps[1].state is TaskState.PENDING  # its callback was never sent
-    # The recorder's before_run was not asked (the first decision wins), its after_run was.
-    assert [d for _, p, d in rec.calls if p in ("before_run", "after_run")] == [
-        "add REVOKED", "add", "add SUCCESS",
+    # The recorder's before_run was not asked (the first decision wins), its after_run was; the
+    # skipped task never started.
+    assert [f"{p} {d}" for _, p, d in rec.calls if p in ("before_run", "on_start", "after_run")] == [
+        "after_run add REVOKED", "before_run add", "on_start add", "after_run add SUCCESS",
     ]
     assert app.broker.depth(app.config.default_queue).ready == 0
 
@@ -209,7 +213,7 @@ def test_a_failing_hook_is_logged_and_the_task_still_runs(app: App, caplog: pyte
     assert "hook <Broken> failed in before_publish; carrying on" in messages
     assert "hook <Broken> failed in before_run; carrying on" in messages
     assert "hook <Broken> failed in after_run; carrying on" in messages
-    assert rec.points("add") == ["before_publish", "before_run", "after_run"]
+    assert rec.points("add") == ["before_publish", "before_run", "on_start", "after_run"]
 
 
 def test_dead_letter_point_for_an_undecodable_message(app: App) -> None:
