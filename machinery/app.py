@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
@@ -22,6 +22,9 @@ from machinery.signature import Signature
 from machinery.task import Task
 from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group
+
+if TYPE_CHECKING:
+    from machinery.events.emitter import EventEmitter
 
 __all__ = ["App", "TaskDecorator", "TaskFunction", "init_app"]
 
@@ -104,6 +107,9 @@ class App:
         self._declared: set[str] = set()
         self.hooks = Hooks()
         """Hooks called at fixed points of every task's life (``app.hooks.add(hook)``)."""
+        self._events: EventEmitter | None = None
+        if self.config.events:
+            self.enable_events()
 
     def __repr__(self) -> str:
         c = self.config
@@ -132,8 +138,26 @@ class App:
                     self._backend_opened = True
         return self._backend
 
+    def enable_events(self) -> EventEmitter:
+        """Publish task and worker events on the broker's event channel (``config.events`` turns
+        this on when the App is made); returns the hook that does it. Calling it again is harmless."""
+        from machinery.events import EventEmitter, open_channel
+
+        with self._lock:
+            if self._events is None:
+                self._events = EventEmitter(
+                    lambda: open_channel(self.config),
+                    default_queue=self.config.default_queue,
+                    heartbeat_interval=self.config.heartbeat_interval,
+                )
+                self.hooks.add(self._events)
+            return self._events
+
     def close(self) -> None:
-        """Close the broker and the result backend (they reopen on next use)."""
+        """Publish the events still buffered; close the broker and the result backend (they
+        reopen on next use)."""
+        if self._events is not None:
+            self._events.close()
         with self._lock:
             broker, backend = self._broker, self._backend
             self._broker, self._backend, self._backend_opened = None, None, False
