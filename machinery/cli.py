@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from machinery.app import App
+from machinery.cli_args import port_number, positive_int
+from machinery.cli_observe import add_commands
 from machinery.config import Config, load_config
 from machinery.errors import MachineryError, ResultTimeout, TaskFailed
 from machinery.jsonvalues import JSONInput, JSONValue, thaw
@@ -61,26 +63,6 @@ def load_app(spec: str) -> App:
     return app
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {value}")
-    return value
-
-
 def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
@@ -106,6 +88,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         child = ["--log-level", args.log_level, *(["--config", args.config] if args.config else [])]
         child += ["worker", "-A", args.app, *(["-c", str(args.concurrency)] if args.concurrency else [])]
         child += [arg for q in args.queues or [] for arg in ("-Q", q)]
+        child += ["--events"] if args.events else []
         if args.metrics_port is None:
             return Supervisor(child, args.processes).run()
         with _supervised_metrics(app, args) as (env, on_exit):
@@ -113,6 +96,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = load_app(args.app)
     if args.config is not None:
         app.config = load_config(args.config)
+    if args.events or app.config.events:
+        app.enable_events()
     server = None
     if args.metrics_child:
         _require_metrics()
@@ -229,17 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run a worker until SIGINT/SIGTERM", description="Run a worker for an App.")
     p.add_argument("-A", "--app", required=True, metavar="MODULE:APP", help="the App to run, e.g. examples.app:app")
-    p.add_argument("-c", "--concurrency", type=_positive_int, metavar="N",
+    p.add_argument("-c", "--concurrency", type=positive_int, metavar="N",
                    help="task threads (default: config.concurrency)")
     p.add_argument("-Q", "--queue", dest="queues", action="append", metavar="QUEUE",
                    help="queue to consume (repeatable; default: config.default_queue)")
-    p.add_argument("-P", "--processes", type=_positive_int, default=1, metavar="P",
+    p.add_argument("-P", "--processes", type=positive_int, default=1, metavar="P",
                    help="worker processes under a supervisor that restarts dead ones (default 1)")
-    p.add_argument("--metrics-port", type=_port, metavar="PORT",
+    p.add_argument("--metrics-port", type=port_number, metavar="PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (needs the metrics extra)")
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                    help="address the metrics endpoint listens on (default 127.0.0.1; 0.0.0.0 for every one)")
     p.add_argument("--metrics-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--events", action="store_true",
+                   help="publish task and worker events (as config.events does) for events/inspect/dashboard")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("send", help="send one task", description="Send one task; prints its UUID.")
@@ -260,12 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("queues", nargs="*", help="queues to show (default: config.default_queue)")
     p.set_defaults(func=cmd_queues)
 
+    add_commands(sub)
+
     p = sub.add_parser(
         "demo", help="run the example tasks with no server",
         description="Start a worker process on temporary SQLite files, send the example tasks, print results.",
     )
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait per result")
-    p.add_argument("-c", "--concurrency", type=_positive_int, default=2, metavar="N", help="worker threads (default 2)")
+    p.add_argument("-c", "--concurrency", type=positive_int, default=2, metavar="N", help="worker threads (default 2)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -18,5 +18,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "hot path": ("_speedups/",),
     "transport": ("schemes", "sqlite/", "brokers/", "backends/"),
     "runtime": ("hooks", "app", "routing", "worker", "execution", "progress", "result", "cli", "supervisor", "demo",
-                "demo_tasks", "demo_run", "__main__", "metrics", "events/"),
+                "demo_tasks", "demo_run", "__main__", "metrics", "events/",
+                "dashboard/", "cli_args", "cli_observe"),
 }
