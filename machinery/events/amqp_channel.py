@@ -46,19 +46,24 @@ def _parameters(url: str) -> pika.URLParameters:
     return params
 
 
-def _open(params: pika.URLParameters, exchange: str) -> tuple[pika.BlockingConnection, BlockingChannel]:
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _open(params: pika.URLParameters, exchange: str, url: str) -> tuple[pika.BlockingConnection, BlockingChannel]:
     try:
         connection = pika.BlockingConnection(params)
         channel = connection.channel()
         channel.exchange_declare(exchange, "topic", durable=False, auto_delete=False)
     except (pika.exceptions.AMQPError, OSError) as exc:
-        raise BrokerError(f"events: cannot reach RabbitMQ: {type(exc).__name__}: {exc}") from None
+        raise BrokerError(f"events: cannot reach RabbitMQ at {url} ({_reason(exc)})") from None
     return connection, channel
 
 
 class _Subscription:
-    def __init__(self, params: pika.URLParameters, exchange: str) -> None:
-        self._connection, self._channel = _open(params, exchange)
+    def __init__(self, params: pika.URLParameters, exchange: str, url: str) -> None:
+        self._connection, self._channel = _open(params, exchange, url)
         self._received: list[bytes] = []
         try:
             declared = self._channel.queue_declare("", exclusive=True, auto_delete=True)
@@ -67,7 +72,7 @@ class _Subscription:
             self._channel.basic_consume(queue, self._on_message, auto_ack=True)
         except pika.exceptions.AMQPError as exc:
             self.close()
-            raise BrokerError(f"events: cannot subscribe: {type(exc).__name__}: {exc}") from None
+            raise BrokerError(f"events: cannot subscribe at {url} ({_reason(exc)})") from None
 
     def _on_message(self, channel: BlockingChannel, method: object, properties: object, body: bytes) -> None:
         self._received.append(body)
@@ -81,7 +86,7 @@ class _Subscription:
                     break
                 self._connection.process_data_events(time_limit=min(left, 0.1))
         except (pika.exceptions.AMQPError, OSError) as exc:
-            raise BrokerError(f"events: lost the connection to RabbitMQ: {type(exc).__name__}: {exc}") from None
+            raise BrokerError(f"events: lost the connection to RabbitMQ ({_reason(exc)})") from None
         out, self._received = self._received, []
         return out
 
@@ -98,6 +103,7 @@ class AMQPEvents:
 
     def __init__(self, url: str, exchange: str) -> None:
         self._params = _parameters(url)
+        self._url = masked_url(url)
         self.exchange = exchange
         self._lock = threading.Lock()
         self._connection: pika.BlockingConnection | None = None
@@ -110,14 +116,14 @@ class AMQPEvents:
     def publish(self, events: Sequence[Event]) -> None:
         with self._lock:
             if self._channel is None or self._connection is None or not self._connection.is_open:
-                self._connection, self._channel = _open(self._params, self.exchange)
+                self._connection, self._channel = _open(self._params, self.exchange, self._url)
             channel = self._channel
             try:
                 for event in events:
                     channel.basic_publish(self.exchange, event.type.replace("-", "."), encode_event(event), _TRANSIENT)
             except (pika.exceptions.AMQPError, OSError) as exc:
                 self._drop()
-                raise BrokerError(f"events: publishing failed: {type(exc).__name__}: {exc}") from None
+                raise BrokerError(f"events: publishing to {self._url} failed ({_reason(exc)})") from None
 
     def _drop(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
@@ -129,7 +135,7 @@ class AMQPEvents:
                 pass
 
     def subscribe(self, history: float = 0.0) -> EventSubscription:
-        return _Subscription(self._params, self.exchange)
+        return _Subscription(self._params, self.exchange, self._url)
 
     def close(self) -> None:
         with self._lock:

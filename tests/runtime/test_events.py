@@ -3,14 +3,25 @@ counted against what ran, in order per task; heartbeats; the Monitor's picture."
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
 
-from machinery import App, Hook, Retry, Signature, Skip, TaskCall, TaskFailed, chain
-from machinery.events import Event, EventSubscription, Monitor, decode_event, open_channel
+from machinery import App, BrokerError, Hook, Retry, Signature, Skip, TaskCall, TaskFailed, chain
+from machinery.events import (
+    Event,
+    EventChannel,
+    EventEmitter,
+    EventSubscription,
+    MemoryEvents,
+    Monitor,
+    decode_event,
+    open_channel,
+)
 from machinery.events.model import EventDecodeError, RunningTask, WorkerStatus, encode_event
 from machinery.hooks import RunDecision
+from tests.support.names import unique_name
 from tests.support.waiting import TIMEOUT, eventually
 from tests.support.workers import running
 
@@ -168,3 +179,30 @@ def test_the_monitor_counts_throughput_in_buckets() -> None:
         monitor.apply(Event(kind, t, "w", f"u{t}", "add"))
     assert monitor.throughput(now=125.0) == [(100.0, 2, 0), (110.0, 0, 1), (120.0, 0, 0)]
     assert [t.state for t in monitor.tasks()] == ["FAILURE", "SUCCESS", "SUCCESS", "SUCCESS"]
+
+
+def test_a_channel_that_fails_costs_the_tasks_nothing(app: App, caplog: pytest.LogCaptureFixture) -> None:
+    @app.task
+    def add(a: float, b: float) -> float:
+        return a + b
+
+    attempts: list[int] = []
+    working = MemoryEvents(unique_name("events"))
+
+    def flaky_channel() -> EventChannel:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise BrokerError("the event channel is away")
+        return working
+
+    sub = working.subscribe()
+    emitter = EventEmitter(flaky_channel, default_queue=app.config.default_queue)
+    app.hooks.add(emitter)
+    with caplog.at_level(logging.WARNING, logger="machinery.events"), running(app, concurrency=1):
+        assert app.send_task(Signature("add", [1, 2])).get(timeout=TIMEOUT) == 3
+        emitter.flush()  # the first batch is dropped: the channel could not be opened
+        assert app.send_task(Signature("add", [2, 2])).get(timeout=TIMEOUT) == 4
+        emitter.flush()
+    assert "events dropped: the event channel is away" in caplog.text
+    types = [decode_event(b).type for b in sub.read(1.0)]
+    assert "task-succeeded" in types and emitter.published >= 4
