@@ -158,6 +158,7 @@ class Executor:
         call = TaskCall(sig, delivery.queue, delivery.delivery_count)
         started = time.perf_counter()
         decision = hooks.before_run(call)
+        outcome: Outcome | None = None
         try:
             if decision is not None:
                 outcome = self._decided(delivery, sig, decision, started)
@@ -171,6 +172,8 @@ class Executor:
             outcome = Outcome(TaskState.PENDING, time.perf_counter() - started, error=error_text(exc))
             return False
         finally:
+            if outcome is None:  # interrupted (a BaseException is on its way out)
+                outcome = Outcome(TaskState.PENDING, time.perf_counter() - started, error="interrupted")
             hooks.after_run(call, outcome)
 
     def _decided(self, delivery: Delivery, sig: Signature, decision: RunDecision, started: float) -> Outcome:
@@ -217,7 +220,8 @@ class Executor:
         sig: Signature,
         run: Callable[[tuple[JSONValue, ...]], object],
         call: TaskCall | None = None,
-    ) -> Outcome:
+    ) -> Outcome | None:
+        """Run the task and store its outcome; the outcome for the hooks when ``call`` is given."""
         started = time.perf_counter()
         progress = self.progress
         if progress is not None:
@@ -234,9 +238,11 @@ class Executor:
             return self._failed(delivery, sig, exc, started, call)
         if progress is not None:
             progress.finish(delivery)
-        return self._succeeded(delivery, sig, result, started)
+        return self._succeeded(delivery, sig, result, started, call)
 
-    def _succeeded(self, delivery: Delivery, sig: Signature, result: JSONValue, started: float) -> Outcome:
+    def _succeeded(
+        self, delivery: Delivery, sig: Signature, result: JSONValue, started: float, call: TaskCall | None
+    ) -> Outcome | None:
         follow_ups = [
             self._message(cb if sig.immutable else cb.with_result(result)) for cb in sig.on_success
         ]
@@ -254,11 +260,13 @@ class Executor:
         if chord_group and self.backend is not None:
             self.backend.group_done(chord_group)
         self._log(sig, TaskState.SUCCESS, started)
+        if call is None:
+            return None
         return Outcome(TaskState.SUCCESS, time.perf_counter() - started, result)
 
     def _failed(
         self, delivery: Delivery, sig: Signature, exc: Exception, started: float, call: TaskCall | None
-    ) -> Outcome:
+    ) -> Outcome | None:
         error = error_text(exc)
         if sig.retry_count > 0:
             retries = sig.headers.get(RETRIES_HEADER, 0)
@@ -275,12 +283,14 @@ class Executor:
             self._record(sig, TaskState.RETRY, error=error)
             self._publish([self._message(again, delay)])
             self._log(sig, TaskState.RETRY, started, f"{error} (again in {delay:g}s, {again.retry_count} left)")
-            if call is not None:
-                self.hooks.on_retry(call, error, delay)
+            if call is None:
+                return None
+            self.hooks.on_retry(call, error, delay)
             return Outcome(TaskState.RETRY, time.perf_counter() - started, error=error)
         self._record(sig, TaskState.FAILURE, error=error)
         self._publish([self._message(cb.with_result(error)) for cb in sig.on_error])
         self._log(sig, TaskState.FAILURE, started, error)
-        if call is not None:
-            self.hooks.on_failure(call, error)
+        if call is None:
+            return None
+        self.hooks.on_failure(call, error)
         return Outcome(TaskState.FAILURE, time.perf_counter() - started, error=error)

@@ -1,8 +1,8 @@
 """``EventEmitter``: the hook that turns what happens to tasks and workers into events.
 
 Hooks run on task threads, so the emitter only appends to a buffer; one background thread
-publishes the buffer every ``FLUSH_INTERVAL`` seconds (at once past ``FLUSH_BATCH`` events) and a
-worker's heartbeat every ``heartbeat_interval`` seconds. Events are best-effort: when the channel
+publishes the buffer every ``FLUSH_INTERVAL`` seconds while events come (at once past
+``FLUSH_BATCH``) and a worker's heartbeat every ``heartbeat_interval`` seconds. Events are best-effort: when the channel
 cannot take them they are dropped with a warning (at most one per ``_WARN_EVERY`` seconds) and the
 tasks carry on; past ``MAX_BUFFERED`` waiting events the oldest are dropped.
 """
@@ -43,9 +43,16 @@ _OUTCOME_EVENTS = {
 }
 
 
+#: A task event as the task threads leave it: (type, timestamp, uuid, name, queue, duration, error, delay).
+_TaskItem = tuple[str, float, str, str, str, float | None, str, float | None]
+
+
 class EventEmitter(Hook):
     """Publishes task and worker events through the channel ``open_channel()`` returns (opened
-    on first use, in the emitter's thread)."""
+    on first use, in the emitter's thread).
+
+    Task threads only append a tuple to a deque (no lock); the publishing thread builds the events,
+    sleeping while there is nothing to do and woken by the first event that follows."""
 
     def __init__(
         self,
@@ -59,8 +66,11 @@ class EventEmitter(Hook):
         self._open_channel = open_channel
         self._default_queue = default_queue
         self.heartbeat_interval = heartbeat_interval
-        self._cond = threading.Condition()
-        self._buffer: deque[Event] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._buffer: deque[_TaskItem | Event] = deque()
+        self._busy = False
+        """True while the publishing thread is not asleep waiting for events."""
         self._dropped = 0
         self._running: dict[str, RunningTask] = {}
         self._retry_delays: dict[str, float] = {}
@@ -88,19 +98,26 @@ class EventEmitter(Hook):
 
     def emit(self, event: Event) -> None:
         """Queue ``event`` for publishing."""
-        with self._cond:
+        self._append(event)
+
+    def _append(self, item: _TaskItem | Event) -> None:
+        buffer = self._buffer
+        if len(buffer) >= MAX_BUFFERED:
+            self._dropped += 1
+            return
+        buffer.append(item)
+        if not self._busy or len(buffer) >= FLUSH_BATCH:
+            self._wake_up()
+
+    def _wake_up(self) -> None:
+        with self._lock:
             if self._closing:
                 return
-            buffer = self._buffer
-            buffer.append(event)
-            if len(buffer) > MAX_BUFFERED:
-                buffer.popleft()
-                self._dropped += 1
             if self._thread is None:
+                self._busy = True
                 self._thread = threading.Thread(target=self._loop, name="machinery-events", daemon=True)
                 self._thread.start()
-            if len(buffer) == 1 or len(buffer) >= FLUSH_BATCH:
-                self._cond.notify()
+        self._wake.set()
 
     def _task_event(
         self,
@@ -112,42 +129,56 @@ class EventEmitter(Hook):
         error: str = "",
         delay: float | None = None,
     ) -> None:
-        self.emit(Event(kind, time.time(), self.source, sig.uuid, sig.name, queue, duration, error, delay))
+        self._append((kind, time.time(), sig.uuid, sig.name, queue, duration, error, delay))
 
     def _status(self, worker: WorkerInfo) -> WorkerStatus:
-        with self._cond:
-            running = tuple(self._running.values())
-            processed = self._processed
-        return WorkerStatus(worker.queues, worker.concurrency, self.heartbeat_interval, running, processed)
+        running = tuple(self._running.values())  # one C call: no other thread runs meanwhile
+        return WorkerStatus(worker.queues, worker.concurrency, self.heartbeat_interval, running, self._processed)
 
     def _worker_event(self, kind: str, worker: WorkerInfo) -> Event:
         return Event(kind, time.time(), worker.name, worker=self._status(worker))
 
+    def _drain(self) -> list[Event]:
+        buffer = self._buffer
+        source = self.source
+        events = []
+        while buffer:
+            item = buffer.popleft()
+            if isinstance(item, Event):
+                events.append(item)
+            else:
+                kind, timestamp, uuid, name, queue, duration, error, delay = item
+                events.append(Event(kind, timestamp, source, uuid, name, queue, duration, error, delay))
+        return events
+
     def _loop(self) -> None:
+        wake = self._wake
         next_beat = time.monotonic() + self.heartbeat_interval
         while True:
-            with self._cond:
-                while not self._buffer and not self._closing:
-                    wait = next_beat - time.monotonic() if self._workers else None
-                    if wait is not None and wait <= 0:
-                        break
-                    self._cond.wait(wait)
-                if self._buffer and len(self._buffer) < FLUSH_BATCH and not self._closing:
-                    self._cond.wait(FLUSH_INTERVAL)  # gather what follows closely
-                batch = list(self._buffer)
-                self._buffer.clear()
-                dropped, self._dropped = self._dropped, 0
-                workers = list(self._workers.values())
-                closing = self._closing
+            wake.clear()
+            batch = self._drain()
             if time.monotonic() >= next_beat:
-                batch += [self._worker_event("worker-heartbeat", w) for w in workers]
+                batch += [self._worker_event("worker-heartbeat", w) for w in list(self._workers.values())]
                 next_beat = time.monotonic() + self.heartbeat_interval
+            dropped, self._dropped = self._dropped, 0
             if dropped:
                 self._warn(f"{dropped} events dropped: more than {MAX_BUFFERED} were waiting")
             if batch:
                 self._publish(batch)
-            if closing:
+            if self._closing:
+                if self._buffer:
+                    continue
                 return
+            if batch:
+                wake.wait(FLUSH_INTERVAL)  # gather what follows closely (woken early past FLUSH_BATCH)
+                continue
+            self._busy = False  # asleep: the next event wakes this thread
+            if self._buffer:
+                self._busy = True
+                continue
+            wait = max(0.0, next_beat - time.monotonic()) if self._workers else None
+            wake.wait(wait)
+            self._busy = True
 
     def _publish(self, batch: list[Event]) -> None:
         try:
@@ -171,16 +202,19 @@ class EventEmitter(Hook):
             log.warning("events: %s", text)
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Publish what is buffered now and stop the background thread (``emit`` starts it again)."""
-        with self._cond:
+        """Publish what is buffered now and stop the background thread (the next event starts it again)."""
+        with self._lock:
             thread = self._thread
             self._closing = True
-            self._cond.notify_all()
+        self._wake.set()
         if thread is not None:
             thread.join(timeout)
-        with self._cond:
+        with self._lock:
             self._thread = None
             self._closing = False
+            self._busy = False
+        if self._buffer:
+            self._wake_up()
 
     def close(self) -> None:
         """Publish what is buffered and close the channel."""
@@ -200,20 +234,18 @@ class EventEmitter(Hook):
     def on_start(self, call: TaskCall) -> None:
         sig = call.signature
         now = time.time()
-        with self._cond:
-            self._running[sig.uuid] = RunningTask(sig.uuid, sig.name, now)
-        self.emit(Event("task-started", now, self.source, sig.uuid, sig.name, call.queue))
+        self._running[sig.uuid] = RunningTask(sig.uuid, sig.name, now)
+        self._append(("task-started", now, sig.uuid, sig.name, call.queue, None, "", None))
 
     def on_retry(self, call: TaskCall, error: str, delay: float) -> None:
-        with self._cond:
-            self._retry_delays[call.signature.uuid] = delay
+        self._retry_delays[call.signature.uuid] = delay
 
     def after_run(self, call: TaskCall, outcome: Outcome) -> None:
         sig = call.signature
-        with self._cond:
-            started = self._running.pop(sig.uuid, None)
-            delay = self._retry_delays.pop(sig.uuid, None)
-            if started is not None:
+        started = self._running.pop(sig.uuid, None)
+        delay = self._retry_delays.pop(sig.uuid, None)
+        if started is not None:
+            with self._lock:
                 self._processed += 1
         kind = _OUTCOME_EVENTS.get(outcome.state)
         if kind is None:
@@ -228,11 +260,9 @@ class EventEmitter(Hook):
             self._task_event("task-dead-lettered", signature, queue, error=reason)
 
     def worker_started(self, worker: WorkerInfo) -> None:
-        with self._cond:
-            self._workers[id(worker)] = worker
+        self._workers[id(worker)] = worker
         self.emit(self._worker_event("worker-online", worker))
 
     def worker_stopped(self, worker: WorkerInfo) -> None:
-        with self._cond:
-            self._workers.pop(id(worker), None)
+        self._workers.pop(id(worker), None)
         self.emit(self._worker_event("worker-offline", worker))

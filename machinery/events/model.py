@@ -40,6 +40,10 @@ WORKER_EVENT_TYPES = ("worker-online", "worker-heartbeat", "worker-offline")
 EVENT_TYPES = TASK_EVENT_TYPES + WORKER_EVENT_TYPES
 
 
+#: One encoder for every event (``json.dumps`` with options builds a new one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 class EventDecodeError(ValueError):
     """Bytes that are not an event this version understands."""
 
@@ -92,10 +96,14 @@ class Event:
 def encode_event(event: Event) -> bytes:
     """``event`` as compact JSON (fields left at their defaults are left out)."""
     data: dict[str, object] = {"type": event.type, "timestamp": event.timestamp, "source": event.source}
-    for key in ("uuid", "name", "queue", "error"):
-        value = getattr(event, key)
-        if value:
-            data[key] = value
+    if event.uuid:
+        data["uuid"] = event.uuid
+    if event.name:
+        data["name"] = event.name
+    if event.queue:
+        data["queue"] = event.queue
+    if event.error:
+        data["error"] = event.error
     if event.duration is not None:
         data["duration"] = event.duration
     if event.delay is not None:
@@ -109,7 +117,7 @@ def encode_event(event: Event) -> bytes:
             "running": [[r.uuid, r.name, r.started] for r in status.running],
             "processed": status.processed,
         }
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(data).encode()
 
 
 def _field(data: dict[str, object], key: str, kind: type, default: object) -> object:
