@@ -136,6 +136,24 @@ def test_inspect_lists_live_workers_their_tasks_and_queue_depths(broker: str, tm
     assert done.stdout.startswith("0 live workers"), done.stdout
 
 
+def test_inspect_sees_each_process_of_a_supervised_worker(tmp_path: Path) -> None:
+    config = FACTORIES["sqlite"](tmp_path)  # events off in the config: --events turns them on
+    env = {"MACHINERY_HEARTBEAT_INTERVAL": "0.5"}
+    with worker_process(config, tmp_path / "worker.log", "-P", "2", "-c", "1", "--events", **env) as worker:
+
+        def live() -> list[dict[str, Any]]:
+            done = subprocess.run(command("inspect", "--json", "--wait", "1"), cwd=REPO_ROOT,
+                                  env=process_env(config, **env), capture_output=True, text=True,
+                                  timeout=TIMEOUT, check=False)
+            assert done.returncode == 0, done.stderr
+            workers: list[dict[str, Any]] = json.loads(done.stdout)["workers"]
+            return workers
+
+        assert eventually(lambda: len(live()) == 2, interval=0.2), worker.output()
+        assert worker.stop() == 0, worker.output()
+    assert live() == []
+
+
 def chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
