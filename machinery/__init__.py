@@ -19,6 +19,7 @@ from machinery.errors import (
     TaskFailed,
     TaskNotRegistered,
 )
+from machinery.hooks import Delay, Hook, Hooks, Outcome, Skip, TaskCall, WorkerInfo
 from machinery.jsonvalues import FrozenDict, JSONInput, JSONValue, freeze, thaw
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
@@ -43,20 +44,26 @@ __all__ = [
     "Config",
     "ConfigError",
     "DecodeError",
+    "Delay",
     "EncodeError",
     "FrozenDict",
     "FunctionTask",
     "Group",
     "GroupResult",
+    "Hook",
+    "Hooks",
     "JSONInput",
     "JSONValue",
     "MachineryError",
+    "Outcome",
     "Registry",
     "ResultBackendError",
     "ResultTimeout",
     "Retry",
     "Signature",
+    "Skip",
     "Task",
+    "TaskCall",
     "TaskFailed",
     "TaskFunction",
     "TaskNotRegistered",
@@ -75,12 +82,13 @@ __all__ = [
     "load_config",
     "masked_url",
     "Worker",
+    "WorkerInfo",
 ]
 
 for _name in ("ArgumentError", "BrokerError", "ConfigError", "DecodeError", "EncodeError", "MachineryError",
               "ResultBackendError", "ResultTimeout", "Retry", "TaskFailed", "TaskNotRegistered", "FrozenDict",
               "FunctionTask", "Registry", "Signature", "Task", "TaskResult", "TaskState", "Chain", "Chord",
               "Group", "App", "Config", "Worker", "AsyncResult", "ChainResult", "GroupResult", "ChordResult",
-              "TaskFunction"):
+              "TaskFunction", "Hook", "Hooks", "Skip", "Delay", "TaskCall", "Outcome", "WorkerInfo"):
     globals()[_name].__module__ = "machinery"
 del _name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
@@ -13,6 +13,7 @@ from machinery.brokers import open_broker
 from machinery.brokers.base import Broker, OutgoingMessage
 from machinery.config import Config, load_config, masked_url
 from machinery.errors import ConfigError
+from machinery.hooks import Hooks
 from machinery.jsonvalues import JSONInput
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
@@ -21,6 +22,9 @@ from machinery.signature import Signature
 from machinery.task import Task
 from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group
+
+if TYPE_CHECKING:
+    from machinery.events.emitter import EventEmitter
 
 __all__ = ["App", "TaskDecorator", "TaskFunction", "init_app"]
 
@@ -101,6 +105,11 @@ class App:
         self._backend = backend
         self._backend_opened = backend is not None
         self._declared: set[str] = set()
+        self.hooks = Hooks()
+        """Hooks called at fixed points of every task's life (``app.hooks.add(hook)``)."""
+        self._events: EventEmitter | None = None
+        if self.config.events:
+            self.enable_events()
 
     def __repr__(self) -> str:
         c = self.config
@@ -129,8 +138,26 @@ class App:
                     self._backend_opened = True
         return self._backend
 
+    def enable_events(self) -> EventEmitter:
+        """Publish task and worker events on the broker's event channel (``config.events`` turns
+        this on when the App is made); returns the hook that does it. Calling it again is harmless."""
+        from machinery.events import EventEmitter, open_channel
+
+        with self._lock:
+            if self._events is None:
+                self._events = EventEmitter(
+                    lambda: open_channel(self.config),
+                    default_queue=self.config.default_queue,
+                    heartbeat_interval=self.config.heartbeat_interval,
+                )
+                self.hooks.add(self._events)
+            return self._events
+
     def close(self) -> None:
-        """Close the broker and the result backend (they reopen on next use)."""
+        """Publish the events still buffered; close the broker and the result backend (they
+        reopen on next use)."""
+        if self._events is not None:
+            self._events.close()
         with self._lock:
             broker, backend = self._broker, self._backend
             self._broker, self._backend, self._backend_opened = None, None, False
@@ -185,6 +212,12 @@ class App:
             self.broker.declare(new)
             self._declared.update(new)
 
+    def _outgoing(self, sig: Signature) -> OutgoingMessage:
+        hooks = self.hooks
+        if hooks.wants_publish:
+            sig = hooks.before_publish(sig)
+        return outgoing(sig, self.config.default_queue)
+
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         self._declare(sorted({m.queue for m in messages}))
         if len(messages) == 1:
@@ -205,12 +238,11 @@ class App:
     def send_task(self, work: Signature | Chain | Group | Chord) -> AsyncResult | GroupResult | ChordResult:
         """Send a task, chain, group or chord; returns a handle on its result. Nothing is stored
         in the result backend on send (no stored state means PENDING)."""
-        queue = self.config.default_queue
         if isinstance(work, Signature):
-            self._publish([outgoing(work, queue)])
+            self._publish([self._outgoing(work)])
             return AsyncResult(work.uuid, self.backend, name=work.name)
         if isinstance(work, Chain):
-            self._publish([outgoing(work.head, queue)])
+            self._publish([self._outgoing(work.head)])
             backend = self.backend
             steps = [AsyncResult(s.uuid, backend, name=s.name) for s in work.steps]
             return ChainResult(steps, backend)
@@ -229,22 +261,20 @@ class App:
         backend = self.backend
         if backend is not None:
             backend.group_start(grp.group_uuid, [s.uuid for s in grp.tasks])
-        queue = self.config.default_queue
-        self._publish([outgoing(s, queue) for s in grp.tasks])
+        self._publish([self._outgoing(s) for s in grp.tasks])
         return GroupResult(grp.group_uuid, [AsyncResult(s.uuid, backend, name=s.name) for s in grp.tasks])
 
     def send_tasks(self, works: Sequence[Signature | Chain]) -> list[AsyncResult]:
         """Send several tasks or chains in one batch (``publish_many``); their result handles."""
-        queue = self.config.default_queue
         backend = self.backend
         messages: list[OutgoingMessage] = []
         results: list[AsyncResult] = []
         for work in works:
             if isinstance(work, Chain):
-                messages.append(outgoing(work.head, queue))
+                messages.append(self._outgoing(work.head))
                 results.append(ChainResult([AsyncResult(s.uuid, backend, name=s.name) for s in work.steps], backend))
             elif isinstance(work, Signature):
-                messages.append(outgoing(work, queue))
+                messages.append(self._outgoing(work))
                 results.append(AsyncResult(work.uuid, backend, name=work.name))
             else:
                 raise TypeError(f"send_tasks() takes Signatures and Chains, got {type(work).__name__}")

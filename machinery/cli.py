@@ -8,10 +8,15 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from machinery.app import App
+from machinery.cli_args import port_number, positive_int
+from machinery.cli_observe import add_commands
 from machinery.config import Config, load_config
 from machinery.errors import MachineryError, ResultTimeout, TaskFailed
 from machinery.jsonvalues import JSONInput, JSONValue, thaw
@@ -58,16 +63,6 @@ def load_app(spec: str) -> App:
     return app
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
 def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
@@ -75,25 +70,79 @@ def _config(args: argparse.Namespace) -> Config:
 # -- commands -----------------------------------------------------------------------------------
 
 
+def _require_metrics() -> None:
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError as exc:
+        raise CommandError(f"metrics need prometheus_client ({exc}): pip install 'machinery[metrics]'") from None
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     if args.processes > 1:
         from machinery.supervisor import Supervisor
 
-        load_app(args.app)  # a bad -A is reported here, not by P workers dying over and over
+        app = load_app(args.app)  # a bad -A is reported here, not by P workers dying over and over
+        if args.config is not None:
+            app.config = load_config(args.config)
 
         child = ["--log-level", args.log_level, *(["--config", args.config] if args.config else [])]
         child += ["worker", "-A", args.app, *(["-c", str(args.concurrency)] if args.concurrency else [])]
         child += [arg for q in args.queues or [] for arg in ("-Q", q)]
-        return Supervisor(child, args.processes).run()
+        child += ["--events"] if args.events else []
+        if args.metrics_port is None:
+            return Supervisor(child, args.processes).run()
+        with _supervised_metrics(app, args) as (env, on_exit):
+            return Supervisor([*child, "--metrics-child"], args.processes, env=env, on_exit=on_exit).run()
     app = load_app(args.app)
     if args.config is not None:
         app.config = load_config(args.config)
+    if args.events or app.config.events:
+        app.enable_events()
+    server = None
+    if args.metrics_child:
+        _require_metrics()
+        from machinery import metrics
+
+        if not os.environ.get(metrics.MULTIPROC_ENV):
+            raise CommandError(f"--metrics-child needs ${metrics.MULTIPROC_ENV} (the supervisor sets it)")
+        app.hooks.add(metrics.WorkerMetrics(None))
+    elif args.metrics_port is not None:
+        _require_metrics()
+        from machinery.metrics import enable_metrics
+
+        server = enable_metrics(app, args.metrics_port, args.metrics_host, args.queues)
     worker = app.worker(concurrency=args.concurrency, queues=args.queues or None)
     try:
         worker.launch()
     finally:
+        if server is not None:
+            server.close()
         app.close()
     return 0
+
+
+@contextmanager
+def _supervised_metrics(
+    app: App, args: argparse.Namespace
+) -> Iterator[tuple[dict[str, str], Callable[[int], None]]]:
+    """One metrics endpoint for every worker process: they write to a fresh directory, this
+    process serves their sum (and the queue depths) and drops a dead process's live gauges."""
+    _require_metrics()
+    from machinery import metrics
+
+    directory = tempfile.mkdtemp(prefix="machinery-metrics-")
+    try:
+        registry = metrics.multiprocess_registry(directory)
+        registry.register(metrics.QueueDepthCollector(lambda: app.broker, args.queues or [app.config.default_queue]))
+        server = metrics.serve_metrics(registry, args.metrics_port, args.metrics_host)
+        try:
+            env = {**os.environ, metrics.MULTIPROC_ENV: directory}
+            yield env, lambda pid: metrics.forget_process(pid, directory)
+        finally:
+            server.close()
+            app.close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -165,12 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run a worker until SIGINT/SIGTERM", description="Run a worker for an App.")
     p.add_argument("-A", "--app", required=True, metavar="MODULE:APP", help="the App to run, e.g. examples.app:app")
-    p.add_argument("-c", "--concurrency", type=_positive_int, metavar="N",
+    p.add_argument("-c", "--concurrency", type=positive_int, metavar="N",
                    help="task threads (default: config.concurrency)")
     p.add_argument("-Q", "--queue", dest="queues", action="append", metavar="QUEUE",
                    help="queue to consume (repeatable; default: config.default_queue)")
-    p.add_argument("-P", "--processes", type=_positive_int, default=1, metavar="P",
+    p.add_argument("-P", "--processes", type=positive_int, default=1, metavar="P",
                    help="worker processes under a supervisor that restarts dead ones (default 1)")
+    p.add_argument("--metrics-port", type=port_number, metavar="PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (needs the metrics extra)")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                   help="address the metrics endpoint listens on (default 127.0.0.1; 0.0.0.0 for every one)")
+    p.add_argument("--metrics-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--events", action="store_true",
+                   help="publish task and worker events (as config.events does) for events/inspect/dashboard")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("send", help="send one task", description="Send one task; prints its UUID.")
@@ -191,12 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("queues", nargs="*", help="queues to show (default: config.default_queue)")
     p.set_defaults(func=cmd_queues)
 
+    add_commands(sub)
+
     p = sub.add_parser(
         "demo", help="run the example tasks with no server",
         description="Start a worker process on temporary SQLite files, send the example tasks, print results.",
     )
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait per result")
-    p.add_argument("-c", "--concurrency", type=_positive_int, default=2, metavar="N", help="worker threads (default 2)")
+    p.add_argument("-c", "--concurrency", type=positive_int, default=2, metavar="N", help="worker threads (default 2)")
     p.set_defaults(func=cmd_demo)
     return parser
 

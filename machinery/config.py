@@ -82,6 +82,11 @@ class Config:
     track_started_after: float = 0.05
     """Seconds a message waits in a worker, or a task runs, before its RECEIVED / STARTED state is
     written (quicker tasks get only their final state: two writes fewer); 0 writes them always."""
+    events: bool = False
+    """Publish task and worker events on the broker (read by ``machinery events``, ``inspect`` and
+    ``dashboard``): an events exchange on RabbitMQ, a table in the SQLite file."""
+    heartbeat_interval: float = 5.0
+    """Seconds between a worker's heartbeat events (with ``events``)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -142,6 +147,7 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "concurrency": (_int_at_least(1), "an integer >= 1"),
     "retry_backoff_max": (_seconds(positive=False), "a finite number of seconds >= 0"),
     "track_started_after": (_seconds(positive=False), "a finite number of seconds >= 0"),
+    "heartbeat_interval": (_seconds(positive=True), "a finite number of seconds > 0"),
 }
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

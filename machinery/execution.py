@@ -17,6 +17,7 @@ from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker, Delivery, OutgoingMessage
 from machinery.config import Config
 from machinery.errors import DecodeError, Retry, TaskNotRegistered
+from machinery.hooks import Delay, Hooks, Outcome, RunDecision, TaskCall
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
@@ -84,8 +85,11 @@ class Executor:
         broker: Broker,
         backend: ResultBackend | None,
         progress: ProgressTracker | None = None,
+        *,
+        hooks: Hooks | None = None,
     ) -> None:
         self.config = config
+        self.hooks = hooks if hooks is not None else Hooks()
         self.registry = registry
         self.broker = broker
         self.backend = backend
@@ -102,6 +106,8 @@ class Executor:
             self.backend.set(TaskResult(sig.uuid, state, sig.name, result, error, time.time()))
 
     def _message(self, sig: Signature, delay: float = 0.0) -> OutgoingMessage:
+        if self.hooks.wants_publish:
+            sig = self.hooks.before_publish(sig)
         return outgoing(sig, self.default_queue, delay)
 
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
@@ -129,12 +135,15 @@ class Executor:
             reason = f"undecodable message: {exc}"
             log.error("dead-lettering a message from queue %s: %s", delivery.queue, reason)
             self.broker.dead_letter(delivery, reason)
+            self.hooks.on_dead_letter(delivery.queue, reason, None)
             return False
         try:
             task = self.registry.get(sig.name)
         except TaskNotRegistered:
             self._not_registered(delivery, sig)
             return False
+        if self.hooks.wants_run:
+            return self._run_hooked(delivery, sig, task.run)
         try:
             self._run(delivery, sig, task.run)
         except Exception:
@@ -142,6 +151,44 @@ class Executor:
             self._give_back(delivery)
             return False
         return True
+
+    def _run_hooked(self, delivery: Delivery, sig: Signature, run: Callable[[tuple[JSONValue, ...]], object]) -> bool:
+        """``process`` with hooks registered: ``before_run`` may decide, ``after_run`` always follows."""
+        hooks = self.hooks
+        call = TaskCall(sig, delivery.queue, delivery.delivery_count)
+        started = time.perf_counter()
+        decision = hooks.before_run(call)
+        outcome: Outcome | None = None
+        try:
+            if decision is not None:
+                outcome = self._decided(delivery, sig, decision, started)
+                return outcome.state is not TaskState.PENDING
+            hooks.on_start(call)
+            outcome = self._run(delivery, sig, run, call)
+            return True
+        except Exception as exc:
+            log.exception("task %s[%s]: could not store its outcome; it will run again", sig.name, sig.uuid)
+            self._give_back(delivery)
+            outcome = Outcome(TaskState.PENDING, time.perf_counter() - started, error=error_text(exc))
+            return False
+        finally:
+            if outcome is None:  # interrupted (a BaseException is on its way out)
+                outcome = Outcome(TaskState.PENDING, time.perf_counter() - started, error="interrupted")
+            hooks.after_run(call, outcome)
+
+    def _decided(self, delivery: Delivery, sig: Signature, decision: RunDecision, started: float) -> Outcome:
+        """Carry out a ``before_run`` hook's decision instead of running the task."""
+        if isinstance(decision, Delay):
+            if self.progress is not None:
+                self.progress.give_back(delivery)
+            self.broker.nack(delivery, delay=max(decision.seconds, 0.0))
+            self._log(sig, TaskState.PENDING, started, f"delayed {decision.seconds:g}s by a hook")
+            return Outcome(TaskState.PENDING, time.perf_counter() - started)
+        if self.progress is not None:
+            self.progress.finish(delivery)
+        self._record(sig, decision.state, error=decision.reason)
+        self._log(sig, decision.state, started, decision.reason)
+        return Outcome(decision.state, time.perf_counter() - started, error=decision.reason)
 
     def _give_back(self, delivery: Delivery) -> None:
         try:
@@ -165,8 +212,16 @@ class Executor:
             self.progress.finish(delivery)
         self._record(sig, TaskState.FAILURE, error=reason)
         self.broker.dead_letter(delivery, reason)
+        self.hooks.on_dead_letter(delivery.queue, reason, sig)
 
-    def _run(self, delivery: Delivery, sig: Signature, run: Callable[[tuple[JSONValue, ...]], object]) -> None:
+    def _run(
+        self,
+        delivery: Delivery,
+        sig: Signature,
+        run: Callable[[tuple[JSONValue, ...]], object],
+        call: TaskCall | None = None,
+    ) -> Outcome | None:
+        """Run the task and store its outcome; the outcome for the hooks when ``call`` is given."""
         started = time.perf_counter()
         progress = self.progress
         if progress is not None:
@@ -180,13 +235,14 @@ class Executor:
         except Exception as exc:
             if progress is not None:
                 progress.finish(delivery)
-            self._failed(delivery, sig, exc, started)
-            return
+            return self._failed(delivery, sig, exc, started, call)
         if progress is not None:
             progress.finish(delivery)
-        self._succeeded(delivery, sig, result, started)
+        return self._succeeded(delivery, sig, result, started, call)
 
-    def _succeeded(self, delivery: Delivery, sig: Signature, result: JSONValue, started: float) -> None:
+    def _succeeded(
+        self, delivery: Delivery, sig: Signature, result: JSONValue, started: float, call: TaskCall | None
+    ) -> Outcome | None:
         follow_ups = [
             self._message(cb if sig.immutable else cb.with_result(result)) for cb in sig.on_success
         ]
@@ -204,8 +260,13 @@ class Executor:
         if chord_group and self.backend is not None:
             self.backend.group_done(chord_group)
         self._log(sig, TaskState.SUCCESS, started)
+        if call is None:
+            return None
+        return Outcome(TaskState.SUCCESS, time.perf_counter() - started, result)
 
-    def _failed(self, delivery: Delivery, sig: Signature, exc: Exception, started: float) -> None:
+    def _failed(
+        self, delivery: Delivery, sig: Signature, exc: Exception, started: float, call: TaskCall | None
+    ) -> Outcome | None:
         error = error_text(exc)
         if sig.retry_count > 0:
             retries = sig.headers.get(RETRIES_HEADER, 0)
@@ -222,7 +283,14 @@ class Executor:
             self._record(sig, TaskState.RETRY, error=error)
             self._publish([self._message(again, delay)])
             self._log(sig, TaskState.RETRY, started, f"{error} (again in {delay:g}s, {again.retry_count} left)")
-            return
+            if call is None:
+                return None
+            self.hooks.on_retry(call, error, delay)
+            return Outcome(TaskState.RETRY, time.perf_counter() - started, error=error)
         self._record(sig, TaskState.FAILURE, error=error)
         self._publish([self._message(cb.with_result(error)) for cb in sig.on_error])
         self._log(sig, TaskState.FAILURE, started, error)
+        if call is None:
+            return None
+        self.hooks.on_failure(call, error)
+        return Outcome(TaskState.FAILURE, time.perf_counter() - started, error=error)

@@ -17,6 +17,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "layers"),
     "hot path": ("_speedups/",),
     "transport": ("schemes", "sqlite/", "brokers/", "backends/"),
-    "runtime": ("app", "routing", "worker", "execution", "progress", "result", "cli", "supervisor", "demo",
-                "demo_tasks", "demo_run", "__main__"),
+    "runtime": ("hooks", "app", "routing", "worker", "execution", "progress", "result", "cli", "supervisor", "demo",
+                "demo_tasks", "demo_run", "__main__", "metrics", "events/",
+                "dashboard/", "cli_args", "cli_observe", "tracing"),
 }

@@ -76,6 +76,8 @@ class AsyncResult:
     def _value(self, record: TaskResult) -> JSONValue:
         if record.state is TaskState.FAILURE:
             raise TaskFailed(self.task_uuid, record.error, name=record.name or self.name)
+        if record.state is TaskState.REVOKED:
+            raise TaskFailed(self.task_uuid, f"revoked: {record.error}", name=record.name or self.name)
         return record.result
 
     def get(self, timeout: float | None = None) -> JSONValue:
@@ -166,7 +168,7 @@ class ChordResult:
     @property
     def state(self) -> TaskState:
         for r in self.group.results:
-            if r.state is TaskState.FAILURE:
+            if r.state is TaskState.FAILURE or r.state is TaskState.REVOKED:
                 return TaskState.FAILURE
         return self.callback.state
 

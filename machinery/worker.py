@@ -24,6 +24,7 @@ from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker, Delivery
 from machinery.config import Config, masked_url
 from machinery.execution import Executor
+from machinery.hooks import Hooks, WorkerInfo, worker_name
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
 
@@ -53,6 +54,9 @@ class WorkerApp(Protocol):
 
     @property
     def backend(self) -> ResultBackend | None: ...
+
+    @property
+    def hooks(self) -> Hooks: ...
 
 
 class Worker:
@@ -175,8 +179,10 @@ class Worker:
             progress = ProgressTracker(backend, config.track_started_after)
             progress.start()
         self._progress = progress
-        executor = Executor(config, app.registry, broker, backend, progress)
+        hooks = app.hooks
+        executor = Executor(config, app.registry, broker, backend, progress, hooks=hooks)
         broker.declare(self.queues)
+        info = WorkerInfo(worker_name(), tuple(self.queues), self.concurrency, broker, backend)
         runners = [
             threading.Thread(target=self._run_tasks, args=(executor,), name=f"machinery-task-{i}", daemon=True)
             for i in range(1, self.concurrency)
@@ -192,6 +198,7 @@ class Worker:
             ", ".join(self.queues), self.concurrency, masked_url(app.config.broker_url),
             ", ".join(app.registry.names()) or "(none)",
         )
+        hooks.worker_started(info)
         self._started.set()
         try:
             self._run_tasks(executor)
@@ -210,6 +217,7 @@ class Worker:
             leases.join()
             if progress is not None:
                 progress.stop()
+            hooks.worker_stopped(info)
             log.info("worker stopped")
             self._stopped.set()
 
