@@ -12,6 +12,7 @@ from machinery.backends.base import ResultBackend
 from machinery.brokers import open_broker
 from machinery.brokers.base import Broker, OutgoingMessage
 from machinery.config import Config, load_config, masked_url
+from machinery.dead_letters import DeadLetter, list_dead_letters, purge_dead_letters, requeue_dead_letters
 from machinery.errors import ConfigError
 from machinery.hooks import Hooks
 from machinery.jsonvalues import JSONInput
@@ -281,6 +282,19 @@ class App:
         if messages:
             self._publish(messages)
         return results
+
+    def dead_letters(self, queue: str | None = None, *, limit: int | None = None) -> list[DeadLetter]:
+        """The dead letters of ``queue`` (default: ``config.default_queue``), oldest first."""
+        return list_dead_letters(self.broker, queue or self.config.default_queue, limit)
+
+    def requeue_dead(self, ids: Sequence[str] | None = None, *, queue: str | None = None) -> list[str]:
+        """Send dead letters ``ids`` of ``queue`` (all when None) back to it, forgetting the failure
+        recorded for each (their results wait for the new run); the ids requeued."""
+        return requeue_dead_letters(self.broker, queue or self.config.default_queue, ids, self.backend)
+
+    def purge_dead(self, queue: str | None = None) -> int:
+        """Delete the dead letters of ``queue``; how many there were."""
+        return purge_dead_letters(self.broker, queue or self.config.default_queue)
 
     def result(self, task_uuid: str) -> AsyncResult:
         """A handle on the task ``task_uuid`` sent earlier (from any process)."""

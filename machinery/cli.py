@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 from machinery.app import App
 from machinery.cli_args import port_number, positive_int
+from machinery.cli_dead import add_commands as add_dead_commands
 from machinery.cli_observe import add_commands
 from machinery.config import Config, load_config
 from machinery.errors import MachineryError, ResultTimeout, TaskFailed
@@ -188,10 +189,15 @@ def cmd_queues(args: argparse.Namespace) -> int:
     with App(_config(args)) as app:
         names = args.queues or [app.config.default_queue]
         print(f"{'queue':<32} {'ready':>8} {'delayed':>8} {'in flight':>10} {'dead':>8}")
+        unknown = False
         for name in names:
             d = app.broker.depth(name)
+            unknown = unknown or d.in_flight < 0
             in_flight = "?" if d.in_flight < 0 else str(d.in_flight)
             print(f"{name:<32} {d.ready:>8} {d.delayed:>8} {in_flight:>10} {d.dead:>8}")
+        if unknown:
+            print("in flight ?: RabbitMQ tells a client only its own unacknowledged messages; "
+                  "`machinery inspect` shows what each worker runs (with events on)", file=sys.stderr)
     return 0
 
 
@@ -248,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_queues)
 
     add_commands(sub)
+    add_dead_commands(sub)
 
     p = sub.add_parser(
         "demo", help="run the example tasks with no server",

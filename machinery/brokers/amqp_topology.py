@@ -29,7 +29,7 @@ from pika.spec import BasicProperties
 
 from machinery.brokers.amqp_confirms import Resolved
 from machinery.brokers.amqp_publish_frames import PERSISTENT
-from machinery.brokers.base import REASON_HEADER, dead_letter_queue
+from machinery.brokers.base import dead_letter_queue
 from machinery.config import EXCHANGE_TYPES
 from machinery.errors import BrokerError
 
@@ -248,8 +248,7 @@ class Topology:
         props = BasicProperties(delivery_mode=2, priority=priority or None, headers=headers)
         return bucket, Resolved(delay_exchange(self.exchange), queue, body, props)
 
-    def dead_letter(self, queue: str, body: bytes, *, priority: int, headers: Mapping[str, str],
-                    reason: str) -> Resolved:
-        """The publish of a message to ``<queue>.dead`` with ``reason`` in its header."""
-        props = BasicProperties(delivery_mode=2, priority=priority or None, headers={**headers, REASON_HEADER: reason})
+    def dead_letter(self, queue: str, body: bytes, *, priority: int, headers: Mapping[str, str]) -> Resolved:
+        """The publish of a message to ``<queue>.dead`` (``headers`` say why: ``dead_letter_headers``)."""
+        props = BasicProperties(delivery_mode=2, priority=priority or None, headers=dict(headers))
         return Resolved("", dead_letter_queue(queue), body, props)
