@@ -20,6 +20,7 @@ from redis.commands.core import Script
 
 from machinery.backends.base import wait_until_final
 from machinery.backends.records import decode_record, decode_value, encode_record, encode_value, stamped
+from machinery.backends.redis_control import RedisControl
 from machinery.config import Config, masked_url
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
@@ -82,6 +83,8 @@ class RedisBackend:
         except (ValueError, redis.RedisError) as exc:
             raise ResultBackendError(f"Redis result backend at {self._where}: {type(exc).__name__}") from None
         self._add_result: Script = self._redis.register_script(_ADD_RESULT)
+        self.control = RedisControl(self._redis, prefix, self._call)
+        """Revocations, rate-limit buckets and leases (``ControlStore``) under the same prefix."""
 
     @classmethod
     def from_config(cls, config: Config) -> RedisBackend:
