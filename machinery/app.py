@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, ov
 
 from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
+from machinery.backends.control import control_store
 from machinery.brokers import open_broker
 from machinery.brokers.base import Broker, OutgoingMessage
 from machinery.config import Config, load_config, masked_url
@@ -18,6 +19,7 @@ from machinery.hooks import Hooks
 from machinery.jsonvalues import JSONInput
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
+from machinery.revoke import DEFAULT_EXPIRY, Revoker, revoke
 from machinery.routing import outgoing
 from machinery.signature import Signature
 from machinery.task import Task
@@ -109,6 +111,7 @@ class App:
         self.hooks = Hooks()
         """Hooks called at fixed points of every task's life (``app.hooks.add(hook)``)."""
         self._events: EventEmitter | None = None
+        self._revoker: Revoker | None = None
         if self.config.events:
             self.enable_events()
 
@@ -306,7 +309,23 @@ class App:
         self, *, concurrency: int | None = None, queues: Sequence[str] | None = None, prefetch: int | None = None
     ) -> Worker:
         """A Worker for this app; ``launch()`` runs it."""
+        self._check_revocations()
         return Worker(self, concurrency=concurrency, queues=queues, prefetch=prefetch)
+
+    def _check_revocations(self) -> None:
+        """Register the hook that skips revoked tasks, once, when the backend keeps revocations."""
+        backend = self.backend
+        with self._lock:
+            if self._revoker is None and control_store(backend) is not None:
+                assert backend is not None
+                self._revoker = Revoker(backend)
+                self.hooks.add(self._revoker)
+
+    def revoke(self, task_uuid: str, *, reason: str = "revoked", expires_in: float = DEFAULT_EXPIRY) -> None:
+        """Make sure task ``task_uuid`` does not run (if it has not started): every worker skips it
+        and records ``REVOKED``; its callbacks are not sent; a chord containing it fails. Kept in the
+        result store for ``expires_in`` seconds, so it survives worker restarts."""
+        revoke(self.backend, task_uuid, reason, expires_in)
 
 
 def init_app(config: Config | None = None) -> App:

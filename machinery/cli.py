@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from machinery.app import App
-from machinery.cli_args import port_number, positive_int
+from machinery.cli_args import CommandError, port_number, positive_int
+from machinery.cli_control import add_commands as add_control_commands
 from machinery.cli_dead import add_commands as add_dead_commands
 from machinery.cli_observe import add_commands
 from machinery.config import Config, load_config
@@ -26,10 +27,6 @@ from machinery.signature import Signature
 __all__ = ["CommandError", "load_app", "main", "parse_arg", "show_value"]
 
 log = logging.getLogger("machinery.cli")
-
-
-class CommandError(Exception):
-    """Bad input on the command line: printed as one line, exit status 2."""
 
 
 def parse_arg(text: str) -> JSONInput:
@@ -255,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
     add_dead_commands(sub)
+    add_control_commands(sub)
 
     p = sub.add_parser(
         "demo", help="run the example tasks with no server",

@@ -1,11 +1,16 @@
-"""Argument types of the command line: each turns a bad value into one clear line from argparse."""
+"""Argument types of the command line: each turns a bad value into one clear line from argparse;
+and ``CommandError``, bad input found after parsing."""
 
 from __future__ import annotations
 
 import argparse
 import math
 
-__all__ = ["port_number", "positive_int", "seconds"]
+__all__ = ["CommandError", "port_number", "positive_int", "seconds"]
+
+
+class CommandError(Exception):
+    """Bad input on the command line: printed as one line, exit status 2."""
 
 
 def positive_int(text: str) -> int:

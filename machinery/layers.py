@@ -19,5 +19,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "transport": ("schemes", "sqlite/", "brokers/", "backends/"),
     "runtime": ("hooks", "app", "routing", "worker", "execution", "progress", "result", "cli", "supervisor", "demo",
                 "demo_tasks", "demo_run", "__main__", "metrics", "events/",
-                "dashboard/", "cli_args", "cli_observe", "tracing", "dead_letters", "cli_dead"),
+                "dashboard/", "cli_args", "cli_observe", "tracing", "dead_letters", "cli_dead", "revoke",
+                "cli_control"),
 }
