@@ -4,6 +4,10 @@ honour it; a chord containing a revoked member fails saying so; a finished task 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from machinery import App, Config, Signature, TaskFailed, TaskState, chord
@@ -93,18 +97,13 @@ def test_revoking_a_finished_task_leaves_its_result(app: App) -> None:
     assert result.state is TaskState.SUCCESS
 
 
-def test_revoke_without_a_result_store_says_what_it_needs(tmp_path: object) -> None:
-    with App(Config(broker_url="memory://no-results", result_backend="none")) as app:
-        with pytest.raises(MachineryError, match="revoking needs a result backend"):
-            app.revoke("task_x")
+def test_revoke_without_a_result_store_says_what_it_needs() -> None:
+    app = App(Config(broker_url="memory://no-results", result_backend="none"))
+    with app, pytest.raises(MachineryError, match="revoking needs a result backend"):
+        app.revoke("task_x")
 
 
-def test_the_revoke_command_revokes_for_workers(tmp_path: object) -> None:
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    assert isinstance(tmp_path, Path)
+def test_the_revoke_command_revokes_for_workers(tmp_path: Path) -> None:
     config = sqlite_config(tmp_path)
     ran: list[str] = []
     with App(config) as app:
