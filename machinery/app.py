@@ -17,6 +17,7 @@ from machinery.dead_letters import DeadLetter, list_dead_letters, purge_dead_let
 from machinery.errors import ConfigError
 from machinery.hooks import Hooks
 from machinery.jsonvalues import JSONInput
+from machinery.rate_limits import RateLimit, RateLimiter, parse_rate_limit
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.revoke import DEFAULT_EXPIRY, Revoker, revoke
@@ -112,6 +113,7 @@ class App:
         """Hooks called at fixed points of every task's life (``app.hooks.add(hook)``)."""
         self._events: EventEmitter | None = None
         self._revoker: Revoker | None = None
+        self._rate_limiter: RateLimiter | None = None
         if self.config.events:
             self.enable_events()
 
@@ -179,9 +181,29 @@ class App:
 
     # -- registering --------------------------------------------------------------------------
 
-    def register_task(self, name: str, task: Task | Callable[..., object], *, replace: bool = False) -> Task:
-        """Register ``task`` (an object with ``run(args)`` or a plain function) as ``name``."""
-        return self.registry.register(name, task, replace=replace)
+    def register_task(
+        self, name: str, task: Task | Callable[..., object], *, replace: bool = False, rate_limit: str | None = None
+    ) -> Task:
+        """Register ``task`` (an object with ``run(args)`` or a plain function) as ``name``;
+        ``rate_limit`` ("100/s", "10/m", "1000/h") limits how often it runs."""
+        limit = None if rate_limit is None else parse_rate_limit(rate_limit)
+        registered = self.registry.register(name, task, replace=replace)
+        if limit is not None:
+            self.rate_limit(name, limit)
+        return registered
+
+    def rate_limit(self, name: str, limit: str | RateLimit | None) -> None:
+        """Limit how often task ``name`` runs, on all workers sharing this result store (None: no
+        limit)."""
+        parsed = parse_rate_limit(limit) if isinstance(limit, str) else limit
+        with self._lock:
+            if self._rate_limiter is None:
+                if parsed is None:
+                    return
+                self._rate_limiter = RateLimiter(lambda: self.backend)
+                self.hooks.add(self._rate_limiter)
+            limiter = self._rate_limiter
+        limiter.limit(name, parsed)
 
     def register_tasks(self, tasks: Mapping[str, Task | Callable[..., object]]) -> None:
         """Register every name -> task of ``tasks`` (all or none)."""
@@ -191,17 +213,24 @@ class App:
     def task(self, function: Callable[P, R], /) -> TaskFunction[P, R]: ...
 
     @overload
-    def task(self, *, name: str | None = None, replace: bool = False) -> TaskDecorator: ...
+    def task(
+        self, *, name: str | None = None, replace: bool = False, rate_limit: str | None = None
+    ) -> TaskDecorator: ...
 
     def task(
-        self, function: Callable[..., Any] | None = None, *, name: str | None = None, replace: bool = False
+        self,
+        function: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        replace: bool = False,
+        rate_limit: str | None = None,
     ) -> Any:
         """Register a function as a task, named ``name`` or the function's ``__name__``:
-        ``@app.task`` or ``@app.task(name="add")``. The function stays callable."""
+        ``@app.task`` or ``@app.task(name="add", rate_limit="10/s")``. The function stays callable."""
 
         def register(fn: Callable[..., Any]) -> TaskFunction[..., Any]:
             task_name = name or fn.__name__
-            self.registry.register(task_name, fn, replace=replace)
+            self.register_task(task_name, fn, replace=replace, rate_limit=rate_limit)
             return TaskFunction(self, task_name, fn)
 
         if function is not None:
