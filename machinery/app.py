@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from machinery.backends import open_backend
@@ -17,6 +17,7 @@ from machinery.dead_letters import DeadLetter, list_dead_letters, purge_dead_let
 from machinery.errors import ConfigError
 from machinery.hooks import Hooks
 from machinery.jsonvalues import JSONInput
+from machinery.periodic import Periodic, PeriodicWork, Schedule, from_config, schedule
 from machinery.rate_limits import RateLimit, RateLimiter, parse_rate_limit
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
@@ -114,6 +115,7 @@ class App:
         self._events: EventEmitter | None = None
         self._revoker: Revoker | None = None
         self._rate_limiter: RateLimiter | None = None
+        self._periodic: list[Periodic] = []
         if self.config.events:
             self.enable_events()
 
@@ -327,6 +329,28 @@ class App:
     def purge_dead(self, queue: str | None = None) -> int:
         """Delete the dead letters of ``queue``; how many there were."""
         return purge_dead_letters(self.broker, queue or self.config.default_queue)
+
+    def periodic(
+        self,
+        when: str | float | timedelta | Schedule,
+        work: PeriodicWork,
+        *,
+        name: str,
+        timezone: str = "UTC",
+    ) -> Periodic:
+        """Send ``work`` (a Signature, chain, group or chord; a fresh copy each time) on a cron
+        schedule (``"*/5 * * * *"``, in ``timezone``) or every ``when`` seconds, whenever ``machinery
+        beat`` (or ``worker --beat``) runs for this App."""
+        entry = Periodic(name, schedule(when, timezone), work)
+        with self._lock:
+            if any(e.name == name for e in self._periodic):
+                raise ValueError(f"a periodic entry named {name!r} exists already")
+            self._periodic.append(entry)
+        return entry
+
+    def periodic_entries(self) -> list[Periodic]:
+        """The periodic entries of the config's ``periodic`` section, then those added by ``periodic``."""
+        return [*from_config(self.config.periodic), *self._periodic]
 
     def result(self, task_uuid: str) -> AsyncResult:
         """A handle on the task ``task_uuid`` sent earlier (from any process)."""

@@ -9,13 +9,16 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from machinery.app import App
-from machinery.cli_args import CommandError, port_number, positive_int
+from machinery.cli_args import CommandError, port_number, positive_int, seconds
 from machinery.cli_control import add_commands as add_control_commands
 from machinery.cli_dead import add_commands as add_dead_commands
 from machinery.cli_observe import add_commands
@@ -23,6 +26,9 @@ from machinery.config import Config, load_config
 from machinery.errors import MachineryError, ResultTimeout, TaskFailed
 from machinery.jsonvalues import JSONInput, JSONValue, thaw
 from machinery.signature import Signature
+
+if TYPE_CHECKING:
+    from machinery.beat import Beat
 
 __all__ = ["CommandError", "load_app", "main", "parse_arg", "show_value"]
 
@@ -87,6 +93,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         child += ["worker", "-A", args.app, *(["-c", str(args.concurrency)] if args.concurrency else [])]
         child += [arg for q in args.queues or [] for arg in ("-Q", q)]
         child += ["--events"] if args.events else []
+        child += ["--beat"] if args.beat else []
         if args.metrics_port is None:
             return Supervisor(child, args.processes).run()
         with _supervised_metrics(app, args) as (env, on_exit):
@@ -110,11 +117,43 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
         server = enable_metrics(app, args.metrics_port, args.metrics_host, args.queues)
     worker = app.worker(concurrency=args.concurrency, queues=args.queues or None)
+    beat = _beat(app, args.lease).start() if args.beat else None
     try:
         worker.launch()
     finally:
+        if beat is not None:
+            beat[1].set()
+            beat[0].join(timeout=10)
         if server is not None:
             server.close()
+        app.close()
+    return 0
+
+
+def _beat(app: App, lease: float) -> Beat:
+    from machinery.beat import Beat
+
+    entries = app.periodic_entries()
+    if not entries:
+        raise CommandError("nothing to schedule: no periodic entries in the config's periodic section or the App")
+    return Beat(app, entries, lease=lease)
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    app = load_app(args.app) if args.app else App(_config(args))
+    if args.app and args.config is not None:
+        app.config = load_config(args.config)
+    beat = _beat(app, args.lease)
+    stop = threading.Event()
+
+    def stop_on(signum: int, frame: object) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop_on)
+    try:
+        beat.run(stop)
+    finally:
         app.close()
     return 0
 
@@ -230,7 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--events", action="store_true",
                    help="publish task and worker events (as config.events does) for events/inspect/dashboard")
+    p.add_argument("--beat", action="store_true", help="also run the periodic scheduler (see `machinery beat`)")
+    p.add_argument("--lease", type=seconds, default=10.0, metavar="S", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("beat", help="run the periodic scheduler until SIGINT/SIGTERM",
+                       description="Send periodic work at its due times, each run once however many run.")
+    p.add_argument("-A", "--app", metavar="MODULE:APP", help="an App whose app.periodic(...) entries to add")
+    p.add_argument("--lease", type=seconds, default=10.0, metavar="S",
+                   help="seconds before another scheduler takes over a run whose sender died (default 10)")
+    p.set_defaults(func=cmd_beat)
 
     p = sub.add_parser("send", help="send one task", description="Send one task; prints its UUID.")
     p.add_argument("name", help="registered task name")

@@ -1,5 +1,4 @@
-"""The command line's control commands: ``machinery revoke`` (tasks that must not run) and
-``machinery beat`` (the periodic scheduler)."""
+"""The command line's control commands: ``machinery revoke`` (tasks that must not run)."""
 
 from __future__ import annotations
 

@@ -87,11 +87,14 @@ class Config:
     ``dashboard``): an events exchange on RabbitMQ, a table in the SQLite file."""
     heartbeat_interval: float = 5.0
     """Seconds between a worker's heartbeat events (with ``events``)."""
+    periodic: FrozenDict = field(default=EMPTY_DICT)
+    """Periodic work sent by ``machinery beat``: name -> {cron or every, timezone, task and args, or
+    chain}; read by ``machinery.periodic.from_config``."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "queue_declare_args" and not isinstance(value, FrozenDict):
+            if f.name in ("queue_declare_args", "periodic") and not isinstance(value, FrozenDict):
                 if not isinstance(value, Mapping):
                     raise ConfigError(f.name, "a mapping", value)
                 object.__setattr__(self, f.name, freeze_mapping(value, f.name))

@@ -20,5 +20,5 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "runtime": ("hooks", "app", "routing", "worker", "execution", "progress", "result", "cli", "supervisor", "demo",
                 "demo_tasks", "demo_run", "__main__", "metrics", "events/",
                 "dashboard/", "cli_args", "cli_observe", "tracing", "dead_letters", "cli_dead", "revoke",
-                "cli_control", "rate_limits"),
+                "cli_control", "rate_limits", "periodic", "beat"),
 }
