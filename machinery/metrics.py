@@ -16,7 +16,10 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+try:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+except ImportError as exc:  # pragma: no cover - depends on what is installed
+    raise ImportError(f"machinery.metrics needs the metrics extra ({exc}): pip install 'machinery[metrics]'") from exc
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector

@@ -14,8 +14,11 @@ import threading
 from contextvars import Token
 from dataclasses import dataclass
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+except ImportError as exc:  # pragma: no cover - depends on what is installed
+    raise ImportError(f"machinery.tracing needs the otel extra ({exc}): pip install 'machinery[otel]'") from exc
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
