@@ -10,8 +10,9 @@ instance on the App: ``app.hooks.add(MyHook())``. The points:
   ``Skip(state, reason)`` records ``state`` (``REVOKED`` by default) without running it or its
   callbacks, ``Delay(seconds)`` gives the message back to its queue to run later.
 - ``on_start(call)``: no ``before_run`` hook objected; the task starts running now.
-- ``after_run(call, outcome)``: called once for every ``before_run``, whatever happened: the task
-  succeeded, failed, is retried, was skipped or delayed, or its outcome could not be stored.
+- ``after_run(call, outcome)``: called once for every run ``before_run`` announced, whatever
+  happened: the task succeeded, failed, is retried, was skipped or delayed, or its outcome could not
+  be stored (``outcome.ran`` tells whether it ran).
 - ``on_failure(call, error)``: the task failed for good (no retries left).
 - ``on_retry(call, error, delay)``: the task failed and is sent again after ``delay`` seconds.
 - ``on_dead_letter(queue, reason, signature)``: a message was moved to ``<queue>.dead``
@@ -22,8 +23,8 @@ Hooks run on the thread that reached the point (a worker's task threads for the 
 they must be thread-safe and quick. An exception raised by a hook is logged with the hook's name
 and does not change what happens to the task: a failing ``before_publish`` leaves the signature as
 it was, a failing ``before_run`` lets the task run. When several ``before_run`` hooks are
-registered, the first decision wins and the later hooks' ``before_run`` are not called (their
-``after_run`` still is, so each hook sees a matching pair).
+registered, the first decision wins and the later hooks' ``before_run`` are not called; their
+``after_run`` still is (with ``outcome.ran`` False), so every hook learns how each task ended.
 
 Go Machinery's pre- and post-task handlers are ``Hooks.pre_task(fn)`` and ``Hooks.post_task(fn)``.
 """
@@ -85,6 +86,9 @@ class Outcome:
     """Seconds from ``before_run`` to the outcome being stored."""
     result: JSONValue = None
     error: str = ""
+    ran: bool = True
+    """True when the task ran (``on_start`` was called); False when a decision kept it from
+    running. Hooks that count what runs pair ``on_start`` with the ``after_run`` that has it."""
 
 
 @dataclass(frozen=True, slots=True)

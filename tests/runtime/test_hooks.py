@@ -160,14 +160,14 @@ def test_delay_gives_the_message_back_and_it_runs_later(app: App) -> None:
             seen.append(call.delivery_count)
             return Delay(0.2) if len(seen) == 1 else None
 
-    outcomes: list[TaskState] = []
+    outcomes: list[tuple[TaskState, bool]] = []
     app.hooks.add(DelayOnce())
-    app.hooks.post_task(lambda sig, outcome: outcomes.append(outcome.state))
+    app.hooks.post_task(lambda sig, outcome: outcomes.append((outcome.state, outcome.ran)))
     with running(app, concurrency=1):
         assert app.send_task(Signature("add", [2, 3])).get(timeout=TIMEOUT) == 5
     assert len(seen) == 2
     assert seen[1] >= 2
-    assert outcomes == [TaskState.PENDING, TaskState.SUCCESS]
+    assert outcomes == [(TaskState.PENDING, False), (TaskState.SUCCESS, True)]
 
 
 def test_before_publish_may_replace_the_signature(app: App) -> None:
