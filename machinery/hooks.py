@@ -37,6 +37,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("machinery.hooks")
+
+H = TypeVar("H", bound="Hook")
 
 
 def worker_name() -> str:
@@ -217,7 +220,7 @@ class Hooks:
         """The hooks, in the order they are called."""
         return self._hooks
 
-    def add(self, hook: Hook) -> Hook:
+    def add(self, hook: H) -> H:
         """Register ``hook`` after those already registered; returns it."""
         if not isinstance(hook, Hook):
             raise TypeError(f"hooks must subclass machinery.Hook, got {type(hook).__name__}")
