@@ -1,7 +1,8 @@
 """Events in the SQLite broker's file: one table, ``machinery_events``, read by polling.
 
 Publishing inserts rows (and, at most every ``_TRIM_EVERY`` seconds, deletes those older than
-``KEEP_SECONDS`` and all but the last ``KEEP_ROWS``); a subscription remembers the last row id it read and polls for newer ones.
+``KEEP_SECONDS`` and all but the last ``KEEP_ROWS``); a subscription remembers the last row id it
+read and polls for newer ones.
 """
 
 from __future__ import annotations
