@@ -29,10 +29,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import describe, load
+from benchmarks.machine import ROOT, child_env, describe, load, wait_until
 from machinery import App, Config, Signature
 
-ROOT = Path(__file__).resolve().parent.parent
 SYNCHRONOUS = "NORMAL"
 """The durability of every SQLite figure here: WAL with synchronous=NORMAL (machinery's default;
 Huey is set to the same; a commit survives a process crash, the last ones may be lost on power loss)."""
@@ -77,14 +76,7 @@ class SideChannel:
                 self._cond.notify_all()
 
     def wait_for(self, n: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self.count < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+        return wait_until(self._cond, lambda: self.count >= n, timeout)
 
     def close(self) -> None:
         os.close(self.write_fd)
@@ -92,18 +84,9 @@ class SideChannel:
         os.close(self.read_fd)
 
 
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MACHINERY_", "BENCH_"))}
-    if "MACHINERY_NO_EXTENSIONS" in os.environ:
-        env["MACHINERY_NO_EXTENSIONS"] = os.environ["MACHINERY_NO_EXTENSIONS"]
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    env.update(extra)
-    return env
-
-
 def start_process(argv: list[str], extra_env: dict[str, str], channel: SideChannel) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        argv, cwd=ROOT, env=_env({**extra_env, "BENCH_FD": str(channel.write_fd)}), pass_fds=(channel.write_fd,)
+        argv, cwd=ROOT, env=child_env(**extra_env, BENCH_FD=str(channel.write_fd)), pass_fds=(channel.write_fd,)
     )
 
 

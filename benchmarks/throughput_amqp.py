@@ -38,9 +38,8 @@ from pika.adapters.select_connection import SelectConnection
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
-from benchmarks.machine import describe, load
+from benchmarks.machine import ROOT, child_env, describe, load, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 AMQP_URL = os.environ.get("MACHINERY_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("MACHINERY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 FIFO_ENV = "BENCH_FIFO"
@@ -95,14 +94,7 @@ class SideChannel:
                 self._cond.notify_all()
 
     def wait_for(self, n: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self.times) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+        return wait_until(self._cond, lambda: len(self.times) >= n, timeout)
 
     def reset(self) -> None:
         with self._cond:
@@ -192,15 +184,6 @@ def rabbitmq_version() -> str:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MACHINERY_", "BENCH_"))}
-    if "MACHINERY_NO_EXTENSIONS" in os.environ:
-        env["MACHINERY_NO_EXTENSIONS"] = os.environ["MACHINERY_NO_EXTENSIONS"]
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    env.update(extra)
-    return env
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -366,7 +349,7 @@ def machinery_rows(n: int, samples: int, channel: SideChannel, *, stored: bool, 
     config = Config(broker_url=AMQP_URL, result_backend=backend, exchange=exchange, default_queue=queue,
                     binding_key=queue, prefetch_count=prefetch)
     row = Row(f"machinery, results {'stored (Redis)' if stored else 'not stored'}")
-    env = _env(MACHINERY_BROKER_URL=AMQP_URL, MACHINERY_RESULT_BACKEND=backend, MACHINERY_EXCHANGE=exchange,
+    env = child_env(MACHINERY_BROKER_URL=AMQP_URL, MACHINERY_RESULT_BACKEND=backend, MACHINERY_EXCHANGE=exchange,
                MACHINERY_DEFAULT_QUEUE=queue, MACHINERY_BINDING_KEY=queue, MACHINERY_PREFETCH_COUNT=str(prefetch),
                **{FIFO_ENV: str(channel.path), EXPECT_ENV: str(n + 1)})  # n and the warm-up task
     app = App(config)
@@ -463,7 +446,7 @@ def celery_row(n: int, channel: SideChannel) -> Row | None:
             [sys.executable, "-m", "celery", "-A", "benchmarks.throughput_amqp:celery_app", "worker", "-P",
              "threads", "-c", "4", "-Q", queue, "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
              "--without-heartbeat"],
-            _env(BENCH_QUEUE=queue, **{FIFO_ENV: str(channel.path)}), n, channel,
+            child_env(BENCH_QUEUE=queue, **{FIFO_ENV: str(channel.path)}), n, channel,
         )
     finally:
         _delete_queues(queue)
@@ -493,7 +476,7 @@ def dramatiq_row(n: int, channel: SideChannel) -> Row | None:
         _time_peer_worker(
             row,
             [sys.executable, "-m", "dramatiq", "benchmarks.throughput_amqp", "--processes", "1", "--threads", "8"],
-            _env(BENCH_DRAMATIQ_QUEUE=queue, **{FIFO_ENV: str(channel.path)}), n, channel,
+            child_env(BENCH_DRAMATIQ_QUEUE=queue, **{FIFO_ENV: str(channel.path)}), n, channel,
         )
     finally:
         _delete_queues(queue, f"{queue}.DQ", f"{queue}.XQ")

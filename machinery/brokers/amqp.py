@@ -143,9 +143,9 @@ class AMQPBroker(Broker):
         """Acknowledge all ``deliveries`` as ``ack`` does each, with one hand-off to the I/O thread."""
         if not deliveries:
             return
-        current = self.buffer.settled(deliveries, self.connection.generation)
-        if current:
-            self.acks.ack([d.tag for d in current])
+        tags = self.buffer.settled(deliveries, self.connection.generation)
+        if tags:
+            self.acks.ack(tags)
 
     def nack(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         """Publish the message again (after ``delay`` seconds, counting its deliveries), then ack it."""

@@ -112,8 +112,8 @@ class AckCoalescer:
     def _flush(self) -> None:
         """(I/O thread) One ``multiple`` ack up to the highest tag below which all is settled, then
         single acks for settled deliveries above it."""
-        con = self._connection.consuming
-        if con is None or not self._done or not con.is_open:
+        channel = self._connection.consuming
+        if channel is None or not self._done or not channel.is_open:
             return  # a closing channel takes no acks; its deliveries return to the queue
         done, above = self._done, self._settled_above
         floor = self._floor
@@ -130,17 +130,17 @@ class AckCoalescer:
             floor = nxt
         self._floor = floor
         if highest:
-            con.basic_ack(highest, multiple=True)
+            channel.basic_ack(highest, multiple=True)
         for tag in done:
-            con.basic_ack(tag)
+            channel.basic_ack(tag)
             above.add(tag)
         done.clear()
 
     def reject(self, tag: int) -> None:
         """(I/O thread) Give delivery ``tag`` (RabbitMQ's, without generation) back to its queue."""
-        con = self._connection.consuming
-        if con is not None:
-            con.basic_reject(tag, requeue=True)
+        channel = self._connection.consuming
+        if channel is not None:
+            channel.basic_reject(tag, requeue=True)
             self._settled_above.add(tag)
 
     def settle_copied(self, generation: int, tag: int, ok: bool) -> None:

@@ -2,33 +2,23 @@
 ``fetch``, highest priority first, then in arrival order.
 
 The I/O thread adds the deliveries it reads in one pass of its loop to ``incoming`` and hands them
-over together (``hand_over``: one lock, one wake-up); fetching threads take them (``take``). The
-buffer also counts, per queue, the deliveries taken and not settled yet (``in_flight``).
+over together (``hand_over``: one lock, one wake-up); fetching threads take them (``take``). They
+wait in one first-in-first-out line per priority. The buffer also counts, per queue, the
+deliveries taken and not settled yet (``in_flight``).
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import bisect
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence, Set
-from typing import NamedTuple
 
 from machinery.brokers.amqp_acks import stale
 from machinery.brokers.base import Delivery
 
-__all__ = ["Buffered", "DeliveryBuffer"]
-
-
-class Buffered(NamedTuple):
-    """A buffered delivery in heap order."""
-
-    order: int
-    """``-priority``: the heap pops the highest priority first."""
-    seq: int
-    """Arrival order among deliveries of equal priority."""
-    delivery: Delivery
+__all__ = ["DeliveryBuffer"]
 
 
 class DeliveryBuffer:
@@ -36,13 +26,16 @@ class DeliveryBuffer:
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._heap: list[Buffered] = []
-        self._seq = itertools.count()
+        self._lines: dict[int, deque[Delivery]] = {}
+        """Priority -> its deliveries in arrival order (empty lines are kept)."""
+        self._priorities: list[int] = []
+        """The keys of ``_lines``, negated and sorted: the highest priority first."""
+        self._count = 0
         self._woken = False
         self._sleepers = 0
         self._held: dict[str, int] = {}
         # Owned by the I/O thread.
-        self._incoming: list[Buffered] = []
+        self._incoming: list[Delivery] = []
         """Deliveries read in the current pass of the I/O loop, handed over at its end."""
 
     # ----------------------------------------------------------------- the I/O thread's side
@@ -50,13 +43,13 @@ class DeliveryBuffer:
     def add(self, delivery: Delivery) -> int:
         """(I/O thread) Add ``delivery`` to those read in this pass; how many there are now."""
         incoming = self._incoming
-        incoming.append(Buffered(-delivery.priority, next(self._seq), delivery))
+        incoming.append(delivery)
         return len(incoming)
 
     def waited_for(self) -> bool:
         """Whether a fetcher waits on an empty buffer (a delivery for it should not wait for the
         end of the pass)."""
-        return bool(self._sleepers) and not self._heap
+        return bool(self._sleepers) and not self._count
 
     def hand_over(self) -> None:
         """(I/O thread) Move the deliveries read in this pass into the buffer: one lock and one
@@ -65,13 +58,18 @@ class DeliveryBuffer:
         if not incoming:
             return
         with self._cond:
-            heap = self._heap
-            if not heap and len(incoming) > 1:
-                incoming.sort()
-                heap.extend(incoming)  # a sorted list is a heap
-            else:
-                for item in incoming:
-                    heapq.heappush(heap, item)
+            lines = self._lines
+            line: deque[Delivery] | None = None
+            priority = -1
+            for delivery in incoming:
+                if delivery.priority != priority or line is None:
+                    priority = delivery.priority
+                    line = lines.get(priority)
+                    if line is None:
+                        line = lines[priority] = deque()
+                        bisect.insort(self._priorities, -priority)
+                line.append(delivery)
+            self._count += len(incoming)
             if self._sleepers:
                 self._cond.notify_all()
         incoming.clear()
@@ -79,18 +77,22 @@ class DeliveryBuffer:
     def give_back(self, queue: str) -> list[Delivery]:
         """(I/O thread) Remove and return the buffered deliveries of ``queue`` (no longer consumed)."""
         self.hand_over()
+        drop: list[Delivery] = []
         with self._cond:
-            keep = [item for item in self._heap if item.delivery.queue != queue]
-            drop = [item.delivery for item in self._heap if item.delivery.queue == queue]
-            heapq.heapify(keep)
-            self._heap = keep
+            for priority, line in self._lines.items():
+                if any(d.queue == queue for d in line):
+                    drop += [d for d in line if d.queue == queue]
+                    self._lines[priority] = deque(d for d in line if d.queue != queue)
+            self._count -= len(drop)
         return drop
 
     def lost(self) -> None:
         """(I/O thread) The connection is gone: every delivery of it is void."""
         self._incoming.clear()
         with self._cond:
-            self._heap.clear()
+            self._lines.clear()
+            self._priorities.clear()
+            self._count = 0
             self._held.clear()
 
     # ----------------------------------------------------------------- the fetching side
@@ -111,16 +113,24 @@ class DeliveryBuffer:
                 finally:
                     self._sleepers -= 1
             self._woken = False
-            heap = self._heap
-            aside: list[Buffered] = []
-            while heap and len(out) < max_messages:
-                item = heapq.heappop(heap)
-                if item.delivery.queue in wanted:
-                    out.append(item.delivery)
-                else:
-                    aside.append(item)
-            for item in aside:
-                heapq.heappush(heap, item)
+            if self._count:
+                every = consumed <= wanted
+                lines = self._lines
+                for negated in self._priorities:
+                    line = lines[-negated]
+                    if not line:
+                        continue
+                    if every:
+                        out += [line.popleft() for _ in range(min(max_messages - len(out), len(line)))]
+                    else:
+                        skipped: list[Delivery] = []
+                        while line and len(out) < max_messages:
+                            delivery = line.popleft()
+                            (out if delivery.queue in wanted else skipped).append(delivery)
+                        line.extendleft(reversed(skipped))
+                    if len(out) >= max_messages:
+                        break
+                self._count -= len(out)
             held = self._held
             for delivery in out:
                 held[delivery.queue] = held.get(delivery.queue, 0) + 1
@@ -128,28 +138,28 @@ class DeliveryBuffer:
 
     def _has_any(self, wanted: Set[str], consumed: Set[str]) -> bool:
         """(holding ``_cond``) Whether the buffer holds a delivery from one of ``wanted``."""
-        if not self._heap:
+        if not self._count:
             return False
         if consumed <= wanted:
             return True
-        return any(item.delivery.queue in wanted for item in self._heap)
+        return any(d.queue in wanted for line in self._lines.values() for d in line)
 
-    def settled(self, deliveries: Sequence[Delivery], generation: int) -> list[Delivery]:
-        """Count ``deliveries`` as settled; those of the connection ``generation`` (the others are
-        void: dropped with a warning)."""
-        current: list[Delivery] = []
+    def settled(self, deliveries: Sequence[Delivery], generation: int) -> list[int]:
+        """Count ``deliveries`` as settled; the tags of those of the connection ``generation`` (the
+        others are void: dropped with a warning)."""
+        tags: list[int] = []
         with self._cond:
             held = self._held
             for delivery in deliveries:
                 if not stale(delivery.tag, generation):
                     held[delivery.queue] = held.get(delivery.queue, 1) - 1
-                    current.append(delivery)
-        return current
+                    tags.append(delivery.tag)
+        return tags
 
     def ready(self, queue: str) -> int:
         """How many deliveries of ``queue`` wait here."""
         with self._cond:
-            return sum(1 for item in self._heap if item.delivery.queue == queue)
+            return sum(1 for line in self._lines.values() for d in line if d.queue == queue)
 
     def in_flight(self, queue: str) -> int:
         """How many deliveries of ``queue`` were taken and not settled yet."""

@@ -80,15 +80,8 @@ class AfterConfirm(Waiter):
         self.then(error is None and not lost)
 
 
-class _Pending:
-    """One publish waiting for its confirm."""
-
-    __slots__ = ("index", "out", "waiter")
-
-    def __init__(self, waiter: Waiter, index: int, out: Resolved) -> None:
-        self.waiter = waiter
-        self.index = index
-        self.out = out
+#: One publish waiting for its confirm: its waiter, its index among the waiter's publishes, the publish.
+_Pending = tuple[Waiter, int, Resolved]
 
 
 class Confirms:
@@ -131,14 +124,14 @@ class Confirms:
                 for index, out in enumerate(outs):
                     publish(out.exchange, out.routing_key, out.body, out.properties, True)
                     seq += 1
-                    pending[seq] = _Pending(waiter, index, out)
+                    pending[seq] = (waiter, index, out)
                 return
             emit = fast.emit_built
             build = frames.build
             for index, out in enumerate(outs):
                 emit(build(out.exchange, out.routing_key, out.body, out.properties))
                 seq += 1
-                pending[seq] = _Pending(waiter, index, out)
+                pending[seq] = (waiter, index, out)
         finally:
             self._seq = seq
 
@@ -165,18 +158,16 @@ class Confirms:
         else:
             tags = [tag] if tag in pending else []
         for seq in tags:
-            item = pending.pop(seq)
+            waiter, index, out = pending.pop(seq)
             returned = self._returned.pop(seq, None) if self._returned else None
             if nack:
-                item.waiter.settle(item.index, f"RabbitMQ refused a message for {item.out.routing_key!r} (nack)",
-                                   False)
+                waiter.settle(index, f"RabbitMQ refused a message for {out.routing_key!r} (nack)", False)
             else:
-                item.waiter.settle(item.index, returned, False)
+                waiter.settle(index, returned, False)
 
     def on_return(self, _ch: Channel, method: Basic.Return, _props: BasicProperties, body: bytes) -> None:
         """Mark an unroutable publish; its confirm follows and fails its waiter."""
-        for seq, item in self._pending.items():
-            out = item.out
+        for seq, (_waiter, _index, out) in self._pending.items():
             if (seq not in self._returned and out.routing_key == method.routing_key
                     and out.exchange == method.exchange and out.body == body):
                 self._returned[seq] = (
@@ -191,5 +182,5 @@ class Confirms:
         pending, self._pending = self._pending, {}
         self._returned.clear()
         self._seq = 0
-        for item in pending.values():
-            item.waiter.settle(item.index, None, True)
+        for waiter, index, _out in pending.values():
+            waiter.settle(index, None, True)

@@ -401,10 +401,10 @@ class AMQPConnection:
         self.ready = True
         self._failures = 0
         self._last_error = ""
-        fast, con, pub = self._fast, self.consuming, self._publishing
-        if fast is not None and con is not None and pub is not None and self._on_deliveries is not None:
-            fast.scanned = fastpath.ScannedFrames(con.channel_number, self._on_deliveries, pub.channel_number,
-                                                  self._confirms.on_confirms)
+        fast, delivering, confirming = self._fast, self.consuming, self._publishing
+        if fast is not None and delivering is not None and confirming is not None and self._on_deliveries is not None:
+            fast.scanned = fastpath.ScannedFrames(delivering.channel_number, self._on_deliveries,
+                                                  confirming.channel_number, self._confirms.on_confirms)
         self._on_resumed()
         self._drain_ops()
 

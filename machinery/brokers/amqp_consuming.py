@@ -97,8 +97,8 @@ class Consumers:
     def sync(self, subscribed: Callable[[], None] | None = None) -> None:
         """(I/O thread) Consume the queues fetched recently; cancel the others and give back what
         was buffered for them. ``subscribed`` is called once RabbitMQ confirmed every new consumer."""
-        con = self._connection.consuming
-        if con is None:
+        channel = self._connection.consuming
+        if channel is None:
             return
         now = time.monotonic()
         with self._lock:
@@ -110,7 +110,7 @@ class Consumers:
             if queue not in want:
                 tag = self._consumers.pop(queue)
                 self._consumer_queue.pop(tag, None)
-                con.basic_cancel(tag)
+                channel.basic_cancel(tag)
                 for delivery in self._buffer.give_back(queue):
                     self._acks.reject(delivery.tag & TAG_MASK)
         waiting = [queue for queue in want if queue not in self._consumers]
@@ -122,7 +122,7 @@ class Consumers:
                 subscribed()
 
         for queue in waiting:
-            tag = con.basic_consume(queue, self.on_message, callback=consume_ok)
+            tag = channel.basic_consume(queue, self.on_message, callback=consume_ok)
             self._consumers[queue] = tag
             self._consumer_queue[tag] = queue
         if not waiting and subscribed is not None:

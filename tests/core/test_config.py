@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from machinery import Config, ConfigError, load_config, masked_url
+from machinery import BrokerError, Config, ConfigError, load_config, masked_url
 from machinery.brokers import open_broker
+from machinery.brokers.amqp import AMQPBroker
+from machinery.config import EXCHANGE_TYPES
 
 NO_ENV: dict[str, str] = {}
 
@@ -180,3 +182,19 @@ def test_bad_url_value_error_does_not_show_the_password() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(environ={"MACHINERY_RESULT_BACKEND": "user:topsecret@h"})
     assert "topsecret" not in str(info.value)
+
+
+def test_the_amqp_fast_path_is_on_unless_turned_off() -> None:
+    assert load_config(environ={}).amqp_fast_path is True
+    assert load_config(environ={"MACHINERY_AMQP_FAST_PATH": "false"}).amqp_fast_path is False
+
+
+def test_exchange_types_are_those_the_amqp_broker_declares() -> None:
+    """One list: every type Config accepts, the broker accepts; ``headers`` is refused by both."""
+    for kind in EXCHANGE_TYPES:
+        assert Config(exchange_type=kind).exchange_type == kind
+        AMQPBroker("amqp://guest:guest@127.0.0.1:1/", exchange_type=kind)  # never connects
+    with pytest.raises(ConfigError, match="exchange_type"):
+        Config(exchange_type="headers")
+    with pytest.raises(BrokerError, match="exchange_type"):
+        AMQPBroker("amqp://guest:guest@127.0.0.1:1/", exchange_type="headers")
