@@ -159,21 +159,23 @@ class Executor:
         started = time.perf_counter()
         decision = hooks.before_run(call)
         outcome: Outcome | None = None
+        ran = False
         try:
             if decision is not None:
                 outcome = self._decided(delivery, sig, decision, started)
                 return outcome.state is not TaskState.PENDING
             hooks.on_start(call)
+            ran = True
             outcome = self._run(delivery, sig, run, call)
             return True
         except Exception as exc:
             log.exception("task %s[%s]: could not store its outcome; it will run again", sig.name, sig.uuid)
             self._give_back(delivery)
-            outcome = Outcome(TaskState.PENDING, time.perf_counter() - started, error=error_text(exc))
+            outcome = Outcome(TaskState.PENDING, time.perf_counter() - started, error=error_text(exc), ran=ran)
             return False
         finally:
             if outcome is None:  # interrupted (a BaseException is on its way out)
-                outcome = Outcome(TaskState.PENDING, time.perf_counter() - started, error="interrupted")
+                outcome = Outcome(TaskState.PENDING, time.perf_counter() - started, error="interrupted", ran=ran)
             hooks.after_run(call, outcome)
 
     def _decided(self, delivery: Delivery, sig: Signature, decision: RunDecision, started: float) -> Outcome:
@@ -183,12 +185,12 @@ class Executor:
                 self.progress.give_back(delivery)
             self.broker.nack(delivery, delay=max(decision.seconds, 0.0))
             self._log(sig, TaskState.PENDING, started, f"delayed {decision.seconds:g}s by a hook")
-            return Outcome(TaskState.PENDING, time.perf_counter() - started)
+            return Outcome(TaskState.PENDING, time.perf_counter() - started, ran=False)
         if self.progress is not None:
             self.progress.finish(delivery)
         self._record(sig, decision.state, error=decision.reason)
         self._log(sig, decision.state, started, decision.reason)
-        return Outcome(decision.state, time.perf_counter() - started, error=decision.reason)
+        return Outcome(decision.state, time.perf_counter() - started, error=decision.reason, ran=False)
 
     def _give_back(self, delivery: Delivery) -> None:
         try:

@@ -10,8 +10,9 @@ instance on the App: ``app.hooks.add(MyHook())``. The points:
   ``Skip(state, reason)`` records ``state`` (``REVOKED`` by default) without running it or its
   callbacks, ``Delay(seconds)`` gives the message back to its queue to run later.
 - ``on_start(call)``: no ``before_run`` hook objected; the task starts running now.
-- ``after_run(call, outcome)``: called once for every ``before_run``, whatever happened: the task
-  succeeded, failed, is retried, was skipped or delayed, or its outcome could not be stored.
+- ``after_run(call, outcome)``: called once for every run ``before_run`` announced, whatever
+  happened: the task succeeded, failed, is retried, was skipped or delayed, or its outcome could not
+  be stored (``outcome.ran`` tells whether it ran).
 - ``on_failure(call, error)``: the task failed for good (no retries left).
 - ``on_retry(call, error, delay)``: the task failed and is sent again after ``delay`` seconds.
 - ``on_dead_letter(queue, reason, signature)``: a message was moved to ``<queue>.dead``
@@ -22,8 +23,8 @@ Hooks run on the thread that reached the point (a worker's task threads for the 
 they must be thread-safe and quick. An exception raised by a hook is logged with the hook's name
 and does not change what happens to the task: a failing ``before_publish`` leaves the signature as
 it was, a failing ``before_run`` lets the task run. When several ``before_run`` hooks are
-registered, the first decision wins and the later hooks' ``before_run`` are not called (their
-``after_run`` still is, so each hook sees a matching pair).
+registered, the first decision wins and the later hooks' ``before_run`` are not called; their
+``after_run`` still is (with ``outcome.ran`` False), so every hook learns how each task ended.
 
 Go Machinery's pre- and post-task handlers are ``Hooks.pre_task(fn)`` and ``Hooks.post_task(fn)``.
 """
@@ -36,6 +37,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker
@@ -56,6 +58,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("machinery.hooks")
+
+H = TypeVar("H", bound="Hook")
 
 
 def worker_name() -> str:
@@ -82,9 +86,13 @@ class Outcome:
     """``SUCCESS``, ``FAILURE``, ``RETRY``, the state a ``Skip`` recorded, or ``PENDING`` when the
     message went back to its queue (a ``Delay``, or an outcome that could not be stored)."""
     duration: float
-    """Seconds from ``before_run`` to the outcome being stored."""
+    """Seconds from the start of the run to its outcome being stored (for a decision: from
+    ``before_run`` to the decision being carried out)."""
     result: JSONValue = None
     error: str = ""
+    ran: bool = True
+    """True when the task ran (``on_start`` was called); False when a decision kept it from
+    running. Hooks that count what runs pair ``on_start`` with the ``after_run`` that has it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +221,7 @@ class Hooks:
         """The hooks, in the order they are called."""
         return self._hooks
 
-    def add(self, hook: Hook) -> Hook:
+    def add(self, hook: H) -> H:
         """Register ``hook`` after those already registered; returns it."""
         if not isinstance(hook, Hook):
             raise TypeError(f"hooks must subclass machinery.Hook, got {type(hook).__name__}")

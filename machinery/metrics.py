@@ -16,7 +16,10 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+try:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+except ImportError as exc:  # pragma: no cover - depends on what is installed
+    raise ImportError(f"machinery.metrics needs the metrics extra ({exc}): pip install 'machinery[metrics]'") from exc
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
@@ -58,7 +61,8 @@ class WorkerMetrics(Hook):
     mode, where the values go to files that the supervisor's registry reads).
 
     Metric names: ``machinery_tasks_total{task,state}``, ``machinery_task_duration_seconds{task}``,
-    ``machinery_task_retries_total{task}``, ``machinery_dead_letters_total{queue}``,
+    ``machinery_task_retries_total{task}``, ``machinery_tasks_requeued_total{task}``,
+    ``machinery_dead_letters_total{queue}``,
     ``machinery_tasks_running``, ``machinery_worker_up``.
     """
 
@@ -70,6 +74,9 @@ class WorkerMetrics(Hook):
                                   ["task"], buckets=DURATION_BUCKETS, registry=registry)
         self.retries = Counter("machinery_task_retries", "Runs that failed and were sent again, by task name",
                                ["task"], registry=registry)
+        self.requeued = Counter("machinery_tasks_requeued", "Messages given back to their queue without running "
+                                "(a hook's Delay, or an outcome that could not be stored), by task name",
+                                ["task"], registry=registry)
         self.dead_letters = Counter("machinery_dead_letters", "Messages moved to a dead-letter queue, by queue",
                                     ["queue"], registry=registry)
         self.running = Gauge("machinery_tasks_running", "Tasks running now", registry=registry,
@@ -91,20 +98,23 @@ class WorkerMetrics(Hook):
                     children = self._by_task[task] = (self.duration.labels(task), self.retries.labels(task))
         return children
 
-    def before_run(self, call: TaskCall) -> None:
+    def on_start(self, call: TaskCall) -> None:
         self.running.inc()
 
     def after_run(self, call: TaskCall, outcome: Outcome) -> None:
-        self.running.dec()
+        if outcome.ran:
+            self.running.dec()
         name = call.signature.name
         state = outcome.state
-        if state in _RAN:
+        if outcome.ran and state in _RAN:
             duration, retries = self._children(name)
             duration.observe(outcome.duration)
             if state is TaskState.RETRY:
                 retries.inc()
         if state in _FINAL:
             self.tasks.labels(name, state.value).inc()
+        elif state is TaskState.PENDING:
+            self.requeued.labels(name).inc()
 
     def on_dead_letter(self, queue: str, reason: str, signature: Signature | None) -> None:
         self.dead_letters.labels(queue).inc()

@@ -14,9 +14,12 @@ import threading
 from contextvars import Token
 from dataclasses import dataclass
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.propagators.textmap import TextMapPropagator
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+except ImportError as exc:  # pragma: no cover - depends on what is installed
+    raise ImportError(f"machinery.tracing needs the otel extra ({exc}): pip install 'machinery[otel]'") from exc
+from opentelemetry.propagators.textmap import TextMapPropagator, default_setter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -69,7 +72,7 @@ class TracingHook(Hook):
         with self._tracer.start_as_current_span(f"{signature.name} publish", kind=SpanKind.PRODUCER,
                                                 attributes=attributes):
             carrier: dict[str, str] = {}
-            self._propagator.inject(carrier)
+            self._propagator.inject(carrier, setter=default_setter)
         if not carrier:
             return None
         headers = {k: v for k, v in signature.headers.items() if k not in TRACE_HEADERS}

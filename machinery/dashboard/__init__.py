@@ -36,7 +36,7 @@ _NOT_FINAL = frozenset({"SENT", "RECEIVED", "STARTED", "REQUEUED", "RETRY"})
 
 
 def _page() -> bytes:
-    return resources.files(__package__).joinpath("index.html").read_bytes()
+    return resources.files(__name__).joinpath("index.html").read_bytes()
 
 
 class Dashboard:

@@ -242,15 +242,15 @@ class EventEmitter(Hook):
 
     def after_run(self, call: TaskCall, outcome: Outcome) -> None:
         sig = call.signature
-        started = self._running.pop(sig.uuid, None)
+        self._running.pop(sig.uuid, None)
         delay = self._retry_delays.pop(sig.uuid, None)
-        if started is not None:
+        if outcome.ran:
             with self._lock:
                 self._processed += 1
         kind = _OUTCOME_EVENTS.get(outcome.state)
         if kind is None:
             return
-        duration = outcome.duration if started is not None else None
+        duration = outcome.duration if outcome.ran else None
         self._task_event(kind, sig, call.queue, duration=duration, error=outcome.error, delay=delay)
 
     def on_dead_letter(self, queue: str, reason: str, signature: Signature | None) -> None:

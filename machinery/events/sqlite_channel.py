@@ -1,7 +1,8 @@
 """Events in the SQLite broker's file: one table, ``machinery_events``, read by polling.
 
 Publishing inserts rows (and, at most every ``_TRIM_EVERY`` seconds, deletes those older than
-``KEEP_SECONDS``); a subscription remembers the last row id it read and polls for newer ones.
+``KEEP_SECONDS`` and all but the last ``KEEP_ROWS``); a subscription remembers the last row id it
+read and polls for newer ones.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ SCHEMA = (
 )
 #: Seconds between deletions of old events.
 _TRIM_EVERY = 10.0
+#: Most events kept, whatever their age (a busy system publishes many per second).
+KEEP_ROWS = 100_000
 #: Seconds between polls of a subscription waiting for events.
 _POLL = 0.1
 #: Most rows one read returns.
@@ -83,7 +86,8 @@ class SQLiteEvents:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany("INSERT INTO machinery_events (at, body) VALUES (?, ?)", rows)
             if trim:
-                conn.execute("DELETE FROM machinery_events WHERE at < ?", (now - KEEP_SECONDS,))
+                conn.execute("DELETE FROM machinery_events WHERE at < ? OR id <= "
+                             "(SELECT max(id) FROM machinery_events) - ?", (now - KEEP_SECONDS, KEEP_ROWS))
             conn.execute("COMMIT")
 
         self._pool.run(insert)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -206,3 +207,19 @@ def test_a_channel_that_fails_costs_the_tasks_nothing(app: App, caplog: pytest.L
     assert "events dropped: the event channel is away" in caplog.text
     types = [decode_event(b).type for b in sub.read(1.0)]
     assert "task-succeeded" in types and emitter.published >= 4
+
+
+def test_the_sqlite_channel_keeps_a_bounded_number_of_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from machinery.events import sqlite_channel
+
+    monkeypatch.setattr(sqlite_channel, "KEEP_ROWS", 5)
+    monkeypatch.setattr(sqlite_channel, "_TRIM_EVERY", 0.0)
+    channel = sqlite_channel.SQLiteEvents(str(tmp_path / "events.sqlite3"))
+    try:
+        for i in range(3):
+            channel.publish([Event("task-sent", float(i), "h.1", f"u{i}.{j}", "add") for j in range(4)])
+        sub = channel.subscribe(history=1e9)
+        kept = [decode_event(b).uuid for b in sub.read(0.1)]
+    finally:
+        channel.close()
+    assert kept == ["u1.3", "u2.0", "u2.1", "u2.2", "u2.3"]

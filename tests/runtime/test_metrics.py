@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from machinery import App, Config, Retry, Signature, TaskFailed
+from machinery import App, Config, Delay, Hook, Retry, Signature, TaskCall, TaskFailed
+from machinery.hooks import RunDecision
 from machinery.metrics import enable_metrics
 from tests.runtime.brokers import FACTORIES
 from tests.support.http import free_port, scrape
@@ -33,6 +34,11 @@ def test_a_worker_s_metrics_match_what_it_ran(app: App) -> None:
     def flaky() -> None:
         raise Retry(countdown=0.01)
 
+    class DelayFirstRun(Hook):
+        def before_run(self, call: TaskCall) -> RunDecision | None:
+            return Delay(0.01) if call.signature.args == (0, 1) and call.delivery_count == 1 else None
+
+    app.hooks.add(DelayFirstRun())
     queue = app.config.default_queue
     server = enable_metrics(app, 0)
     url = f"http://127.0.0.1:{server.port}/metrics"
@@ -57,6 +63,7 @@ def test_a_worker_s_metrics_match_what_it_ran(app: App) -> None:
     assert value(during, "machinery_tasks_total", task="flaky", state="FAILURE") == 1
     assert value(during, "machinery_task_retries_total", task="flaky") == 2
     assert value(during, "machinery_task_duration_seconds_count", task="add") == 5
+    assert value(during, "machinery_tasks_requeued_total", task="add") == 1
     assert value(during, "machinery_task_duration_seconds_count", task="flaky") == 3  # two retries, one failure
     assert value(during, "machinery_task_duration_seconds_bucket", task="add", le="+Inf") == 5
     assert value(during, "machinery_tasks_running") == 0
