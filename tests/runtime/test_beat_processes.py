@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import itertools
 import signal
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from machinery import App
 from machinery._speedups import decode
 from machinery.beat import PERIODIC_HEADER
 from tests.runtime.brokers import sqlite_config
-from tests.support.processes import REPO_ROOT, process_env
+from tests.support.processes import REPO_ROOT, process_env, worker_process
 from tests.support.waiting import TIMEOUT, eventually
 
 
@@ -68,3 +70,32 @@ def test_each_tick_is_sent_once_by_two_schedulers_when_one_is_killed(tmp_path: P
     assert len(due) >= 7
     assert len(set(due)) == len(due), f"a tick was sent twice: {due}"
     assert [b - a for a, b in itertools.pairwise(due)] == [1.0] * (len(due) - 1), f"a tick is missing: {due}"
+
+
+def test_a_worker_with_beat_sends_and_runs_the_periodic_work(tmp_path: Path) -> None:
+    config = sqlite_config(tmp_path)
+    config_file = tmp_path / "machinery.yml"
+    config_file.write_text(yaml.safe_dump({"periodic": {"sum": {"every": 0.5, "task": "add", "args": [1, 2]}}}))
+    with App(config) as app:
+        assert app.backend is not None  # its tables exist from here on
+        backend_file = config.result_backend.removeprefix("sqlite:///")
+
+        def successes() -> int:
+            with closing(sqlite3.connect(backend_file)) as db:
+                rows = db.execute("SELECT result FROM machinery_results WHERE state = 'SUCCESS'").fetchall()
+            assert all(row[0] == "3.0" for row in rows), rows
+            return len(rows)
+
+        with worker_process(config, tmp_path / "worker.log", "--beat", MACHINERY_CONFIG=str(config_file)) as worker:
+            eventually(lambda: successes() >= 3, timeout=TIMEOUT)
+            assert worker.stop() == 0, worker.output()
+        assert app.broker.depth(config.default_queue).ready == 0
+
+
+def test_beat_with_nothing_to_schedule_says_so(tmp_path: Path) -> None:
+    config = sqlite_config(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "machinery", "beat"], cwd=REPO_ROOT, env=process_env(config),
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("machinery beat: error: nothing to schedule: no periodic entries in the "
+                                   "config's periodic section or the App")
