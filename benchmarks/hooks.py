@@ -1,6 +1,7 @@
 """What the hooks cost per task: ``Executor.process`` of no-op tasks on the in-memory broker with no
 result backend, with no hook, an empty hook, the metrics hook, the events hook (in-process channel)
-and the tracing hook (an SDK tracer provider with no exporter), all in one run.
+the tracing hook (an SDK tracer provider with no exporter), the revoke hook (one revocation, not of
+these tasks) and a rate limit far above the rate reached (the process's own bucket), all in one run.
 
 Run: ``.venv/bin/python -m benchmarks.hooks [--tasks N] [--repeat R]`` (metrics and tracing need
 the ``metrics`` and ``otel`` extras; rows whose extra is missing are skipped). Prints microseconds
@@ -58,8 +59,21 @@ def _tracing(app: App) -> None:
     enable_tracing(app, TracerProvider())
 
 
+def _revoke(app: App) -> None:
+    from machinery.backends.memory import MemoryBackend
+    from machinery.revoke import Revoker
+
+    backend = MemoryBackend()
+    backend.control.revoke("task_not_this_one", "bench", 3600)
+    app.hooks.add(Revoker(backend))
+
+
+def _rate_limit(app: App) -> None:
+    app.rate_limit("noop", "1000000/s")  # no result store here: the worker's own bucket
+
+
 SETUPS: dict[str, Setup] = {"no hook": _none, "empty hook": _empty, "metrics": _metrics, "events": _events,
-                            "tracing": _tracing}
+                            "tracing": _tracing, "revoke": _revoke, "rate limit": _rate_limit}
 
 
 def run_once(setup: Setup, tasks: int, tag: str) -> float:
