@@ -6,6 +6,7 @@ from __future__ import annotations
 from machinery._speedups import USING_EXTENSIONS, decode, encode, parse_number_args
 from machinery.app import App, TaskFunction, init_app
 from machinery.config import Config, load_config, masked_url
+from machinery.dead_letters import DeadLetter
 from machinery.errors import (
     ArgumentError,
     BrokerError,
@@ -21,6 +22,8 @@ from machinery.errors import (
 )
 from machinery.hooks import Delay, Hook, Hooks, Outcome, Skip, TaskCall, WorkerInfo
 from machinery.jsonvalues import FrozenDict, JSONInput, JSONValue, freeze, thaw
+from machinery.periodic import Periodic, Schedule
+from machinery.rate_limits import RateLimit
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.signature import Signature, new_task_id
@@ -32,6 +35,10 @@ from machinery.workflows import Chain, Chord, Group, chain, chord, group
 __version__ = "0.1.0"
 
 __all__ = [
+    "DeadLetter",
+    "Periodic",
+    "RateLimit",
+    "Schedule",
     "USING_EXTENSIONS",
     "App",
     "ArgumentError",
