@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
+from machinery._speedups import decode
 from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
 from machinery.backends.control import control_store
@@ -14,7 +15,7 @@ from machinery.brokers import open_broker
 from machinery.brokers.base import Broker, OutgoingMessage
 from machinery.config import Config, load_config, masked_url
 from machinery.dead_letters import DeadLetter, list_dead_letters, purge_dead_letters, requeue_dead_letters
-from machinery.errors import ConfigError
+from machinery.errors import ConfigError, DecodeError
 from machinery.hooks import Hooks
 from machinery.jsonvalues import JSONInput
 from machinery.periodic import Periodic, PeriodicWork, Schedule, from_config, schedule
@@ -22,7 +23,7 @@ from machinery.rate_limits import RateLimit, RateLimiter, parse_rate_limit
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.revoke import DEFAULT_EXPIRY, Revoker, revoke
-from machinery.routing import outgoing
+from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.task import Task
 from machinery.worker import Worker
@@ -110,6 +111,7 @@ class App:
         self._backend = backend
         self._backend_opened = backend is not None
         self._declared: set[str] = set()
+        self._router = Router(self.config)
         self.hooks = Hooks()
         """Hooks called at fixed points of every task's life (``app.hooks.add(hook)``)."""
         self._events: EventEmitter | None = None
@@ -251,7 +253,7 @@ class App:
         hooks = self.hooks
         if hooks.wants_publish:
             sig = hooks.before_publish(sig)
-        return outgoing(sig, self.config.default_queue)
+        return self._router.message(sig)
 
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         self._declare(sorted({m.queue for m in messages}))
@@ -352,6 +354,20 @@ class App:
         """The periodic entries of the config's ``periodic`` section, then those added by ``periodic``."""
         return [*from_config(self.config.periodic), *self._periodic]
 
+    # -- inspecting ---------------------------------------------------------------------------
+
+    def pending_tasks(self, queue: str | None = None, limit: int = 1000) -> list[Signature]:
+        """Up to ``limit`` tasks waiting in ``queue`` (default: the default queue), in delivery order,
+        left where they are (Go Machinery's ``GetPendingTasks``). SQLite and in-memory brokers can
+        list; RabbitMQ cannot without consuming, so there it raises ``BrokerError``. Messages that
+        do not decode are left out."""
+        return _decoded(self.broker.pending(queue or self.config.default_queue, limit))
+
+    def delayed_tasks(self, limit: int = 1000) -> list[Signature]:
+        """Up to ``limit`` delayed tasks of every queue, soonest first (Go Machinery's
+        ``GetDelayedTasks``); the same brokers as ``pending_tasks`` can list them."""
+        return _decoded([body for _queue, _due, body in self.broker.delayed(limit)])
+
     def result(self, task_uuid: str) -> AsyncResult:
         """A handle on the task ``task_uuid`` sent earlier (from any process)."""
         return AsyncResult(task_uuid, self.backend)
@@ -379,6 +395,16 @@ class App:
         and records ``REVOKED``; its callbacks are not sent; a chord containing it fails. Kept in the
         result store for ``expires_in`` seconds, so it survives worker restarts."""
         revoke(self.backend, task_uuid, reason, expires_in)
+
+
+def _decoded(bodies: Sequence[bytes]) -> list[Signature]:
+    out = []
+    for body in bodies:
+        try:
+            out.append(decode(body))
+        except DecodeError:
+            continue
+    return out
 
 
 def init_app(config: Config | None = None) -> App:

@@ -23,7 +23,7 @@ from machinery.cli_control import add_commands as add_control_commands
 from machinery.cli_dead import add_commands as add_dead_commands
 from machinery.cli_observe import add_commands
 from machinery.config import Config, load_config
-from machinery.errors import MachineryError, ResultTimeout, TaskFailed
+from machinery.errors import BrokerError, MachineryError, ResultTimeout, TaskFailed
 from machinery.jsonvalues import JSONInput, JSONValue, thaw
 from machinery.signature import Signature
 
@@ -234,7 +234,29 @@ def cmd_queues(args: argparse.Namespace) -> int:
         if unknown:
             print("in flight ?: RabbitMQ tells a client only its own unacknowledged messages; "
                   "`machinery inspect` shows what each worker runs (with events on)", file=sys.stderr)
+        if args.list:
+            _list_tasks(app, names)
     return 0
+
+
+def _list_tasks(app: App, queues: list[str]) -> None:
+    """Print the tasks waiting in ``queues`` and the delayed ones (where the broker can list them)."""
+    try:
+        for name in queues:
+            print(f"\npending in {name}:")
+            for sig in app.pending_tasks(name):
+                print(f"  {sig.uuid}  {sig.name}{_show_args(sig)}")
+        print("\ndelayed:")
+        for sig in app.delayed_tasks():
+            eta = sig.eta.isoformat() if sig.eta is not None else "(given back, no ETA)"
+            print(f"  {sig.uuid}  {sig.name}{_show_args(sig)}  due {eta}")
+    except BrokerError as exc:
+        print(f"\ncannot list tasks: {exc}", file=sys.stderr)
+
+
+def _show_args(sig: Signature) -> str:
+    text = ", ".join(repr(a) for a in sig.args)
+    return f"({text if len(text) <= 60 else text[:57] + '...'})"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -296,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("queues", help="show queue depths", description="Ready, delayed, in-flight, dead messages.")
     p.add_argument("queues", nargs="*", help="queues to show (default: config.default_queue)")
+    p.add_argument("--list", action="store_true",
+                   help="also list the pending tasks of these queues and all delayed tasks (SQLite, memory)")
     p.set_defaults(func=cmd_queues)
 
     add_commands(sub)

@@ -23,7 +23,7 @@ from tests.support.workers import running
 
 def _impatient(config: Config) -> App:
     """An App whose worker dead-letters a task it has not registered at its first delivery."""
-    return App(dataclasses.replace(config, max_redeliveries=0))
+    return App(dataclasses.replace(config, max_redeliveries=0, unregistered_timeout=0))
 
 
 def test_dead_letters_are_listed_requeued_and_run(broker_config: Config) -> None:
