@@ -194,7 +194,13 @@ def test_the_dashboard_page_in_headless_chromium(broker: str, tmp_path: Path) ->
         with pytest.raises(TaskFailed):
             app.send_task(Signature("fail", [7])).get(timeout=TIMEOUT)
         app.broker.publish(config.default_queue, b"{broken")
-        assert eventually(lambda: "undecodable" in fetch(url + "api/state"))
+
+        def seen_all() -> bool:
+            state = json.loads(fetch(url + "api/state"))
+            finished = sum(ok + bad for _, ok, bad in state["throughput"]["points"])
+            return finished == 4 and len(state["dead_letters"]) == 1
+
+        assert eventually(seen_all)
         dom = browse(url, "--dump-dom")
         assert dom.returncode == 0, dom.stderr
         screenshot = tmp_path / "dashboard.png"
