@@ -7,17 +7,18 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
+from machinery._speedups import decode
 from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
 from machinery.brokers import open_broker
 from machinery.brokers.base import Broker, OutgoingMessage
 from machinery.config import Config, load_config, masked_url
-from machinery.errors import ConfigError
+from machinery.errors import ConfigError, DecodeError
 from machinery.hooks import Hooks
 from machinery.jsonvalues import JSONInput
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
-from machinery.routing import outgoing
+from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.task import Task
 from machinery.worker import Worker
@@ -105,6 +106,7 @@ class App:
         self._backend = backend
         self._backend_opened = backend is not None
         self._declared: set[str] = set()
+        self._router = Router(self.config)
         self.hooks = Hooks()
         """Hooks called at fixed points of every task's life (``app.hooks.add(hook)``)."""
         self._events: EventEmitter | None = None
@@ -216,7 +218,7 @@ class App:
         hooks = self.hooks
         if hooks.wants_publish:
             sig = hooks.before_publish(sig)
-        return outgoing(sig, self.config.default_queue)
+        return self._router.message(sig)
 
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         self._declare(sorted({m.queue for m in messages}))
@@ -282,6 +284,20 @@ class App:
             self._publish(messages)
         return results
 
+    # -- inspecting ---------------------------------------------------------------------------
+
+    def pending_tasks(self, queue: str | None = None, limit: int = 1000) -> list[Signature]:
+        """Up to ``limit`` tasks waiting in ``queue`` (default: the default queue), in delivery order,
+        left where they are (Go Machinery's ``GetPendingTasks``). SQLite and in-memory brokers can
+        list; RabbitMQ cannot without consuming, so there it raises ``BrokerError``. Messages that
+        do not decode are left out."""
+        return _decoded(self.broker.pending(queue or self.config.default_queue, limit))
+
+    def delayed_tasks(self, limit: int = 1000) -> list[Signature]:
+        """Up to ``limit`` delayed tasks of every queue, soonest first (Go Machinery's
+        ``GetDelayedTasks``); the same brokers as ``pending_tasks`` can list them."""
+        return _decoded([body for _queue, _due, body in self.broker.delayed(limit)])
+
     def result(self, task_uuid: str) -> AsyncResult:
         """A handle on the task ``task_uuid`` sent earlier (from any process)."""
         return AsyncResult(task_uuid, self.backend)
@@ -293,6 +309,16 @@ class App:
     ) -> Worker:
         """A Worker for this app; ``launch()`` runs it."""
         return Worker(self, concurrency=concurrency, queues=queues, prefetch=prefetch)
+
+
+def _decoded(bodies: Sequence[bytes]) -> list[Signature]:
+    out = []
+    for body in bodies:
+        try:
+            out.append(decode(body))
+        except DecodeError:
+            continue
+    return out
 
 
 def init_app(config: Config | None = None) -> App:

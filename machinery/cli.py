@@ -18,7 +18,7 @@ from machinery.app import App
 from machinery.cli_args import port_number, positive_int
 from machinery.cli_observe import add_commands
 from machinery.config import Config, load_config
-from machinery.errors import MachineryError, ResultTimeout, TaskFailed
+from machinery.errors import BrokerError, MachineryError, ResultTimeout, TaskFailed
 from machinery.jsonvalues import JSONInput, JSONValue, thaw
 from machinery.signature import Signature
 
@@ -192,7 +192,29 @@ def cmd_queues(args: argparse.Namespace) -> int:
             d = app.broker.depth(name)
             in_flight = "?" if d.in_flight < 0 else str(d.in_flight)
             print(f"{name:<32} {d.ready:>8} {d.delayed:>8} {in_flight:>10} {d.dead:>8}")
+        if args.list:
+            _list_tasks(app, names)
     return 0
+
+
+def _list_tasks(app: App, queues: list[str]) -> None:
+    """Print the tasks waiting in ``queues`` and the delayed ones (where the broker can list them)."""
+    try:
+        for name in queues:
+            print(f"\npending in {name}:")
+            for sig in app.pending_tasks(name):
+                print(f"  {sig.uuid}  {sig.name}{_show_args(sig)}")
+        print("\ndelayed:")
+        for sig in app.delayed_tasks():
+            eta = sig.eta.isoformat() if sig.eta is not None else "(given back, no ETA)"
+            print(f"  {sig.uuid}  {sig.name}{_show_args(sig)}  due {eta}")
+    except BrokerError as exc:
+        print(f"\ncannot list tasks: {exc}", file=sys.stderr)
+
+
+def _show_args(sig: Signature) -> str:
+    text = ", ".join(repr(a) for a in sig.args)
+    return f"({text if len(text) <= 60 else text[:57] + '...'})"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -245,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("queues", help="show queue depths", description="Ready, delayed, in-flight, dead messages.")
     p.add_argument("queues", nargs="*", help="queues to show (default: config.default_queue)")
+    p.add_argument("--list", action="store_true",
+                   help="also list the pending tasks of these queues and all delayed tasks (SQLite, memory)")
     p.set_defaults(func=cmd_queues)
 
     add_commands(sub)

@@ -16,7 +16,7 @@ import yaml
 from machinery.errors import ConfigError
 from machinery.jsonvalues import EMPTY_DICT, FrozenDict, freeze_mapping
 
-__all__ = ["CONFIG_ENV", "EXCHANGE_TYPES", "Config", "load_config", "masked_url"]
+__all__ = ["CONFIG_ENV", "EXCHANGE_TYPES", "WIRE_FORMATS", "Config", "load_config", "masked_url"]
 
 #: The environment variable naming a YAML file to read when ``load_config`` gets no path.
 CONFIG_ENV = "MACHINERY_CONFIG"
@@ -25,6 +25,9 @@ _ENV_PREFIX = "MACHINERY_"
 
 #: The AMQP exchange types the AMQP broker declares its exchange with (``Config.exchange_type``).
 EXCHANGE_TYPES = ("direct", "topic", "fanout")
+
+#: ``Config.wire_format``: this project's own rules, or Go Machinery v1's on every path.
+WIRE_FORMATS = ("machinery", "go")
 
 
 def masked_url(url: str) -> str:
@@ -72,7 +75,10 @@ class Config:
     visibility_timeout: float = 30.0
     """Seconds a delivered message stays hidden before it is delivered again (SQLite broker)."""
     max_redeliveries: int = 5
-    """Deliveries of a message naming a task not registered here before it is dead-lettered."""
+    """Fewest deliveries of a message naming a task no worker took before it is dead-lettered."""
+    unregistered_timeout: float = 3600.0
+    """Seconds a message naming a task not registered here keeps being offered again (with a
+    jittered back-off, for a worker that has it) before it is dead-lettered as FAILURE."""
     concurrency: int = 4
     """Task threads per worker process."""
     retry_backoff_max: float = 60.0
@@ -87,6 +93,9 @@ class Config:
     ``dashboard``): an events exchange on RabbitMQ, a table in the SQLite file."""
     heartbeat_interval: float = 5.0
     """Seconds between a worker's heartbeat events (with ``events``)."""
+    wire_format: str = "machinery"
+    """"go" speaks Go Machinery v1 on every path (typed args, routing keys, Go's delay queues, Go's
+    callback argument order, Go's Redis result layout), so Go and Python workers share queues."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -144,10 +153,12 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "prefetch_count": (_int_at_least(0), "an integer >= 0"),
     "visibility_timeout": (_seconds(positive=True), "a finite number of seconds > 0"),
     "max_redeliveries": (_int_at_least(0), "an integer >= 0"),
+    "unregistered_timeout": (_seconds(positive=False), "a finite number of seconds >= 0"),
     "concurrency": (_int_at_least(1), "an integer >= 1"),
     "retry_backoff_max": (_seconds(positive=False), "a finite number of seconds >= 0"),
     "track_started_after": (_seconds(positive=False), "a finite number of seconds >= 0"),
     "heartbeat_interval": (_seconds(positive=True), "a finite number of seconds > 0"),
+    "wire_format": (lambda v: v in WIRE_FORMATS, " or ".join(WIRE_FORMATS)),
 }
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

@@ -105,7 +105,7 @@ def _send_examples(app: App, proc: subprocess.Popen[bytes], timeout: float) -> i
             return 1
         except TaskFailed as exc:
             print(f"fail(7) failed: {exc.error}", flush=True)
-        print(f"  its error callback returned: {_wait(error_handle, proc, timeout)}", flush=True)
+        print(f"  its error callback returned: {_wait(error_handle, proc, timeout)!s}", flush=True)
         value = _wait(chain_handle, proc, timeout)
         print(f"chain add(1, 1) -> add(5, 6) -> multiply(4) = {_show(value)}   ((1 + 1) + (5 + 6)) * 4", flush=True)
     except MachineryError as exc:

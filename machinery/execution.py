@@ -11,27 +11,26 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from machinery._speedups import decode
 from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker, Delivery, OutgoingMessage
 from machinery.config import Config
 from machinery.errors import DecodeError, Retry, TaskNotRegistered
+from machinery.gowire import fibonacci_next, go_typed_results
 from machinery.hooks import Delay, Hooks, Outcome, RunDecision, TaskCall
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
-from machinery.routing import outgoing
+from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.states import TaskResult, TaskState
+from machinery.unregistered import UnregisteredPolicy, ignored_by_sender
 
-__all__ = ["NOT_REGISTERED_DELAY", "RETRIES_HEADER", "Executor", "error_text"]
+__all__ = ["RETRIES_HEADER", "Executor", "error_text"]
 
 log = logging.getLogger("machinery.worker")
-
-#: Seconds before a message naming a task not registered here is offered again (maybe to a
-#: worker that has it).
-NOT_REGISTERED_DELAY = 1.0
 
 #: Signature header counting the retries so far (drives the back-off when retry_timeout is 0).
 RETRIES_HEADER = "machinery_retries"
@@ -51,6 +50,8 @@ class NotJSONResult(TypeError):
 
 
 def _check_finite(value: JSONValue) -> None:
+    if type(value) is bytes:
+        raise NotJSONResult("returned bytes, which a stored result cannot carry (return base64 text)")
     if type(value) is float:
         if not math.isfinite(value):
             raise NotJSONResult(f"returned {value!r}, which JSON cannot carry")
@@ -94,6 +95,9 @@ class Executor:
         self.broker = broker
         self.backend = backend
         self.default_queue = config.default_queue
+        self.router = Router(config)
+        self.unregistered = UnregisteredPolicy(config)
+        self.go = self.router.go
         self.progress = progress
         """Writes RECEIVED/STARTED for slow tasks; without it (and with track_started) every task
         gets them written here, synchronously."""
@@ -105,10 +109,10 @@ class Executor:
         if self.backend is not None:
             self.backend.set(TaskResult(sig.uuid, state, sig.name, result, error, time.time()))
 
-    def _message(self, sig: Signature, delay: float = 0.0) -> OutgoingMessage:
+    def _message(self, sig: Signature, delay: float = 0.0, queue: str | None = None) -> OutgoingMessage:
         if self.hooks.wants_publish:
             sig = self.hooks.before_publish(sig)
-        return outgoing(sig, self.default_queue, delay)
+        return self.router.message(sig, delay, queue=queue)
 
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         if len(messages) == 1:
@@ -199,16 +203,24 @@ class Executor:
             log.exception("could not give back a delivery from %s; its lease will expire", delivery.queue)
 
     def _not_registered(self, delivery: Delivery, sig: Signature) -> None:
-        if delivery.delivery_count <= self.config.max_redeliveries:
-            log.warning(
-                "task %s[%s] is not registered here (delivery %d of %d); giving it back",
-                sig.name, sig.uuid, delivery.delivery_count, self.config.max_redeliveries + 1,
-            )
+        if ignored_by_sender(delivery.body):
+            log.warning("task %s[%s] is not registered here; dropped as it asks (IgnoreWhenTaskNotRegistered)",
+                        sig.name, sig.uuid)
+            if self.progress is not None:
+                self.progress.finish(delivery)
+            self.broker.ack(delivery)
+            return
+        decision = self.unregistered.decide(delivery)
+        if not decision.give_up:
+            log.log(logging.WARNING if delivery.delivery_count == 1 else logging.DEBUG,
+                    "task %s[%s] is not registered here (delivery %d); offered again in %.2f s",
+                    sig.name, sig.uuid, delivery.delivery_count, decision.delay)
             if self.progress is not None:
                 self.progress.give_back(delivery)
-            self.broker.nack(delivery, delay=NOT_REGISTERED_DELAY)
+            self.broker.nack(delivery, delay=decision.delay)
             return
-        reason = f"task {sig.name!r} is not registered (delivered {delivery.delivery_count} times)"
+        reason = (f"task {sig.name!r} is not registered (no worker took it in {decision.waited:.0f} s, "
+                  f"{delivery.delivery_count} deliveries)")
         log.error("dead-lettering %s from queue %s: %s", sig.uuid, delivery.queue, reason)
         if self.progress is not None:
             self.progress.finish(delivery)
@@ -234,6 +246,8 @@ class Executor:
         try:
             value = run(sig.args)
             result = as_json_result(value, sig.name)
+            if self.go:
+                go_typed_results(result, f"task {sig.name} returned a value Go cannot read: result")
         except Exception as exc:
             if progress is not None:
                 progress.finish(delivery)
@@ -246,14 +260,16 @@ class Executor:
         self, delivery: Delivery, sig: Signature, result: JSONValue, started: float, call: TaskCall | None
     ) -> Outcome | None:
         follow_ups = [
-            self._message(cb if sig.immutable else cb.with_result(result)) for cb in sig.on_success
+            self._message(cb if sig.immutable else self._with_result(cb, result)) for cb in sig.on_success
         ]
         chord_group = ""
         callback = sig.chord_callback
         if callback is not None and sig.group_uuid and self.backend is not None:
             results = self.backend.group_add_result(sig.group_uuid, sig.uuid, result)
             if results is not None:
-                if not callback.immutable:
+                if not callback.immutable and self.go:  # Go appends the members' results, skipping none
+                    callback = callback.with_args((*callback.args, *[r for r in results if r is not None]))
+                elif not callback.immutable:
                     callback = callback.with_args((*results, *callback.args))
                 follow_ups.append(self._message(callback))
                 chord_group = sig.group_uuid
@@ -266,24 +282,44 @@ class Executor:
             return None
         return Outcome(TaskState.SUCCESS, time.perf_counter() - started, result)
 
+    def _with_result(self, callback: Signature, result: JSONValue) -> Signature:
+        """A success callback with the result added: prepended (this project's rule) or, in Go
+        mode, appended as Go Machinery v1's worker does (a ``None`` result adds nothing there)."""
+        if not self.go:
+            return callback.with_result(result)
+        return callback if result is None else callback.with_args((*callback.args, result))
+
+    def _retry(self, sig: Signature, exc: Exception) -> tuple[Signature, float]:
+        """The signature to publish again and its delay: the ``Retry`` countdown, else (Go mode) the
+        next Fibonacci ``retry_timeout`` as Go does, else ``retry_timeout``, else an exponential back-off."""
+        countdown = exc.countdown if isinstance(exc, Retry) else None
+        if self.go:
+            timeout = fibonacci_next(sig.retry_timeout)
+            delay = max(countdown, 0.0) if countdown is not None else float(timeout)
+            eta = datetime.now(UTC) + timedelta(seconds=delay)
+            return sig.replace(retry_count=sig.retry_count - 1, retry_timeout=timeout, eta=eta), delay
+        retries = sig.headers.get(RETRIES_HEADER, 0)
+        done = retries if isinstance(retries, int) and not isinstance(retries, bool) else 0
+        if countdown is not None:
+            delay = max(countdown, 0.0)
+        elif sig.retry_timeout > 0:
+            delay = float(sig.retry_timeout)
+        else:
+            delay = min(2.0 ** min(done, 32), self.config.retry_backoff_max)
+        again = sig.replace(
+            retry_count=sig.retry_count - 1, headers={**sig.headers, RETRIES_HEADER: done + 1}, eta=None
+        )
+        return again, delay
+
     def _failed(
         self, delivery: Delivery, sig: Signature, exc: Exception, started: float, call: TaskCall | None
     ) -> Outcome | None:
         error = error_text(exc)
         if sig.retry_count > 0:
-            retries = sig.headers.get(RETRIES_HEADER, 0)
-            done = retries if isinstance(retries, int) and not isinstance(retries, bool) else 0
-            if isinstance(exc, Retry) and exc.countdown is not None:
-                delay = max(exc.countdown, 0.0)
-            elif sig.retry_timeout > 0:
-                delay = float(sig.retry_timeout)
-            else:
-                delay = min(2.0 ** min(done, 32), self.config.retry_backoff_max)
-            again = sig.replace(
-                retry_count=sig.retry_count - 1, headers={**sig.headers, RETRIES_HEADER: done + 1}, eta=None
-            )
+            again, delay = self._retry(sig, exc)
             self._record(sig, TaskState.RETRY, error=error)
-            self._publish([self._message(again, delay)])
+            # Back to the queue it came from, whatever its routing key names (Go writes its binding key there).
+            self._publish([self._message(again, delay, delivery.queue)])
             self._log(sig, TaskState.RETRY, started, f"{error} (again in {delay:g}s, {again.retry_count} left)")
             if call is None:
                 return None

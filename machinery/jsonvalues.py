@@ -26,10 +26,13 @@ __all__ = [
 #: next signature object), so a chain of up to 120 steps fits.
 MAX_DEPTH = 256
 
-JSONValue: TypeAlias = Union[bool, int, float, str, tuple["JSONValue", ...], "FrozenDict", None]
-"""A frozen JSON value, as stored in a Signature and handed to tasks."""
+JSONValue: TypeAlias = Union[bool, int, float, str, bytes, tuple["JSONValue", ...], "FrozenDict", None]
+"""A frozen JSON value, as stored in a Signature and handed to tasks. ``bytes`` is Go's ``[]byte``:
+it travels as a base64 string in a typed argument, so only a top-level task argument may be bytes."""
 
-JSONInput: TypeAlias = bool | int | float | str | Sequence["JSONInput"] | Mapping[str, "JSONInput"] | None
+JSONInput: TypeAlias = (
+    bool | int | float | str | bytes | Sequence["JSONInput"] | Mapping[str, "JSONInput"] | None
+)
 """What callers may pass where a JSON value is expected; it is frozen on the way in."""
 
 
@@ -99,11 +102,11 @@ def freeze(value: object, where: str = "value", _depth: int = 0) -> JSONValue:
     """Return ``value`` as a frozen JSON value, or raise ``TypeError`` naming ``where``.
 
     Lists and tuples become tuples, mappings with str keys become FrozenDict; subclasses of
-    int, float and str are turned into the base type. NaN and infinities are kept here (they are
-    floats) and refused by the encoder.
+    int, float and str are turned into the base type, bytes-like objects into ``bytes``. NaN and
+    infinities are kept here (they are floats) and refused by the encoder.
     """
     t = type(value)
-    if value is None or t is bool or t is int or t is float or t is str:
+    if value is None or t is bool or t is int or t is float or t is str or t is bytes:
         return value  # type: ignore[return-value]
     if _depth >= MAX_DEPTH:
         raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels")
@@ -120,13 +123,15 @@ def freeze(value: object, where: str = "value", _depth: int = 0) -> JSONValue:
         return float(value)
     if isinstance(value, str):
         return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
     if isinstance(value, Mapping):
         return freeze_mapping(value, where, _depth)
     if isinstance(value, (list, tuple)):
         return tuple([freeze(v, f"{where}[{i}]", _depth + 1) for i, v in enumerate(value)])
     raise TypeError(
         f"{where}: {type(value).__name__} is not a JSON value "
-        "(expected None, bool, int, float, str, list, tuple or a mapping with str keys)"
+        "(expected None, bool, int, float, str, bytes, list, tuple or a mapping with str keys)"
     )
 
 

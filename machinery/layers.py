@@ -15,9 +15,9 @@ __all__ = ["LAYERS"]
 #: Layer name -> the top-level modules (``name``) and packages (``name/``) of ``machinery`` in it.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "layers"),
-    "hot path": ("_speedups/",),
+    "hot path": ("_speedups/", "gowire"),
     "transport": ("schemes", "sqlite/", "brokers/", "backends/"),
-    "runtime": ("hooks", "app", "routing", "worker", "execution", "progress", "result", "cli", "supervisor", "demo",
-                "demo_tasks", "demo_run", "__main__", "metrics", "events/",
-                "dashboard/", "cli_args", "cli_observe", "tracing"),
+    "runtime": ("hooks", "app", "routing", "unregistered", "worker", "execution", "progress", "result", "cli",
+                "supervisor", "demo", "demo_tasks", "demo_run", "__main__", "metrics", "events/", "dashboard/",
+                "cli_args", "cli_observe", "tracing"),
 }

@@ -182,6 +182,8 @@ class Worker:
         hooks = app.hooks
         executor = Executor(config, app.registry, broker, backend, progress, hooks=hooks)
         broker.declare(self.queues)
+        # Where the broker can choose by task (SQLite), take only the tasks registered here.
+        broker.claim_only(app.registry.names(), unclaimed_after=config.unregistered_timeout)
         info = WorkerInfo(worker_name(), tuple(self.queues), self.concurrency, broker, backend)
         runners = [
             threading.Thread(target=self._run_tasks, args=(executor,), name=f"machinery-task-{i}", daemon=True)

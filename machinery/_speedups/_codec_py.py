@@ -8,6 +8,8 @@ The compiled module must give the same bytes, the same values and the same error
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
@@ -18,7 +20,7 @@ from machinery.errors import ArgumentError, DecodeError, EncodeError
 from machinery.jsonvalues import EMPTY_DICT, MAX_DEPTH, FrozenDict, JSONValue
 from machinery.signature import MAX_PRIORITY, Signature
 
-__all__ = ["decode", "encode", "format_eta", "parse_eta", "parse_number_args", "typed_arg"]
+__all__ = ["bytes_arg", "decode", "encode", "format_eta", "parse_eta", "parse_number_args", "typed_arg"]
 
 # -- ETA (RFC 3339) ---------------------------------------------------------------------------
 
@@ -83,7 +85,24 @@ def _wire_value(value: object, where: str, depth: int) -> object:
                 raise EncodeError(f"{where}: key {k!r} is not a str")
             out[k] = _wire_value(v, f"{where}[{k!r}]", depth + 1)
         return out
+    if t is bytes:
+        raise EncodeError(f"{where}: bytes can only be a task argument itself (Go's []byte), not inside one")
     raise EncodeError(f"{where}: {type(value).__name__} is not a JSON value")
+
+
+def bytes_arg(value: bytes) -> dict[str, object]:
+    """A ``bytes`` argument as Go Machinery v1's typed ``[]byte`` argument (a base64 string, as Go's
+    ``encoding/json`` writes a ``[]byte``)."""
+    return {"Name": "", "Type": "[]byte", "Value": base64.b64encode(value).decode("ascii")}
+
+
+def _wire_args(args: tuple[object, ...], where: str, depth: int) -> list[object]:
+    if depth > MAX_DEPTH:
+        raise EncodeError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    return [
+        bytes_arg(v) if type(v) is bytes else _wire_value(v, f"{where}[{i}]", depth + 1)
+        for i, v in enumerate(args)
+    ]
 
 
 def _wire_signatures(sigs: object, where: str, depth: int) -> list[object] | None:
@@ -132,7 +151,7 @@ def _wire_signature(sig: object, where: str, depth: int) -> dict[str, object]:
         "ETA": None if eta is None else format_eta(eta),
         "GroupUUID": _wire_str(sig.group_uuid, f"{where}.GroupUUID"),
         "GroupTaskCount": _wire_int(sig.group_task_count, f"{where}.GroupTaskCount"),
-        "Args": _wire_value(args, f"{where}.Args", depth + 1),
+        "Args": _wire_args(args, f"{where}.Args", depth + 1),
         "Headers": _wire_value(headers, f"{where}.Headers", depth + 1),
         "Priority": _wire_int(sig.priority, f"{where}.Priority"),
         "Immutable": sig.immutable,
@@ -210,6 +229,8 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "uint32": (0, 2**32 - 1),
     "uint64": (0, 2**64 - 1),
 }
+#: Go's names for a byte slice: a task argument of these types is ``bytes`` here.
+_BYTES_TYPES = frozenset({"[]byte", "[]uint8"})
 _TYPED_ARG_KEYS = (frozenset({"Name", "Type", "Value"}), frozenset({"Type", "Value"}))
 
 
@@ -247,6 +268,25 @@ def _typed_value(type_name: str, value: object, where: str, depth: int) -> JSONV
     raise DecodeError(f"{where}: value of type {vt.__name__} does not fit Go type {type_name!r}")
 
 
+def _go_bytes(value: object, where: str) -> bytes:
+    """Go's ``[]byte``/``[]uint8`` value: a base64 string (what Go's ``encoding/json`` writes) or an
+    array of integers 0..255."""
+    if type(value) is str:
+        try:
+            return base64.b64decode(value.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            raise DecodeError(f"{where}: {_short_repr(value)} is not base64 (Go's []byte)") from None
+    if type(value) is list:
+        items: list[object] = value
+        for i, v in enumerate(items):
+            if type(v) is not int:
+                raise DecodeError(f"{where}[{i}]: value of type {type(v).__name__} does not fit Go type uint8")
+            if not 0 <= v <= 255:
+                raise DecodeError(f"{where}[{i}]: {v} is out of range for uint8")
+        return bytes(items)  # type: ignore[arg-type]
+    raise DecodeError(f"{where}: value of type {type(value).__name__} does not fit Go type []byte")
+
+
 def typed_arg(obj: dict[str, object], where: str, depth: int) -> JSONValue | None:
     """Go Machinery v1's ``{"Name","Type","Value"}`` argument as a plain value, or None when
     ``obj`` is not shaped like one (then it is an ordinary JSON object argument)."""
@@ -255,6 +295,8 @@ def typed_arg(obj: dict[str, object], where: str, depth: int) -> JSONValue | Non
     type_name = obj["Type"]
     if type(type_name) is not str or ("Name" in obj and type(obj["Name"]) is not str):
         return None
+    if type_name in _BYTES_TYPES:
+        return b"" if obj["Value"] is None else _go_bytes(obj["Value"], where)
     return _typed_value(type_name, obj["Value"], where, depth)
 
 

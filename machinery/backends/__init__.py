@@ -18,12 +18,20 @@ _BACKENDS = {
     "redis": ("machinery.backends.redis", "RedisBackend"),
     "rediss": ("machinery.backends.redis", "RedisBackend"),
 }
+#: With ``wire_format: go``, Redis keeps states in Go Machinery v1's layout.
+_GO_BACKENDS = {
+    **_BACKENDS,
+    "redis": ("machinery.backends.redis_go", "GoRedisBackend"),
+    "rediss": ("machinery.backends.redis_go", "GoRedisBackend"),
+}
 
 
 def open_backend(config: Config) -> ResultBackend | None:
     """The result backend ``config.result_backend`` names, or None for ``none`` (results are not
-    stored): ``memory://[name]`` (shared per name in this process), ``sqlite:///path``, ``redis://``."""
+    stored): ``memory://[name]`` (shared per name in this process), ``sqlite:///path``, ``redis://``
+    (in Go Machinery v1's layout when ``config.wire_format`` is ``"go"``)."""
     if config.result_backend == "none":
         return None
     expected = 'a memory://, sqlite:// or redis:// URL, or "none"'
-    return cast(ResultBackend, open_by_scheme(config, "result_backend", _BACKENDS, expected))
+    table = _GO_BACKENDS if config.wire_format == "go" else _BACKENDS
+    return cast(ResultBackend, open_by_scheme(config, "result_backend", table, expected))

@@ -25,7 +25,7 @@ from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
 from machinery.states import TaskResult
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "call_redis", "connect_redis", "wait_announced"]
 
 T = TypeVar("T")
 
@@ -53,6 +53,50 @@ def _describe(url: str) -> str:
     return masked_url(url).split("?", 1)[0]
 
 
+def connect_redis(url: str, socket_timeout: float) -> tuple[redis.Redis, str]:
+    """A redis-py client (pooled) for ``url`` and the URL as messages show it; ``ResultBackendError``
+    for a bad URL."""
+    where = _describe(url)
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ResultBackendError(f"not a Redis URL: {where}")
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                      socket_connect_timeout=min(socket_timeout, 5.0))
+    except (ValueError, redis.RedisError) as exc:
+        raise ResultBackendError(f"Redis result backend at {where}: {type(exc).__name__}") from None
+    return client, where
+
+
+def call_redis(where: str, operation: Callable[[], T]) -> T:
+    """``operation()``, any Redis failure raised as ``ResultBackendError`` naming ``where``."""
+    try:
+        return operation()
+    except redis.RedisError as exc:
+        raise ResultBackendError(f"Redis result backend at {where}: {type(exc).__name__}: {exc}") from None
+
+
+def wait_announced(
+    client: redis.Redis, where: str, channel: str, get: Callable[[], TaskResult | None], *, timeout: float,
+    poll_interval: float,
+) -> TaskResult | None:
+    """Wait up to ``timeout`` seconds for ``get()`` to give a final state, woken by announcements
+    on ``channel`` and reading again every ``poll_interval`` seconds in any case."""
+    current = get()
+    if (current is not None and current.ready) or timeout <= 0:
+        return current
+    deadline = time.monotonic() + timeout
+    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    try:
+        call_redis(where, lambda: pubsub.subscribe(channel))
+        return wait_until_final(get, lambda seconds: call_redis(where, lambda: pubsub.get_message(timeout=seconds)),
+                                deadline, poll_interval)
+    finally:
+        try:
+            pubsub.close()
+        except redis.RedisError:
+            pass
+
+
 class RedisBackend:
     """A ResultBackend in Redis; thread-safe (redis-py pools connections)."""
 
@@ -65,22 +109,13 @@ class RedisBackend:
         poll_interval: float = 0.5,
         socket_timeout: float = 10.0,
     ) -> None:
-        scheme = urlsplit(url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ResultBackendError(f"not a Redis URL: {_describe(url)}")
+        self._redis, self._where = connect_redis(url, socket_timeout)
         if expires_in <= 0:
             raise ResultBackendError(f"expires_in must be > 0 seconds, got {expires_in!r}")
-        self._where = _describe(url)
         self.expires_in = float(expires_in)
         self.prefix = prefix
         self.poll_interval = float(poll_interval)
         self._expire_ms = max(1, round(self.expires_in * 1000))
-        try:
-            self._redis = redis.Redis.from_url(
-                url, socket_timeout=socket_timeout, socket_connect_timeout=min(socket_timeout, 5.0)
-            )
-        except (ValueError, redis.RedisError) as exc:
-            raise ResultBackendError(f"Redis result backend at {self._where}: {type(exc).__name__}") from None
         self._add_result: Script = self._redis.register_script(_ADD_RESULT)
 
     @classmethod
@@ -92,10 +127,7 @@ class RedisBackend:
         return f"<RedisBackend {self._where} prefix={self.prefix!r}>"
 
     def _call(self, operation: Callable[[], T]) -> T:
-        try:
-            return operation()
-        except redis.RedisError as exc:
-            raise ResultBackendError(f"Redis result backend at {self._where}: {type(exc).__name__}: {exc}") from None
+        return call_redis(self._where, operation)
 
     def _result_key(self, task_uuid: str) -> str:
         return f"{self.prefix}result:{task_uuid}"
@@ -127,23 +159,8 @@ class RedisBackend:
 
     def wait(self, task_uuid: str, timeout: float) -> TaskResult | None:
         """Block up to ``timeout`` seconds for a final state (pub/sub, polling as a fallback)."""
-        current = self.get(task_uuid)
-        if (current is not None and current.ready) or timeout <= 0:
-            return current
-        deadline = time.monotonic() + timeout
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        try:
-            self._call(lambda: pubsub.subscribe(self._done_channel(task_uuid)))
-            return wait_until_final(lambda: self.get(task_uuid), lambda seconds: self._listen(pubsub, seconds),
-                                    deadline, self.poll_interval)
-        finally:
-            try:
-                pubsub.close()
-            except redis.RedisError:
-                pass
-
-    def _listen(self, pubsub: redis.client.PubSub, timeout: float) -> None:
-        self._call(lambda: pubsub.get_message(timeout=timeout))
+        return wait_announced(self._redis, self._where, self._done_channel(task_uuid), lambda: self.get(task_uuid),
+                              timeout=timeout, poll_interval=self.poll_interval)
 
     def group_start(self, group_uuid: str, task_uuids: Sequence[str]) -> None:
         """Record the group's members in order (replacing any earlier record of the group)."""

@@ -55,6 +55,7 @@ class AMQPBroker(Broker):
         publish_retries: int = 5,
         timeout: float = 30.0,
         fast_path: bool = True,
+        go_delays: bool = False,
     ) -> None:
         self.connection = AMQPConnection(
             url, prefetch_count=prefetch_count, connect_attempts=connect_attempts, publish_retries=publish_retries,
@@ -63,7 +64,7 @@ class AMQPBroker(Broker):
         )
         self.topology = Topology(self.connection, exchange=exchange, exchange_type=exchange_type,
                                  default_queue=default_queue, binding_key=binding_key,
-                                 queue_declare_args=queue_declare_args)
+                                 queue_declare_args=queue_declare_args, go_delays=go_delays)
         self.buffer = DeliveryBuffer()
         self.acks = AckCoalescer(self.connection)
         self.consumers = Consumers(self.connection, self.topology, self.buffer, self.acks)
@@ -71,7 +72,7 @@ class AMQPBroker(Broker):
     @classmethod
     def from_config(cls, config: Config) -> AMQPBroker:
         """The broker that ``config`` describes (URL, exchange, queues, prefetch, queue arguments,
-        fast path)."""
+        fast path, Go's delay queues in Go mode)."""
         args = thaw(config.queue_declare_args)
         return cls(
             config.broker_url,
@@ -82,6 +83,7 @@ class AMQPBroker(Broker):
             prefetch_count=config.prefetch_count,
             queue_declare_args=args if isinstance(args, dict) else None,
             fast_path=config.amqp_fast_path,
+            go_delays=config.wire_format == "go",
         )
 
     def __repr__(self) -> str:

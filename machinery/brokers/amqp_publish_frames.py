@@ -11,10 +11,12 @@ import struct
 from pika import frame
 from pika.spec import Basic, BasicProperties
 
-__all__ = ["PERSISTENT", "PublishFrames"]
+__all__ = ["CONTENT_TYPE", "PERSISTENT", "PublishFrames"]
 
+#: Every message is JSON and says so, as Go Machinery's messages do.
+CONTENT_TYPE = "application/json"
 #: The properties of a plain persistent message; ``PublishFrames`` encodes them once.
-PERSISTENT = BasicProperties(delivery_mode=2)
+PERSISTENT = BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE)
 
 _FRAME_HEAD = struct.Struct(">BHI")
 _CONTENT_HEAD = struct.Struct(">HxxQ")

@@ -14,6 +14,11 @@ The rules, in one place:
   with the routing key it was published with, the name of its destination queue, so it returns to
   exactly that queue whatever the main exchange's type. The due time travels in the
   ``machinery-due`` header; a consumer that receives a message early delays it again for the rest.
+- With ``go_delays`` (``wire_format: go``, not on a fanout exchange), a delayed task is held in Go
+  Machinery v1's own delay queues instead (``amqp_delays``): one TTL per queue, so it never leaves
+  early, since a Go worker would run it at once. ``nack`` delays keep the buckets above (a given-back
+  message has no ETA to honour).
+- Every message carries ``content_type: application/json``, as Go Machinery's does.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from pika.channel import Channel
 from pika.spec import BasicProperties
 
 from machinery.brokers.amqp_confirms import Resolved
-from machinery.brokers.amqp_publish_frames import PERSISTENT
+from machinery.brokers.amqp_delays import MIN_QUEUE_MS, delay_ms, go_delay_queue, go_delay_steps
+from machinery.brokers.amqp_publish_frames import CONTENT_TYPE, PERSISTENT
 from machinery.brokers.base import REASON_HEADER, dead_letter_queue
 from machinery.config import EXCHANGE_TYPES
 from machinery.errors import BrokerError
@@ -125,6 +131,7 @@ class Topology:
         default_queue: str,
         binding_key: str,
         queue_declare_args: Mapping[str, object] | None,
+        go_delays: bool = False,
     ) -> None:
         if exchange_type not in EXCHANGE_TYPES:
             raise BrokerError(f"exchange_type must be one of {', '.join(EXCHANGE_TYPES)}, got {exchange_type!r}")
@@ -138,6 +145,7 @@ class Topology:
         self._dead_args: dict[str, object] = {"x-queue-type": dead_type} if dead_type is not None else {}
         self._declared: set[str] = set()
         self._buckets: set[int] = set()
+        self.go_delays = go_delays and exchange_type != "fanout"
 
     def routing_key(self, queue: str) -> str:
         """The routing key that reaches ``queue`` through the exchange."""
@@ -224,18 +232,36 @@ class Topology:
         h: dict[str, str | int] = dict(headers)
         if deliveries is not None:
             h[DELIVERIES_HEADER] = deliveries
+        if delay > 0 and self.go_delays and deliveries is None:
+            return self._go_delayed(queue, body, delay, priority, h)
         if delay > 0:
             remaining_ms = delay * 1000.0
             h[DUE_HEADER] = int(time.time() * 1000.0 + remaining_ms + 0.999)
             bucket = bucket_for(remaining_ms)
             self._ensure_bucket(bucket)
             h[BUCKET_HEADER] = str(bucket)
-            props = BasicProperties(delivery_mode=2, priority=priority or None, headers=h)
+            props = BasicProperties(delivery_mode=2, priority=priority or None, headers=h, content_type=CONTENT_TYPE)
             return Resolved(delay_exchange(self.exchange), queue, body, props)
-        props = BasicProperties(delivery_mode=2, priority=priority or None, headers=h or None)
+        props = BasicProperties(delivery_mode=2, priority=priority or None, headers=h or None,
+                                content_type=CONTENT_TYPE)
         if deliveries is not None:
             return Resolved("", queue, body, props)
         return Resolved(self.exchange, self.routing_key(queue), body, props)
+
+    def _go_delayed(
+        self, queue: str, body: bytes, delay: float, priority: int, headers: dict[str, str | int]
+    ) -> Resolved:
+        """A delayed message in Go Machinery v1's delay queue for its delay (declared again here,
+        blocking), or, for a delay too short for one, straight to its queue once the delay has passed."""
+        key = self.routing_key(queue)
+        ms = delay_ms(delay)
+        props = BasicProperties(delivery_mode=2, priority=priority or None, headers=headers or None,
+                                content_type=CONTENT_TYPE)
+        if ms < MIN_QUEUE_MS:
+            time.sleep(ms / 1000.0)
+            return Resolved(self.exchange, key, body, props)
+        self._connection.admin(go_delay_steps(self.exchange, key, ms))
+        return Resolved(self.exchange, go_delay_queue(self.exchange, key, ms), body, props)
 
     def delayed_again(
         self, queue: str, body: bytes, *, priority: int, raw: Mapping[Any, object], due: int
@@ -245,11 +271,12 @@ class Topology:
         bucket = bucket_for(due - time.time() * 1000.0)
         headers: dict[str, Any] = {k: v for k, v in raw.items() if isinstance(k, str) and k not in _DEATH_HEADERS}
         headers[BUCKET_HEADER] = str(bucket)
-        props = BasicProperties(delivery_mode=2, priority=priority or None, headers=headers)
+        props = BasicProperties(delivery_mode=2, priority=priority or None, headers=headers, content_type=CONTENT_TYPE)
         return bucket, Resolved(delay_exchange(self.exchange), queue, body, props)
 
     def dead_letter(self, queue: str, body: bytes, *, priority: int, headers: Mapping[str, str],
                     reason: str) -> Resolved:
         """The publish of a message to ``<queue>.dead`` with ``reason`` in its header."""
-        props = BasicProperties(delivery_mode=2, priority=priority or None, headers={**headers, REASON_HEADER: reason})
+        props = BasicProperties(delivery_mode=2, priority=priority or None, headers={**headers, REASON_HEADER: reason},
+                                content_type=CONTENT_TYPE)
         return Resolved("", dead_letter_queue(queue), body, props)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+from machinery.errors import BrokerError
 
 __all__ = [
     "Broker",
@@ -36,6 +38,9 @@ class OutgoingMessage:
     """Seconds from now before any consumer may receive it (held by the broker, not in memory)."""
     priority: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+    task: str = ""
+    """The name of the task it carries, for brokers that can hand a consumer only the tasks it has
+    (``Broker.claim_only``); "" when unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,8 @@ class Delivery:
     Brokers that cannot count exactly give a lower bound (2 for a redelivered AMQP message)."""
     priority: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+    published_at: float = 0.0
+    """When it was first published (``time.time()``), where the broker keeps it (SQLite); else 0."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,22 @@ class Broker(Protocol):
         """Store several messages, pipelined; returns once all were accepted, or raises
         ``BrokerError`` (then some may have been stored: at-least-once)."""
         ...
+
+    def claim_only(self, task_names: Iterable[str], *, unclaimed_after: float) -> None:
+        """From now on, hand this broker's consumers only messages for ``task_names`` (and those
+        for other tasks once ``unclaimed_after`` seconds old, so they can be given up on). Brokers
+        that cannot choose by task (AMQP, in-memory) ignore it; this default does."""
+        return None
+
+    def pending(self, queue: str, limit: int) -> list[bytes]:
+        """Up to ``limit`` message bodies ready in ``queue``, in delivery order, without consuming
+        them. Brokers that cannot list without consuming (AMQP) raise ``BrokerError``: this default."""
+        raise BrokerError(f"{type(self).__name__} cannot list messages without consuming them")
+
+    def delayed(self, limit: int) -> list[tuple[str, float, bytes]]:
+        """Up to ``limit`` delayed messages of every queue, soonest first: (queue, due time as
+        ``time.time()``, body). Raises ``BrokerError`` where the broker cannot list (this default)."""
+        raise BrokerError(f"{type(self).__name__} cannot list messages without consuming them")
 
     def fetch(self, queues: Sequence[str], max_messages: int, timeout: float) -> list[Delivery]:
         """Up to ``max_messages`` deliverable messages from ``queues``, highest priority first, then

@@ -131,6 +131,20 @@ class MemoryBroker(Broker):
                 self._put(msg, m.delay, now)
             self._cond.notify_all()
 
+    def pending(self, queue: str, limit: int) -> list[bytes]:
+        """Up to ``limit`` bodies ready in ``queue``, in delivery order (nothing is taken)."""
+        with self._cond:
+            q = self._queues.get(queue)
+            ready = sorted(q.ready, key=lambda item: item[:2]) if q is not None else []
+            return [m.body for _p, _s, m in ready[:limit]]
+
+    def delayed(self, limit: int) -> list[tuple[str, float, bytes]]:
+        """Up to ``limit`` delayed messages of every queue, soonest first (due times in ``time.time()``)."""
+        offset = time.time() - time.monotonic()
+        with self._cond:
+            items = sorted((due, seq, m) for q in self._queues.values() for due, seq, m in q.delayed)
+        return [(m.queue, due + offset, m.body) for due, _seq, m in items[:limit]]
+
     def fetch(self, queues: Sequence[str], max_messages: int, timeout: float) -> list[Delivery]:
         deadline = time.monotonic() + max(timeout, 0.0)
         with self._cond:

@@ -31,7 +31,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
 from machinery.config import Config
@@ -56,7 +56,8 @@ SCHEMA = (
         delivery_count INTEGER NOT NULL DEFAULT 0,
         published_at REAL NOT NULL,
         headers TEXT,
-        body BLOB NOT NULL
+        body BLOB NOT NULL,
+        task TEXT
     )""",
     # Rows of a queue in delivery order (the rowid, i.e. publish order, is the implicit last column).
     # Delayed rows (held = 1) sit in their own range of it, so claims never read past them.
@@ -66,10 +67,12 @@ SCHEMA = (
 )
 
 _INSERT = (
-    f"INSERT INTO {TABLE} (queue, held, priority, visible_at, published_at, headers, body) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO {TABLE} (queue, held, priority, visible_at, published_at, headers, body, task) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_RETURNING = "RETURNING id, queue, body, priority, headers, delivery_count"
+_RETURNING = "RETURNING id, queue, body, priority, headers, delivery_count, published_at"
+#: A file made before messages named their task gets the column (NULL: any consumer may claim it).
+_ADD_TASK_COLUMN = f"ALTER TABLE {TABLE} ADD COLUMN task TEXT"
 _SETTLE_WHERE = "WHERE id = ? AND lease_owner = ? AND delivery_count = ?"
 
 #: An acknowledged row is first marked (owner ``ACKED``, never visible): that rewrites one table page,
@@ -87,11 +90,17 @@ _PROMOTE = f"UPDATE {TABLE} SET held = 0 WHERE held = 1 AND visible_at <= ?"
 _NEXT_DUE = f"SELECT MIN(visible_at) FROM {TABLE} WHERE held = 1"
 
 
-def _candidates(n_queues: int) -> str:
+def _candidates(n_queues: int, n_tasks: int | None = None) -> str:
     """SQL selecting the ids of up to N deliverable rows of ``n_queues`` queues, in delivery order.
-    Each queue is read through the index separately, so a large backlog is never sorted."""
+    Each queue is read through the index separately, so a large backlog is never sorted. With
+    ``n_tasks``, only rows for those task names, rows of unknown task and rows published before a
+    given time qualify."""
+    only = ""
+    if n_tasks is not None:
+        names = ", ".join("?" * n_tasks)
+        only = f"AND (task IS NULL OR task = '' OR task IN ({names}) OR published_at <= ?) "
     one = (
-        f"SELECT id, priority FROM {TABLE} WHERE queue = ? AND held = 0 AND visible_at <= ? "
+        f"SELECT id, priority FROM {TABLE} WHERE queue = ? AND held = 0 AND visible_at <= ? {only}"
         "ORDER BY priority DESC, id LIMIT ?"
     )
     if n_queues == 1:
@@ -100,10 +109,10 @@ def _candidates(n_queues: int) -> str:
     return f"SELECT id FROM ({union}) ORDER BY priority DESC, id LIMIT ?"
 
 
-def _claim_sql(n_queues: int) -> str:
+def _claim_sql(n_queues: int, n_tasks: int | None = None) -> str:
     return (
         f"UPDATE {TABLE} SET visible_at = ?, lease_owner = ?, delivery_count = delivery_count + 1 "
-        f"WHERE id IN ({_candidates(n_queues)}) {_RETURNING}"
+        f"WHERE id IN ({_candidates(n_queues, n_tasks)}) {_RETURNING}"
     )
 
 
@@ -165,7 +174,18 @@ class SQLiteBroker(Broker):
         """When claims must next release due delayed rows (0: at the next claim)."""
         self._swept = False
         self._closed = False
-        self._pool.run(lambda conn: None)  # create the file and schema now: fail early on a bad path
+        self._only: tuple[tuple[str, ...], float] | None = None
+        """``claim_only``'s task names and age (seconds) after which other tasks qualify too."""
+        self._pool.run(self._migrate)  # create the file and schema now: fail early on a bad path
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})")}
+        if "task" not in columns:
+            try:
+                conn.execute(_ADD_TASK_COLUMN)
+            except sqlite3.OperationalError:  # another process added it first
+                pass
 
     @classmethod
     def from_url(cls, url: str, *, visibility_timeout: float = 30.0, poll_interval: float = 0.5) -> SQLiteBroker:
@@ -200,9 +220,8 @@ class SQLiteBroker(Broker):
             if not isinstance(m.body, (bytes, bytearray, memoryview)):
                 raise BrokerError(f"a message body must be bytes, got {type(m.body).__name__}")
             delay = m.delay if m.delay > 0 else 0.0
-            rows.append(
-                (m.queue, int(delay > 0), int(m.priority), now + delay, now, _encode_headers(m.headers), bytes(m.body))
-            )
+            rows.append((m.queue, int(delay > 0), int(m.priority), now + delay, now, _encode_headers(m.headers),
+                         bytes(m.body), m.task or None))
 
         if len(rows) == 1:
             row = rows[0]
@@ -260,14 +279,41 @@ class SQLiteBroker(Broker):
             if listener.wait(wait):
                 self._next_due = 0.0  # something changed elsewhere, perhaps a delay: look again
 
+    def pending(self, queue: str, limit: int) -> list[bytes]:
+        """Up to ``limit`` bodies deliverable now in ``queue``, in delivery order (nothing is claimed)."""
+        _check_queue(queue)
+        self._check_open()
+        sql = (f"SELECT body FROM {TABLE} WHERE queue = ? AND held = 0 AND visible_at <= ? "
+               "ORDER BY priority DESC, id LIMIT ?")
+        now = time.time()
+        return [bytes(r[0]) for r in self._pool.run(lambda conn: conn.execute(sql, (queue, now, limit)).fetchall())]
+
+    def delayed(self, limit: int) -> list[tuple[str, float, bytes]]:
+        """Up to ``limit`` delayed messages of every queue, soonest first (nothing is claimed)."""
+        self._check_open()
+        sql = f"SELECT queue, visible_at, body FROM {TABLE} WHERE held = 1 ORDER BY visible_at LIMIT ?"
+        rows = self._pool.run(lambda conn: conn.execute(sql, (limit,)).fetchall())
+        return [(str(q), float(due), bytes(body)) for q, due, body in rows]
+
+    def claim_only(self, task_names: Iterable[str], *, unclaimed_after: float) -> None:
+        """Claim only messages for ``task_names`` (or of no known task, or published more than
+        ``unclaimed_after`` seconds ago), so a consumer never takes a task it does not have while
+        another consumer may have it."""
+        self._only = (tuple(sorted(set(task_names))), float(unclaimed_after))
+
     def _claim(self, queues: list[str], max_messages: int) -> list[Delivery]:
         now = time.time()
         params: list[object] = [now + self.visibility_timeout, self._owner]
+        only = self._only
         for queue in queues:
-            params.extend((queue, now, max_messages))
+            params.extend((queue, now))
+            if only is not None:
+                params.extend(only[0])
+                params.append(now - only[1])
+            params.append(max_messages)
         if len(queues) > 1:
             params.append(max_messages)
-        sql = _claim_sql(len(queues))
+        sql = _claim_sql(len(queues), None if only is None else len(only[0]))
         promote = now >= self._next_due
         if len(self._acked) < _PURGE_BATCH and not promote:
             rows = self._pool.run(lambda conn: conn.execute(sql, params).fetchall())
@@ -304,8 +350,9 @@ class SQLiteBroker(Broker):
                 delivery_count=count,
                 priority=priority,
                 headers=_decode_headers(headers),
+                published_at=published_at,
             )
-            for tag, queue, body, priority, headers, count in rows
+            for tag, queue, body, priority, headers, count, published_at in rows
         ]
 
     def _take_acked(self) -> list[int]:

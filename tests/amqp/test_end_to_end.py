@@ -110,7 +110,7 @@ def test_bad_messages_land_in_the_dead_letter_queue_with_their_reasons_and_the_r
         good = [_task("record", f"k{i}") for i in range(20)]
         _publish_raw(config, [good[0], *poison[:2], *good[1:10], *poison[2:], *good[10:]])
         with worker_process(config, tmp_path / "worker.log", MACHINERY_TEST_EFFECTS=str(side),
-                            MACHINERY_MAX_REDELIVERIES="2") as worker:
+                            MACHINERY_MAX_REDELIVERIES="2", MACHINERY_UNREGISTERED_TIMEOUT="0") as worker:
             dead = _dead_letters(config, len(poison))
             assert eventually(lambda: len(effects(side)) >= 20, timeout=TIMEOUT), worker.output()
             assert worker.process.poll() is None

@@ -85,7 +85,11 @@ def test_bad_field_values_are_refused_naming_the_field(field: str, value: object
         Signature("add", **{field: value})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("bad", [object(), b"bytes", {1: "int key"}, {1, 2}, 1j])
+def test_bytes_args_are_kept_as_bytes() -> None:
+    assert Signature("add", [1, bytearray(b"\x00\xff"), memoryview(b"ab")]).args == (1, b"\x00\xff", b"ab")
+
+
+@pytest.mark.parametrize("bad", [object(), {1: "int key"}, {1, 2}, 1j])
 def test_args_that_are_not_json_are_refused_naming_the_position(bad: object) -> None:
     with pytest.raises(TypeError, match=r"Signature\.args\[1\]"):
         Signature("add", [1, bad])  # type: ignore[list-item]

@@ -128,7 +128,7 @@ def test_non_signatures_are_encode_errors(codec: CodecModule, value: object) -> 
     ("field", "value"),
     [
         ("args", ({1, 2},)),
-        ("args", (b"bytes",)),
+        ("args", ((b"bytes",),)),  # bytes inside an argument (a top-level one is Go's []byte)
         ("args", [1]),
         ("headers", {"k": 1}),
         ("headers", FrozenDict._wrap({1: 2})),  # type: ignore[dict-item]

@@ -47,7 +47,7 @@ def test_json_object_without_name_is_dead_lettered(app: App) -> None:
 
 def test_unregistered_task_is_dead_lettered_after_bounded_redeliveries(app: App) -> None:
     register_test_tasks(app)
-    app.config = app.config.replace(max_redeliveries=1)
+    app.config = app.config.replace(max_redeliveries=1, unregistered_timeout=0.0)
     unknown = Signature("no_such_task", [1])
     with running(app):
         app.broker.publish(app.config.default_queue, encode(unknown))
@@ -62,7 +62,7 @@ def test_unregistered_task_is_dead_lettered_after_bounded_redeliveries(app: App)
 
 def test_all_poison_together_leave_the_worker_running(app: App) -> None:
     register_test_tasks(app)
-    app.config = app.config.replace(max_redeliveries=0)
+    app.config = app.config.replace(max_redeliveries=0, unregistered_timeout=0.0)
     queue = app.config.default_queue
     with running(app) as worker:
         for body in (b"", b"[]", b'{"Name": 5}', b"{" * 10_000, encode(Signature("nobody_has_it", []))):

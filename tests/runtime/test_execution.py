@@ -15,7 +15,7 @@ from machinery.backends.memory import MemoryBackend
 from machinery.brokers.base import Delivery
 from machinery.brokers.memory import MemoryBroker
 from machinery.errors import Retry
-from machinery.execution import NOT_REGISTERED_DELAY, RETRIES_HEADER, Executor, as_json_result, error_text
+from machinery.execution import RETRIES_HEADER, Executor, as_json_result, error_text
 from machinery.registry import Registry
 from machinery.states import TaskResult, TaskState
 from tests.support.names import unique_name
@@ -178,16 +178,41 @@ def test_a_task_not_registered_is_given_back_then_dead_lettered_with_a_failure(
     registry: Registry, broker: Recorder, backend: MemoryBackend
 ) -> None:
     sig = Signature(unique_name("missing"), [])
-    run = executor(registry, broker, backend, max_redeliveries=1)
+    run = executor(registry, broker, backend, max_redeliveries=1, unregistered_timeout=0.0)
     first = deliver(broker, sig)
     assert run.process(first) is False
-    assert broker.nacked == [(first, NOT_REGISTERED_DELAY)]
+    [(given_back, delay)] = broker.nacked
+    assert given_back == first and 0.05 <= delay <= 0.15  # the first back-off, with jitter
     assert backend.get(sig.uuid) is None
     [second] = broker.fetch([QUEUE], 1, 5.0)
     assert second.delivery_count == 2
     assert run.process(second) is False
-    assert [reason for _d, reason in broker.dead] == [f"task {sig.name!r} is not registered (delivered 2 times)"]
+    [(_d, reason)] = broker.dead
+    assert reason.startswith(f"task {sig.name!r} is not registered (no worker took it in ")
+    assert reason.endswith(", 2 deliveries)")
     assert state(backend, sig).state == TaskState.FAILURE
+
+
+def test_a_task_not_registered_is_not_given_up_before_the_unregistered_timeout(
+    registry: Registry, broker: Recorder, backend: MemoryBackend
+) -> None:
+    run = executor(registry, broker, backend, max_redeliveries=0, unregistered_timeout=3600.0)
+    sig = Signature(unique_name("missing"), [])
+    broker.publish(QUEUE, encode(sig))
+    [delivery] = broker.fetch([QUEUE], 1, 5.0)
+    many = Delivery(delivery.queue, delivery.body, delivery.tag, delivery_count=100)
+    assert run.process(many) is False
+    assert broker.dead == [] and backend.get(sig.uuid) is None
+    assert broker.nacked[0][1] >= 15.0  # the back-off has grown to its cap (30 s, jittered)
+
+
+def test_a_message_asking_to_be_ignored_when_not_registered_is_dropped(
+    registry: Registry, broker: Recorder, backend: MemoryBackend
+) -> None:
+    body = b'{"UUID":"task_x","Name":"elsewhere","Args":[],"IgnoreWhenTaskNotRegistered":true}'
+    assert executor(registry, broker, backend).process(deliver(broker, body)) is False
+    assert broker.nacked == [] and broker.dead == [] and backend.get("task_x") is None
+    assert broker.depth(QUEUE).ready == 0 and broker.depth(QUEUE).in_flight == 0
 
 
 def test_an_undecodable_message_is_dead_lettered_with_the_reason(registry: Registry, broker: Recorder) -> None:

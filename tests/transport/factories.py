@@ -15,6 +15,7 @@ from pathlib import Path
 from machinery.backends.base import ResultBackend
 from machinery.backends.memory import MemoryBackend
 from machinery.backends.redis import RedisBackend
+from machinery.backends.redis_go import GoRedisBackend
 from machinery.backends.sqlite import SQLiteBackend
 from machinery.brokers.base import Broker
 from machinery.brokers.memory import MemoryBroker
@@ -60,6 +61,8 @@ class BackendFactory:
     make: Callable[[FactoryContext], ResultBackend]
     requires: str | None = None
     """The name of the fixture giving ``service_url`` (e.g. "redis_url"), or None."""
+    repeats_complete_groups: bool = True
+    """Whether a complete group's results come again until ``group_done`` (Go's layout gives them once)."""
 
 
 def _memory_broker(ctx: FactoryContext) -> Broker:
@@ -102,6 +105,12 @@ def _redis_backend(ctx: FactoryContext) -> ResultBackend:
                         poll_interval=ctx.poll_interval)
 
 
+def _redis_go_backend(ctx: FactoryContext) -> ResultBackend:
+    assert ctx.service_url is not None
+    return GoRedisBackend(ctx.service_url, expires_in=ctx.expires_in, key_prefix=f"machinery-test:{ctx.token}:",
+                          poll_interval=ctx.poll_interval)
+
+
 BROKER_FACTORIES: dict[str, BrokerFactory] = {
     "memory": BrokerFactory(_memory_broker),
     "sqlite": BrokerFactory(_sqlite_broker),
@@ -113,4 +122,5 @@ BACKEND_FACTORIES: dict[str, BackendFactory] = {
     "memory": BackendFactory(_memory_backend),
     "sqlite": BackendFactory(_sqlite_backend),
     "redis": BackendFactory(_redis_backend, requires="redis_url"),
+    "redis-go": BackendFactory(_redis_go_backend, requires="redis_url", repeats_complete_groups=False),
 }

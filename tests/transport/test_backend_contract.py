@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from machinery.jsonvalues import FrozenDict, freeze
 from machinery.states import TaskResult, TaskState
 from tests.transport.conftest import MakeBackend
+from tests.transport.factories import BackendFactory
 
 
 def test_nothing_is_stored_for_an_unknown_task(make_backend: MakeBackend, token: str) -> None:
@@ -122,7 +125,11 @@ def test_a_complete_group_gives_its_results_in_group_order(make_backend: MakeBac
     assert backend.group_add_result(token, "b", freeze({"second": 2})) == [("first",), freeze({"second": 2}), "third"]
 
 
-def test_a_complete_group_gives_its_results_again_until_it_is_done(make_backend: MakeBackend, token: str) -> None:
+def test_a_complete_group_gives_its_results_again_until_it_is_done(
+    make_backend: MakeBackend, token: str, backend_factory: BackendFactory
+) -> None:
+    if not backend_factory.repeats_complete_groups:
+        pytest.skip("Go's layout gives a complete group's results once (its ChordTriggered flag)")
     backend = make_backend()
     backend.group_start(token, ["a", "b"])
     backend.group_add_result(token, "a", 1)

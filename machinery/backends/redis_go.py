@@ -1,0 +1,243 @@
+"""The Redis result backend in Go Machinery v1's layout (``wire_format: go`` with a ``redis://``
+result backend), so a Go client's ``AsyncResult`` reads a Python task's result and the other way
+round, and a chord fires once whichever language's workers run its members.
+
+The layout is Go's: a task's state is Go's ``TaskState`` as JSON under the task's UUID itself
+(``TaskUUID``, ``TaskName``, ``State``, ``Results`` as typed ``{"Type", "Value"}`` results, ``Error``,
+``CreatedAt``), a group's is Go's ``GroupMeta`` under the group's UUID (``TaskUUIDs`` in group order,
+``ChordTriggered``), each expiring after ``results_expire_in``. A member records its success, then
+reads every member's state; when all are final, it takes Go's chord lock (the redsync mutex
+``TriggerChordMutex``: ``SET NX PX`` with a token, deleted only by its holder), and the one that
+finds ``ChordTriggered`` false sets it and sends the callback. As in Go, a callback whose publish
+fails after the flag was set is not sent again.
+
+Results Go wrote are read as Python values: no result is ``None``, one is its value (typed values
+converted as the codec converts arguments), several are a tuple. A final state is also announced on
+``machinery:done:<uuid>`` (Go does not announce its own; waiters poll every ``poll_interval``).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+import redis
+
+from machinery._speedups._codec_py import format_eta, parse_eta, typed_arg
+from machinery.backends.redis import call_redis, connect_redis, wait_announced
+from machinery.config import Config
+from machinery.errors import DecodeError, EncodeError, ResultBackendError
+from machinery.gowire import go_typed_results
+from machinery.jsonvalues import FrozenDict, JSONValue, freeze, thaw
+from machinery.states import TaskResult, TaskState
+
+__all__ = ["CHORD_LOCK", "GoRedisBackend"]
+
+T = TypeVar("T")
+
+#: The redsync mutex Go Machinery v1's Redis backend takes around ``TriggerChord``.
+CHORD_LOCK = "TriggerChordMutex"
+_LOCK_EXPIRY_MS = 8000  # redsync's default expiry
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+def _now_text() -> str:
+    return format_eta(datetime.now(UTC))
+
+
+def go_result_value(results: object, where: str) -> JSONValue:
+    """Go's ``Results`` list as one Python value (None, the only value, or a tuple of them)."""
+    if not results:
+        return None
+    if not isinstance(results, list):
+        raise ResultBackendError(f"{where}: Results is not a list")
+    values: list[JSONValue] = []
+    for i, item in enumerate(results):
+        if not isinstance(item, dict) or "Value" not in item:
+            raise ResultBackendError(f"{where}: Results[{i}] is not a typed result")
+        try:
+            value = typed_arg({"Type": item.get("Type"), "Value": item["Value"]}, f"{where}[{i}]", 1)
+        except DecodeError:
+            value = None
+        if value is None:  # a Go type the codec does not convert (a map, a struct): its JSON as is
+            value = freeze(item["Value"], f"{where}[{i}]")
+        values.append(value)
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _typed_results(value: JSONValue) -> list[dict[str, object]]:
+    """A result as Go's typed results; a value Go has no argument type for is stored with the type
+    Go's ``encoding/json`` gives such JSON (a worker in Go mode never produces one)."""
+    try:
+        return go_typed_results(value)
+    except EncodeError:
+        kind = "map[string]interface {}" if isinstance(value, FrozenDict) else "[]interface {}"
+        return [{"Type": kind, "Value": thaw(value)}]
+
+
+def task_state_document(result: TaskResult) -> bytes:
+    """``result`` as Go Machinery v1's ``TaskState`` JSON (``CreatedAt`` its time, else now)."""
+    results = _typed_results(result.result) if result.state is TaskState.SUCCESS else []
+    created = format_eta(datetime.fromtimestamp(result.updated_at, UTC)) if result.updated_at else _now_text()
+    return json.dumps({
+        "TaskUUID": result.task_uuid, "TaskName": result.name, "State": result.state.value,
+        "Results": results, "Error": result.error, "CreatedAt": created, "TTL": 0,
+    }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def read_task_state(task_uuid: str, text: bytes) -> TaskResult | None:
+    """A Go ``TaskState`` document as a TaskResult (None for something else under that key)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("State") not in TaskState.__members__:
+        return None
+    created = doc.get("CreatedAt")
+    try:
+        updated = parse_eta(created).timestamp() if isinstance(created, str) else 0.0
+    except DecodeError:
+        updated = 0.0
+    return TaskResult(
+        task_uuid, TaskState(doc["State"]), str(doc.get("TaskName") or ""),
+        go_result_value(doc.get("Results"), f"result of {task_uuid}"), str(doc.get("Error") or ""), updated,
+    )
+
+
+class GoRedisBackend:
+    """A ResultBackend in Redis, in Go Machinery v1's layout; thread-safe."""
+
+    def __init__(
+        self, url: str, *, expires_in: float = 3600.0, poll_interval: float = 0.1, socket_timeout: float = 10.0,
+        lock_timeout: float = 20.0, key_prefix: str = "",
+    ) -> None:
+        self._redis, self._where = connect_redis(url, socket_timeout)
+        if expires_in <= 0:
+            raise ResultBackendError(f"expires_in must be > 0 seconds, got {expires_in!r}")
+        self._expire_ms = max(1, round(float(expires_in) * 1000))
+        self.poll_interval = float(poll_interval)
+        self.lock_timeout = float(lock_timeout)
+        self.key_prefix = key_prefix
+        """Put before every task and group key: "" (Go's layout); tests sharing a Redis set one."""
+        self._release = self._redis.register_script(_RELEASE)
+
+    @classmethod
+    def from_config(cls, config: Config) -> GoRedisBackend:
+        """A backend for ``config.result_backend`` keeping states ``config.results_expire_in`` seconds."""
+        return cls(config.result_backend, expires_in=config.results_expire_in)
+
+    def __repr__(self) -> str:
+        return f"<GoRedisBackend {self._where}>"
+
+    def _call(self, operation: Callable[[], T]) -> T:
+        return call_redis(self._where, operation)
+
+    @staticmethod
+    def _done_channel(task_uuid: str) -> str:
+        return f"machinery:done:{task_uuid}"
+
+    def _key(self, uuid: str) -> str:
+        return self.key_prefix + uuid
+
+    # -- task states ---------------------------------------------------------------------------
+
+    def set(self, result: TaskResult) -> None:
+        """Store ``result`` as Go's ``TaskState`` under the task's UUID; announce a final state."""
+        document = task_state_document(result)
+
+        def store() -> None:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(self._key(result.task_uuid), document, px=self._expire_ms)
+            if result.state.is_final:
+                pipe.publish(self._done_channel(result.task_uuid), b"1")
+            pipe.execute()
+
+        self._call(store)
+
+    def get(self, task_uuid: str) -> TaskResult | None:
+        """The latest state (written by Go or Python), or None."""
+        text = cast(bytes | None, self._call(lambda: self._redis.get(self._key(task_uuid))))
+        return None if text is None else read_task_state(task_uuid, text)
+
+    def wait(self, task_uuid: str, timeout: float) -> TaskResult | None:
+        """Block up to ``timeout`` seconds for a final state (announcements, else polling)."""
+        return wait_announced(self._redis, self._where, self._done_channel(task_uuid), lambda: self.get(task_uuid),
+                              timeout=timeout, poll_interval=self.poll_interval)
+
+    def forget(self, task_uuid: str) -> None:
+        """Drop the task's stored state."""
+        self._call(lambda: self._redis.delete(self._key(task_uuid)))
+
+    # -- groups and chords ---------------------------------------------------------------------
+
+    def group_start(self, group_uuid: str, task_uuids: Sequence[str]) -> None:
+        """Write Go's ``GroupMeta`` for the group (its members in order, chord not triggered)."""
+        meta = {"GroupUUID": group_uuid, "TaskUUIDs": list(task_uuids), "ChordTriggered": False, "Lock": False,
+                "CreatedAt": _now_text(), "TTL": 0}
+        text = json.dumps(meta, separators=(",", ":"))
+        self._call(lambda: self._redis.set(self._key(group_uuid), text, px=self._expire_ms))
+
+    def _meta(self, group_uuid: str) -> dict[str, Any] | None:
+        text = cast(bytes | None, self._call(lambda: self._redis.get(self._key(group_uuid))))
+        if text is None:
+            return None
+        try:
+            meta = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(meta, dict) or not isinstance(meta.get("TaskUUIDs"), list):
+            return None
+        return meta
+
+    def group_add_result(self, group_uuid: str, task_uuid: str, result: JSONValue) -> list[JSONValue] | None:
+        """Record this member's success, then, when every member's state is final, trigger the
+        chord as Go does: the one caller that flips ``ChordTriggered`` under Go's lock gets the
+        results in group order (None when a member failed, for everyone else, and for an unknown group)."""
+        self.set(TaskResult(task_uuid, TaskState.SUCCESS, "", result, "", time.time()))
+        meta = self._meta(group_uuid)
+        if meta is None or meta.get("ChordTriggered"):
+            return None
+        members = [str(u) for u in meta["TaskUUIDs"]]
+        keys = [self._key(u) for u in members]
+        texts = cast(list[bytes | None], self._call(lambda: self._redis.mget(keys))) if members else []
+        states = [None if t is None else read_task_state(u, t) for u, t in zip(members, texts, strict=True)]
+        if not all(s is not None and s.ready for s in states):
+            return None
+        if not self._trigger(group_uuid):
+            return None
+        if not all(s is not None and s.state is TaskState.SUCCESS for s in states):
+            return None
+        return [s.result for s in states if s is not None]
+
+    def _trigger(self, group_uuid: str) -> bool:
+        """Flip the group's ``ChordTriggered`` under Go's chord lock; True for the caller that did."""
+        token = secrets.token_urlsafe(16)
+        deadline = time.monotonic() + self.lock_timeout
+        while not self._call(lambda: self._redis.set(CHORD_LOCK, token, nx=True, px=_LOCK_EXPIRY_MS)):
+            if time.monotonic() > deadline:
+                raise ResultBackendError(f"Redis result backend at {self._where}: {CHORD_LOCK} stayed locked")
+            time.sleep(0.005 + secrets.randbelow(20) / 1000.0)
+        try:
+            meta = self._meta(group_uuid)
+            if meta is None or meta.get("ChordTriggered"):
+                return False
+            meta["ChordTriggered"] = True
+            text = json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
+            self._call(lambda: self._redis.set(self._key(group_uuid), text, px=self._expire_ms))
+            return True
+        finally:
+            self._call(lambda: self._release(keys=[CHORD_LOCK], args=[token]))
+
+    def group_done(self, group_uuid: str) -> None:
+        """Nothing: Go keeps a group's meta (with ``ChordTriggered``) until it expires."""
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        try:
+            self._redis.close()
+        except redis.RedisError:
+            pass

@@ -1,0 +1,3 @@
+module machinery-interop
+
+go 1.19
