@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from machinery import App, Config, Delay, Hook, Retry, Signature, TaskCall, TaskFailed
+from machinery import App, Config, Delay, Hook, Signature, TaskCall, TaskFailed
 from machinery.hooks import RunDecision
 from machinery.metrics import enable_metrics
 from tests.runtime.brokers import FACTORIES
+from tests.runtime.tasks import register_outcome_tasks
 from tests.support.http import free_port, scrape
 from tests.support.processes import worker_process
 from tests.support.waiting import TIMEOUT, eventually
@@ -22,17 +23,7 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
 
 
 def test_a_worker_s_metrics_match_what_it_ran(app: App) -> None:
-    @app.task
-    def add(a: float, b: float) -> float:
-        return a + b
-
-    @app.task
-    def boom() -> None:
-        raise ValueError("boom")
-
-    @app.task
-    def flaky() -> None:
-        raise Retry(countdown=0.01)
+    register_outcome_tasks(app)
 
     class DelayFirstRun(Hook):
         def before_run(self, call: TaskCall) -> RunDecision | None:
