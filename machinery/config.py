@@ -88,14 +88,14 @@ class Config:
     track_started_after: float = 0.05
     """Seconds a message waits in a worker, or a task runs, before its RECEIVED / STARTED state is
     written (quicker tasks get only their final state: two writes fewer); 0 writes them always."""
-    wire_format: str = "machinery"
-    """"go" speaks Go Machinery v1 on every path (typed args, routing keys, Go's delay queues, Go's
-    callback argument order, Go's Redis result layout), so Go and Python workers share queues."""
     events: bool = False
     """Publish task and worker events on the broker (read by ``machinery events``, ``inspect`` and
     ``dashboard``): an events exchange on RabbitMQ, a table in the SQLite file."""
     heartbeat_interval: float = 5.0
     """Seconds between a worker's heartbeat events (with ``events``)."""
+    wire_format: str = "machinery"
+    """"go" speaks Go Machinery v1 on every path (typed args, routing keys, Go's delay queues, Go's
+    callback argument order, Go's Redis result layout), so Go and Python workers share queues."""
     periodic: FrozenDict = field(default=EMPTY_DICT)
     """Periodic work sent by ``machinery beat``: name -> {cron or every, timezone, task and args, or
     chain}; read by ``machinery.periodic.from_config``."""

@@ -14,7 +14,6 @@ from machinery import (
     Delay,
     Hook,
     Outcome,
-    Retry,
     Signature,
     Skip,
     TaskCall,
@@ -24,6 +23,7 @@ from machinery import (
     chain,
 )
 from machinery.hooks import Hooks, RunDecision
+from tests.runtime.tasks import FLAKY_COUNTDOWN, register_outcome_tasks
 from tests.support.waiting import TIMEOUT, eventually
 from tests.support.workers import running
 
@@ -74,22 +74,8 @@ class Recorder(Hook):
         self._add("worker_stopped", worker.name)
 
 
-def _register(app: App) -> None:
-    @app.task
-    def add(a: float, b: float) -> float:
-        return a + b
-
-    @app.task
-    def boom() -> None:
-        raise ValueError("boom")
-
-    @app.task
-    def flaky() -> None:
-        raise Retry(countdown=0.05)
-
-
 def test_each_point_is_called_in_registration_order(app: App) -> None:
-    _register(app)
+    register_outcome_tasks(app)
     first, second = Recorder("first"), Recorder("second")
     app.hooks.add(first)
     app.hooks.add(second)
@@ -108,7 +94,7 @@ def test_each_point_is_called_in_registration_order(app: App) -> None:
 
 
 def test_failure_and_retry_points(app: App) -> None:
-    _register(app)
+    register_outcome_tasks(app)
     rec = app.hooks.add(Recorder("r"))
     with running(app, concurrency=1):
         with pytest.raises(TaskFailed):
@@ -118,13 +104,13 @@ def test_failure_and_retry_points(app: App) -> None:
         assert eventually(lambda: len(rec.points("flaky")) >= 8)
     assert rec.points("boom") == ["before_publish", "before_run", "on_start", "on_failure", "after_run"]
     assert [d for _, p, d in rec.calls if p == "after_run"] == ["boom FAILURE", "flaky RETRY", "flaky FAILURE"]
-    assert ("r", "on_retry", "flaky 0.05") in rec.calls
+    assert ("r", "on_retry", f"flaky {FLAKY_COUNTDOWN:g}") in rec.calls
     # The retry is published again through before_publish.
     assert rec.points("flaky").count("before_publish") == 2
 
 
 def test_skip_records_revoked_and_sends_no_callbacks(app: App) -> None:
-    _register(app)
+    register_outcome_tasks(app)
 
     class Revoke(Hook):
         def before_run(self, call: TaskCall) -> RunDecision | None:
@@ -151,7 +137,7 @@ def test_skip_records_revoked_and_sends_no_callbacks(app: App) -> None:
 
 
 def test_delay_gives_the_message_back_and_it_runs_later(app: App) -> None:
-    _register(app)
+    register_outcome_tasks(app)
     seen: list[int] = []
 
     class DelayOnce(Hook):
@@ -188,7 +174,7 @@ def test_before_publish_may_replace_the_signature(app: App) -> None:
 
 
 def test_a_failing_hook_is_logged_and_the_task_still_runs(app: App, caplog: pytest.LogCaptureFixture) -> None:
-    _register(app)
+    register_outcome_tasks(app)
 
     class Broken(Hook):
         def __repr__(self) -> str:

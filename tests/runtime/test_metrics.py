@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from machinery import App, Config, Delay, Hook, Retry, Signature, TaskCall, TaskFailed
+from machinery import App, Config, Delay, Hook, Signature, TaskCall, TaskFailed
 from machinery.hooks import RunDecision
 from machinery.metrics import enable_metrics
 from tests.runtime.brokers import FACTORIES
+from tests.runtime.tasks import register_outcome_tasks
 from tests.support.http import free_port, scrape
 from tests.support.processes import worker_process
 from tests.support.waiting import TIMEOUT, eventually
@@ -22,17 +23,7 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
 
 
 def test_a_worker_s_metrics_match_what_it_ran(app: App) -> None:
-    @app.task
-    def add(a: float, b: float) -> float:
-        return a + b
-
-    @app.task
-    def boom() -> None:
-        raise ValueError("boom")
-
-    @app.task
-    def flaky() -> None:
-        raise Retry(countdown=0.01)
+    register_outcome_tasks(app)
 
     class DelayFirstRun(Hook):
         def before_run(self, call: TaskCall) -> RunDecision | None:
@@ -54,6 +45,13 @@ def test_a_worker_s_metrics_match_what_it_ran(app: App) -> None:
                     app.send_task(work).get(timeout=TIMEOUT)
             app.broker.publish(queue, b"{not json")
             assert eventually(lambda: value(scrape(url), "machinery_dead_letters_total", queue=queue) == 1)
+
+            def settled() -> bool:  # a task's metrics follow its stored outcome, which wakes get()
+                samples = scrape(url)
+                total = sum(v for (name, _), v in samples.items() if name == "machinery_tasks_total")
+                return total == 7 and value(samples, "machinery_tasks_running") == 0
+
+            assert eventually(settled)
             during = scrape(url)
         after = scrape(url)
     finally:
@@ -85,6 +83,8 @@ def test_one_endpoint_sums_a_supervisor_s_worker_processes(broker: str, tmp_path
         pids = {r.get(timeout=TIMEOUT) for r in results}
         with pytest.raises(TaskFailed):
             app.send_task(Signature("fail", [1])).get(timeout=TIMEOUT)
+        assert eventually(lambda: value(scrape(url), "machinery_tasks_total", task="fail", state="FAILURE") == 1)
+        assert eventually(lambda: value(scrape(url), "machinery_tasks_total", task="pid", state="SUCCESS") == 20)
         samples = scrape(url)
         assert value(samples, "machinery_tasks_total", task="pid", state="SUCCESS") == 20
         assert value(samples, "machinery_tasks_total", task="fail", state="FAILURE") == 1

@@ -45,6 +45,13 @@ def trace_id(span: ReadableSpan) -> int:
     return int(span.context.trace_id)
 
 
+def traced(app: App, spans: tuple[TracerProvider, InMemorySpanExporter]) -> InMemorySpanExporter:
+    """Register this file's tasks on ``app`` and trace it into ``spans``; the exporter."""
+    register(app)
+    enable_tracing(app, spans[0])
+    return spans[1]
+
+
 def register(app: App) -> None:
     @app.task
     def add(a: float, b: float) -> float:
@@ -66,10 +73,8 @@ def register(app: App) -> None:
 def test_a_chain_is_one_trace_from_the_caller_s_span(
     app: App, spans: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
-    provider, exporter = spans
-    register(app)
-    enable_tracing(app, provider)
-    tracer = provider.get_tracer("test")
+    exporter = traced(app, spans)
+    tracer = spans[0].get_tracer("test")
     with running(app, concurrency=2):
         with tracer.start_as_current_span("request") as request:
             result = app.send_task(chain(Signature("add", [1, 1]), Signature("add", [5]), Signature("add", [10])))
@@ -96,9 +101,7 @@ def test_a_chain_is_one_trace_from_the_caller_s_span(
 def test_failures_error_callbacks_and_retries_stay_in_the_trace(
     app: App, spans: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
-    provider, exporter = spans
-    register(app)
-    enable_tracing(app, provider)
+    exporter = traced(app, spans)
     with running(app, concurrency=1):
         failing = app.send_task(Signature("boom", [3], on_error=[Signature("noted", [])]))
         with pytest.raises(TaskFailed):
@@ -128,9 +131,7 @@ def test_a_message_from_another_producer_joins_its_trace(
 ) -> None:
     """A message written by hand, as a Go Machinery producer writes it: Headers carry the
     ``traceparent``; the run span continues that trace under that span."""
-    provider, exporter = spans
-    register(app)
-    enable_tracing(app, provider)
+    exporter = traced(app, spans)
     trace_hex, span_hex = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     body = json.dumps({
         "UUID": "task_from_go", "Name": "add", "Args": [{"Name": "", "Type": "int64", "Value": 2},
@@ -152,9 +153,7 @@ def test_a_message_from_another_producer_joins_its_trace(
 def test_without_a_current_span_each_send_starts_a_trace(
     app: App, spans: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
-    provider, exporter = spans
-    register(app)
-    enable_tracing(app, provider)
+    exporter = traced(app, spans)
     sent = [Signature("add", [i, i]) for i in range(2)]
     with running(app, concurrency=1):
         for sig in sent:
