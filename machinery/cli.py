@@ -24,7 +24,7 @@ from machinery.cli_dead import add_commands as add_dead_commands
 from machinery.cli_observe import add_commands
 from machinery.config import Config, load_config
 from machinery.errors import BrokerError, MachineryError, ResultTimeout, TaskFailed
-from machinery.jsonvalues import JSONInput, JSONValue, thaw
+from machinery.jsonvalues import JSONInput, thaw
 from machinery.signature import Signature
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def parse_arg(text: str) -> JSONInput:
     return value
 
 
-def show_value(value: JSONValue) -> str:
+def show_value(value: object) -> str:
     """``value`` as JSON for printing."""
     return json.dumps(thaw(value), ensure_ascii=False)
 

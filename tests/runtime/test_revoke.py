@@ -20,7 +20,7 @@ from tests.support.workers import running
 
 def _register(app: App, ran: list[str]) -> None:
     @app.task
-    def add(*numbers: float) -> float:
+    def add(*numbers: int) -> int:
         ran.append(f"add{numbers}")
         return sum(numbers)
 
@@ -80,7 +80,7 @@ def test_a_chord_with_a_revoked_member_fails_with_the_reason(app: App) -> None:
     result = app.send_task(chord([kept, revoked], callback))
     app.revoke(revoked.uuid, reason="not needed")
     with running(app):
-        with pytest.raises(TaskFailed, match="revoked: not needed"):
+        with pytest.raises(TaskFailed, match=r"revoked(: | \()not needed"):  # the member's or the chord's
             result.get(timeout=TIMEOUT)
         with pytest.raises(TaskFailed, match=f"member add\\[{revoked.uuid}\\] was revoked \\(not needed\\)"):
             app.result(result.task_uuid).get(timeout=TIMEOUT)
