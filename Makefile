@@ -18,6 +18,7 @@ test:
 lint:
 	$(BIN)/ruff check machinery tests examples benchmarks setup.py
 	$(BIN)/mypy --strict
+	$(BIN)/basedpyright
 
 # Speed and memory figures (never timed tests). The AMQP run needs RabbitMQ at 127.0.0.1:5672.
 bench:

@@ -4,7 +4,7 @@ callbacks, groups, chords, retries and delays."""
 from __future__ import annotations
 
 from machinery._speedups import USING_EXTENSIONS, decode, encode, parse_number_args
-from machinery.app import App, TaskFunction, init_app
+from machinery.app import App, init_app
 from machinery.config import Config, load_config, masked_url
 from machinery.errors import (
     ArgumentError,
@@ -15,19 +15,21 @@ from machinery.errors import (
     MachineryError,
     ResultBackendError,
     ResultTimeout,
+    ResultTypeError,
     Retry,
     TaskFailed,
     TaskNotRegistered,
 )
 from machinery.hooks import Delay, Hook, Hooks, Outcome, Skip, TaskCall, WorkerInfo
-from machinery.jsonvalues import FrozenDict, JSONInput, JSONValue, freeze, thaw
+from machinery.jsonvalues import JSON, FrozenDict, JSONInput, JSONValue, freeze, plain, thaw
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
-from machinery.signature import Signature, new_task_id
+from machinery.signature import Signature, SignatureOptions, new_task_id
 from machinery.states import TaskResult, TaskState
 from machinery.task import FunctionTask, Task
+from machinery.task_function import TaskFunction
 from machinery.worker import Worker
-from machinery.workflows import Chain, Chord, Group, chain, chord, group
+from machinery.workflows import Chain, Chord, Group, NoResult, TypedSignature, chain, chord, group
 
 __version__ = "0.1.0"
 
@@ -52,15 +54,19 @@ __all__ = [
     "GroupResult",
     "Hook",
     "Hooks",
+    "JSON",
     "JSONInput",
     "JSONValue",
     "MachineryError",
+    "NoResult",
     "Outcome",
     "Registry",
     "ResultBackendError",
     "ResultTimeout",
+    "ResultTypeError",
     "Retry",
     "Signature",
+    "SignatureOptions",
     "Skip",
     "Task",
     "TaskCall",
@@ -69,6 +75,7 @@ __all__ = [
     "TaskNotRegistered",
     "TaskResult",
     "TaskState",
+    "TypedSignature",
     "chain",
     "chord",
     "decode",
@@ -77,6 +84,7 @@ __all__ = [
     "group",
     "new_task_id",
     "parse_number_args",
+    "plain",
     "thaw",
     "init_app",
     "load_config",
@@ -89,6 +97,7 @@ for _name in ("ArgumentError", "BrokerError", "ConfigError", "DecodeError", "Enc
               "ResultBackendError", "ResultTimeout", "Retry", "TaskFailed", "TaskNotRegistered", "FrozenDict",
               "FunctionTask", "Registry", "Signature", "Task", "TaskResult", "TaskState", "Chain", "Chord",
               "Group", "App", "Config", "Worker", "AsyncResult", "ChainResult", "GroupResult", "ChordResult",
-              "TaskFunction", "Hook", "Hooks", "Skip", "Delay", "TaskCall", "Outcome", "WorkerInfo"):
+              "TaskFunction", "TypedSignature", "NoResult", "ResultTypeError", "Hook", "Hooks", "Skip", "Delay",
+              "TaskCall", "Outcome", "WorkerInfo"):
     globals()[_name].__module__ = "machinery"
 del _name

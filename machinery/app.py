@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from machinery._speedups import decode
 from machinery.backends import open_backend
@@ -15,74 +14,22 @@ from machinery.brokers.base import Broker, OutgoingMessage
 from machinery.config import Config, load_config, masked_url
 from machinery.errors import ConfigError, DecodeError
 from machinery.hooks import Hooks
-from machinery.jsonvalues import JSONInput
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.task import Task
+from machinery.task_function import TaskDecorator, TaskFunction
 from machinery.worker import Worker
-from machinery.workflows import Chain, Chord, Group
+from machinery.workflows import Chain, Chord, Group, NoResult, TypedSignature
 
 if TYPE_CHECKING:
     from machinery.events.emitter import EventEmitter
 
-__all__ = ["App", "TaskDecorator", "TaskFunction", "init_app"]
+__all__ = ["App", "init_app"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class TaskFunction(Generic[P, R]):
-    """A function registered by ``@app.task``: still callable directly (in this process), and it
-    builds signatures and sends itself by name."""
-
-    __slots__ = ("__wrapped__", "app", "name")
-
-    def __init__(self, app: App, name: str, function: Callable[P, R]) -> None:
-        self.app = app
-        self.name = name
-        self.__wrapped__ = function
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self.__wrapped__(*args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<task {self.name}>"
-
-    def signature(
-        self,
-        *args: JSONInput,
-        routing_key: str = "",
-        immutable: bool = False,
-        priority: int = 0,
-        retry_count: int = 0,
-        retry_timeout: int = 0,
-        eta: datetime | None = None,
-    ) -> Signature:
-        """A Signature calling this task with ``args`` (JSON values) and the given options."""
-        return Signature(
-            self.name,
-            args,
-            routing_key=routing_key,
-            immutable=immutable,
-            priority=priority,
-            retry_count=retry_count,
-            retry_timeout=retry_timeout,
-            eta=eta,
-        )
-
-    s = signature
-
-    def delay(self, *args: JSONInput) -> AsyncResult:
-        """Send this task with ``args`` now; its result handle."""
-        return self.app.send_task(self.signature(*args))
-
-
-class TaskDecorator(Protocol):
-    """What ``@app.task(name=...)`` returns: registers the function it decorates."""
-
-    def __call__(self, function: Callable[P, R], /) -> TaskFunction[P, R]: ...
 
 
 class App:
@@ -195,7 +142,9 @@ class App:
         self, function: Callable[..., Any] | None = None, *, name: str | None = None, replace: bool = False
     ) -> Any:
         """Register a function as a task, named ``name`` or the function's ``__name__``:
-        ``@app.task`` or ``@app.task(name="add")``. The function stays callable."""
+        ``@app.task`` or ``@app.task(name="add")``. The function stays callable, and becomes a
+        ``TaskFunction[P, R]``: ``.s``, ``.si``, ``.partial`` and ``.delay`` are checked against its
+        parameters, and a worker checks and converts the args against its annotations."""
 
         def register(fn: Callable[..., Any]) -> TaskFunction[..., Any]:
             task_name = name or fn.__name__
@@ -229,25 +178,32 @@ class App:
             self.broker.publish_many(messages)
 
     @overload
+    def send_task(self, work: TypedSignature[NoResult, R, Any]) -> AsyncResult[R]: ...
+    @overload
     def send_task(self, work: Signature) -> AsyncResult: ...
     @overload
-    def send_task(self, work: Chain) -> ChainResult: ...
+    def send_task(self, work: Chain[R, Any]) -> ChainResult[R]: ...
     @overload
-    def send_task(self, work: Group) -> GroupResult: ...
+    def send_task(self, work: Group[R]) -> GroupResult[R]: ...
     @overload
-    def send_task(self, work: Chord) -> ChordResult: ...
+    def send_task(self, work: Chord[R]) -> ChordResult[R]: ...
 
-    def send_task(self, work: Signature | Chain | Group | Chord) -> AsyncResult | GroupResult | ChordResult:
-        """Send a task, chain, group or chord; returns a handle on its result. Nothing is stored
-        in the result backend on send (no stored state means PENDING)."""
+    def send_task(
+        self, work: Signature | TypedSignature[Any, Any, Any] | Chain[Any, Any] | Group[Any] | Chord[Any]
+    ) -> AsyncResult[Any] | GroupResult[Any] | ChordResult[Any]:
+        """Send a task, typed task call, chain, group or chord; returns a handle on its result
+        (typed as the task's, the chain's last step's or the chord callback's result). Nothing is
+        stored in the result backend on send (no stored state means PENDING)."""
+        if isinstance(work, TypedSignature):
+            sig = work.signature
+            self._publish([self._outgoing(sig)])
+            return AsyncResult(sig.uuid, self.backend, name=sig.name, result_type=work.result_type)
         if isinstance(work, Signature):
             self._publish([self._outgoing(work)])
             return AsyncResult(work.uuid, self.backend, name=work.name)
         if isinstance(work, Chain):
             self._publish([self._outgoing(work.head)])
-            backend = self.backend
-            steps = [AsyncResult(s.uuid, backend, name=s.name) for s in work.steps]
-            return ChainResult(steps, backend)
+            return self._chain_result(work)
         if isinstance(work, Group):
             return self._send_group(work)
         if isinstance(work, Chord):
@@ -256,25 +212,44 @@ class App:
                     "result_backend", "a result backend to run a chord (it collects the members' results)", "none"
                 )
             group_result = self._send_group(work.group)
-            return ChordResult(group_result, AsyncResult(work.callback.uuid, self.backend, name=work.callback.name))
+            callback = AsyncResult[Any](
+                work.callback.uuid, self.backend, name=work.callback.name, result_type=work.result_type
+            )
+            return ChordResult(group_result, callback)
         raise TypeError(f"send_task() takes a Signature, Chain, Group or Chord, got {type(work).__name__}")
 
-    def _send_group(self, grp: Group) -> GroupResult:
+    def _chain_result(self, work: Chain[Any, Any]) -> ChainResult[Any]:
+        backend = self.backend
+        steps = [AsyncResult[Any](s.uuid, backend, name=s.name) for s in work.steps]
+        steps[-1].result_type = work.result_type
+        return ChainResult(steps, backend)
+
+    def _send_group(self, grp: Group[Any]) -> GroupResult[Any]:
         backend = self.backend
         if backend is not None:
             backend.group_start(grp.group_uuid, [s.uuid for s in grp.tasks])
         self._publish([self._outgoing(s) for s in grp.tasks])
-        return GroupResult(grp.group_uuid, [AsyncResult(s.uuid, backend, name=s.name) for s in grp.tasks])
+        types = grp.result_types or (None,) * len(grp.tasks)
+        members = zip(grp.tasks, types, strict=True)
+        return GroupResult(
+            grp.group_uuid, [AsyncResult[Any](s.uuid, backend, name=s.name, result_type=t) for s, t in members]
+        )
 
-    def send_tasks(self, works: Sequence[Signature | Chain]) -> list[AsyncResult]:
+    def send_tasks(
+        self, works: Sequence[Signature | TypedSignature[NoResult, Any, Any] | Chain[Any, Any]]
+    ) -> list[AsyncResult[Any]]:
         """Send several tasks or chains in one batch (``publish_many``); their result handles."""
         backend = self.backend
         messages: list[OutgoingMessage] = []
-        results: list[AsyncResult] = []
+        results: list[AsyncResult[Any]] = []
         for work in works:
             if isinstance(work, Chain):
                 messages.append(self._outgoing(work.head))
-                results.append(ChainResult([AsyncResult(s.uuid, backend, name=s.name) for s in work.steps], backend))
+                results.append(self._chain_result(work))
+            elif isinstance(work, TypedSignature):
+                sig = work.signature
+                messages.append(self._outgoing(sig))
+                results.append(AsyncResult(sig.uuid, backend, name=sig.name, result_type=work.result_type))
             elif isinstance(work, Signature):
                 messages.append(self._outgoing(work))
                 results.append(AsyncResult(work.uuid, backend, name=work.name))

@@ -19,7 +19,7 @@ from machinery.cli_args import port_number, positive_int
 from machinery.cli_observe import add_commands
 from machinery.config import Config, load_config
 from machinery.errors import BrokerError, MachineryError, ResultTimeout, TaskFailed
-from machinery.jsonvalues import JSONInput, JSONValue, thaw
+from machinery.jsonvalues import JSONInput, thaw
 from machinery.signature import Signature
 
 __all__ = ["CommandError", "load_app", "main", "parse_arg", "show_value"]
@@ -41,7 +41,7 @@ def parse_arg(text: str) -> JSONInput:
     return value
 
 
-def show_value(value: JSONValue) -> str:
+def show_value(value: object) -> str:
     """``value`` as JSON for printing."""
     return json.dumps(thaw(value), ensure_ascii=False)
 

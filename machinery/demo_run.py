@@ -14,7 +14,7 @@ from pathlib import Path
 from machinery.app import App
 from machinery.config import Config
 from machinery.errors import MachineryError, TaskFailed
-from machinery.jsonvalues import JSONValue
+from machinery.jsonvalues import JSON
 from machinery.result import AsyncResult
 from machinery.signature import Signature
 from machinery.workflows import chain
@@ -22,7 +22,7 @@ from machinery.workflows import chain
 __all__ = ["run_demo"]
 
 
-def _show(value: JSONValue) -> str:
+def _show(value: JSON) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return repr(value)
@@ -32,7 +32,7 @@ class _WorkerGone(MachineryError):
     pass
 
 
-def _wait(handle: AsyncResult, proc: subprocess.Popen[bytes], timeout: float) -> JSONValue:
+def _wait(handle: AsyncResult, proc: subprocess.Popen[bytes], timeout: float) -> JSON:
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -11,6 +11,7 @@ __all__ = [
     "MachineryError",
     "ResultBackendError",
     "ResultTimeout",
+    "ResultTypeError",
     "Retry",
     "TaskFailed",
     "TaskNotRegistered",
@@ -91,3 +92,13 @@ class Retry(MachineryError):
     def __init__(self, reason: str = "retry requested", *, countdown: float | None = None) -> None:
         super().__init__(reason)
         self.countdown = countdown
+
+
+class ResultTypeError(MachineryError, TypeError):
+    """A stored result that does not fit the return type its task declares (a worker running other
+    code than the caller's, say)."""
+
+    def __init__(self, task_uuid: str, expected: str, detail: str) -> None:
+        super().__init__(f"task {task_uuid}: result is not {expected} ({detail})")
+        self.task_uuid = task_uuid
+        self.expected = expected

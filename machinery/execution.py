@@ -17,7 +17,7 @@ from machinery._speedups import decode
 from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker, Delivery, OutgoingMessage
 from machinery.config import Config
-from machinery.errors import DecodeError, Retry, TaskNotRegistered
+from machinery.errors import ArgumentError, DecodeError, Retry, TaskNotRegistered
 from machinery.gowire import fibonacci_next, go_typed_results
 from machinery.hooks import Delay, Hooks, Outcome, RunDecision, TaskCall
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
@@ -315,7 +315,8 @@ class Executor:
         self, delivery: Delivery, sig: Signature, exc: Exception, started: float, call: TaskCall | None
     ) -> Outcome | None:
         error = error_text(exc)
-        if sig.retry_count > 0:
+        # Arguments that do not fit the task fail the same way every time: never retried.
+        if sig.retry_count > 0 and not isinstance(exc, ArgumentError):
             again, delay = self._retry(sig, exc)
             self._record(sig, TaskState.RETRY, error=error)
             # Back to the queue it came from, whatever its routing key names (Go writes its binding key there).

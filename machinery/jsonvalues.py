@@ -7,17 +7,20 @@ can be changed after it was built.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeAlias, Union
 
 __all__ = [
     "EMPTY_DICT",
     "FrozenDict",
+    "JSON",
     "JSONInput",
     "JSONValue",
     "MAX_DEPTH",
     "freeze",
     "freeze_mapping",
+    "plain",
     "thaw",
 ]
 
@@ -29,6 +32,9 @@ MAX_DEPTH = 256
 JSONValue: TypeAlias = Union[bool, int, float, str, bytes, tuple["JSONValue", ...], "FrozenDict", None]
 """A frozen JSON value, as stored in a Signature and handed to tasks. ``bytes`` is Go's ``[]byte``:
 it travels as a base64 string in a typed argument, so only a top-level task argument may be bytes."""
+
+JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
+"""A plain JSON value, as ``json.loads`` gives it: what ``AsyncResult.get()`` returns for an untyped task."""
 
 JSONInput: TypeAlias = (
     bool | int | float | str | bytes | Sequence["JSONInput"] | Mapping[str, "JSONInput"] | None
@@ -149,7 +155,19 @@ def freeze_mapping(value: Mapping[Any, object], where: str, _depth: int = 0) -> 
     return FrozenDict._wrap(data)
 
 
-def thaw(value: JSONValue) -> object:
+def plain(value: JSONValue) -> JSON:
+    """``value`` as plain JSON: tuples become lists, FrozenDicts dicts (copies all the way down),
+    bytes base64 text."""
+    if isinstance(value, tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, FrozenDict):
+        return {k: plain(v) for k, v in value._data.items()}
+    if isinstance(value, bytes):  # Go's []byte, as JSON carries it
+        return base64.b64encode(value).decode("ascii")
+    return value
+
+
+def thaw(value: object) -> object:
     """Return a mutable copy of a frozen value: tuples become lists, FrozenDicts dicts."""
     if isinstance(value, tuple):
         return [thaw(v) for v in value]

@@ -14,10 +14,11 @@ __all__ = ["LAYERS"]
 
 #: Layer name -> the top-level modules (``name``) and packages (``name/``) of ``machinery`` in it.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "core": ("errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "layers"),
+    "core": ("errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "layers",
+             "conversion"),
     "hot path": ("_speedups/", "gowire"),
     "transport": ("schemes", "sqlite/", "brokers/", "backends/"),
-    "runtime": ("hooks", "app", "routing", "unregistered", "worker", "execution", "progress", "result", "cli",
-                "supervisor", "demo", "demo_tasks", "demo_run", "__main__", "metrics", "events/", "dashboard/",
-                "cli_args", "cli_observe", "tracing"),
+    "runtime": ("hooks", "app", "task_function", "routing", "unregistered", "worker", "execution", "progress",
+                "result", "cli", "supervisor", "demo", "demo_tasks", "demo_run", "__main__", "metrics", "events/",
+                "dashboard/", "cli_args", "cli_observe", "tracing"),
 }

@@ -1,19 +1,29 @@
 """Handles on sent work: ``AsyncResult`` for one task, and results for chains, groups and chords.
 
 They read the result backend; nothing here talks to the broker. A task with no stored state is
-PENDING (sending writes nothing, so absence means "not started yet")."""
+PENDING (sending writes nothing, so absence means "not started yet").
+
+``get()`` gives plain values (``dict``, ``list``, as ``json.loads`` would), or, for a typed task,
+its declared return type (``AsyncResult[R].get() -> R``: a dataclass comes back as that dataclass).
+The frozen values of the stored record stay inside ``info()``."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any, Generic, cast
+
+from typing_extensions import TypeVar
 
 from machinery.backends.base import ResultBackend
+from machinery.conversion import convert_result
 from machinery.errors import ResultBackendError, ResultTimeout, TaskFailed
-from machinery.jsonvalues import JSONValue
+from machinery.jsonvalues import JSON, plain
 from machinery.states import TaskResult, TaskState
 
 __all__ = ["AsyncResult", "ChainResult", "ChordResult", "GroupResult"]
+
+R_co = TypeVar("R_co", covariant=True, default=JSON)
 
 #: Longest single ``backend.wait`` call while waiting without a timeout.
 _WAIT_SLICE = 30.0
@@ -28,14 +38,19 @@ def _require(backend: ResultBackend | None) -> ResultBackend:
     return backend
 
 
-class AsyncResult:
-    """The state and eventual value of one sent task, read from the result backend."""
+class AsyncResult(Generic[R_co]):
+    """The state and eventual value of one sent task, read from the result backend. ``R`` is what
+    ``get()`` returns: the typed task's return type, or plain JSON."""
 
-    __slots__ = ("_backend", "name", "task_uuid")
+    __slots__ = ("_backend", "name", "result_type", "task_uuid")
 
-    def __init__(self, task_uuid: str, backend: ResultBackend | None, *, name: str = "") -> None:
+    def __init__(
+        self, task_uuid: str, backend: ResultBackend | None, *, name: str = "", result_type: object = None
+    ) -> None:
         self.task_uuid = task_uuid
         self.name = name
+        self.result_type = result_type
+        """The return annotation ``get()`` converts the stored value to (None: plain JSON)."""
         self._backend = backend
 
     def __repr__(self) -> str:
@@ -73,31 +88,43 @@ class AsyncResult:
             if stored is not None and stored.ready:
                 return stored
 
-    def _value(self, record: TaskResult) -> JSONValue:
+    def _value(self, record: TaskResult) -> R_co:
         if record.state is TaskState.FAILURE:
             raise TaskFailed(self.task_uuid, record.error, name=record.name or self.name)
         if record.state is TaskState.REVOKED:
             raise TaskFailed(self.task_uuid, f"revoked: {record.error}", name=record.name or self.name)
-        return record.result
+        value = plain(record.result)
+        if self.result_type is None:
+            return cast(R_co, value)
+        return cast(R_co, convert_result(value, self.result_type, self.task_uuid))
 
-    def get(self, timeout: float | None = None) -> JSONValue:
-        """The task's return value, waiting up to ``timeout`` seconds (None: as long as it takes).
-        Raises ``TaskFailed`` carrying the error text, or ``ResultTimeout``."""
+    def wait_final_ok(self, deadline: float | None, timeout: float | None) -> None:
+        """Block until the task is final (``ResultTimeout`` past ``deadline``); ``TaskFailed`` if it failed."""
+        record = self.wait_final(deadline, timeout)
+        if record.state is TaskState.FAILURE:
+            raise TaskFailed(self.task_uuid, record.error, name=record.name or self.name)
+        if record.state is TaskState.REVOKED:
+            raise TaskFailed(self.task_uuid, f"revoked: {record.error}", name=record.name or self.name)
+
+    def get(self, timeout: float | None = None) -> R_co:
+        """The task's return value, waiting up to ``timeout`` seconds (None: as long as it takes):
+        plain JSON (``dict``, ``list``...) or the typed task's return type. Raises ``TaskFailed``
+        carrying the error text, or ``ResultTimeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         return self._value(self.wait_final(deadline, timeout))
 
 
-class ChainResult(AsyncResult):
+class ChainResult(AsyncResult[R_co]):
     """The result of a chain: its value is the last step's, but a failed earlier step (after
     which nothing more runs) raises ``TaskFailed`` for that step."""
 
     __slots__ = ("steps",)
 
-    def __init__(self, steps: Sequence[AsyncResult], backend: ResultBackend | None) -> None:
+    def __init__(self, steps: Sequence[AsyncResult[Any]], backend: ResultBackend | None) -> None:
         if not steps:
             raise ValueError("a chain result needs at least one step")
-        super().__init__(steps[-1].task_uuid, backend, name=steps[-1].name)
-        self.steps = tuple(steps)
+        super().__init__(steps[-1].task_uuid, backend, name=steps[-1].name, result_type=steps[-1].result_type)
+        self.steps: tuple[AsyncResult[Any], ...] = tuple(steps)
 
     def info(self) -> TaskResult:
         """The failed step's record if one failed, else the first unfinished step's, else the last's."""
@@ -107,24 +134,23 @@ class ChainResult(AsyncResult):
                 return record
         return self.steps[-1].info()
 
-    def get(self, timeout: float | None = None) -> JSONValue:
+    def get(self, timeout: float | None = None) -> R_co:
         deadline = None if timeout is None else time.monotonic() + timeout
-        value: JSONValue = None
-        for step in self.steps:
-            value = step._value(step.wait_final(deadline, timeout))
-        return value
+        for step in self.steps[:-1]:
+            step.wait_final_ok(deadline, timeout)
+        return self._value(self.wait_final(deadline, timeout))
 
 
-class GroupResult:
+class GroupResult(Generic[R_co]):
     """The results of a group's tasks, in the group's order."""
 
     __slots__ = ("group_uuid", "results")
 
-    def __init__(self, group_uuid: str, results: Sequence[AsyncResult]) -> None:
+    def __init__(self, group_uuid: str, results: Sequence[AsyncResult[R_co]]) -> None:
         self.group_uuid = group_uuid
-        self.results = tuple(results)
+        self.results: tuple[AsyncResult[R_co], ...] = tuple(results)
 
-    def __iter__(self) -> Iterator[AsyncResult]:
+    def __iter__(self) -> Iterator[AsyncResult[R_co]]:
         return iter(self.results)
 
     def __len__(self) -> int:
@@ -141,20 +167,20 @@ class GroupResult:
         """True once every task of the group is final."""
         return all(r.ready() for r in self.results)
 
-    def get(self, timeout: float | None = None) -> list[JSONValue]:
+    def get(self, timeout: float | None = None) -> list[R_co]:
         """Every task's value in group order; ``TaskFailed`` for the first failed one, or
         ``ResultTimeout`` when they are not all done within ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         return [r._value(r.wait_final(deadline, timeout)) for r in self.results]
 
 
-class ChordResult:
+class ChordResult(Generic[R_co]):
     """A chord's group and its callback; ``get`` gives the callback's value (raising
     ``TaskFailed`` when a member failed, since the callback then never runs)."""
 
     __slots__ = ("callback", "group")
 
-    def __init__(self, group: GroupResult, callback: AsyncResult) -> None:
+    def __init__(self, group: GroupResult[Any], callback: AsyncResult[R_co]) -> None:
         self.group = group
         self.callback = callback
 
@@ -175,8 +201,10 @@ class ChordResult:
     def ready(self) -> bool:
         return self.state.is_final
 
-    def get(self, timeout: float | None = None) -> JSONValue:
+    def get(self, timeout: float | None = None) -> R_co:
+        """The callback's value (plain JSON or its typed return type); ``TaskFailed`` when a member
+        or the callback failed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for r in self.group.results:
-            r._value(r.wait_final(deadline, timeout))
+            r.wait_final_ok(deadline, timeout)
         return self.callback._value(self.callback.wait_final(deadline, timeout))

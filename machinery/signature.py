@@ -6,11 +6,11 @@ import uuid as _uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TypedDict, Unpack
 
 from machinery.jsonvalues import EMPTY_DICT, FrozenDict, JSONInput, JSONValue, freeze, freeze_mapping
 
-__all__ = ["MAX_PRIORITY", "Signature", "new_task_id"]
+__all__ = ["MAX_PRIORITY", "Signature", "SignatureChanges", "SignatureOptions", "new_task_id"]
 
 #: Priorities run from 0 (the default, lowest) to this, as in AMQP's ``x-max-priority``.
 MAX_PRIORITY = 255
@@ -144,9 +144,10 @@ class Signature:
 
     # -- derived signatures -------------------------------------------------------------------
 
-    def replace(self, **changes: Any) -> Signature:
-        """A copy with ``changes`` applied (validated like the constructor)."""
-        return replace(self, **changes)
+    def replace(self, **changes: Unpack[SignatureChanges]) -> Signature:
+        """A copy with ``changes`` applied (validated like the constructor): any field, e.g.
+        ``sig.replace(retry_count=3, priority=5, eta=when)`` or ``sig.replace(immutable=True)``."""
+        return replace(self, **changes)  # type: ignore[arg-type]  # __init__ freezes and checks them
 
     def with_args(self, args: Sequence[JSONInput]) -> Signature:
         """A copy with ``args`` in place of this signature's args."""
@@ -182,3 +183,38 @@ class Signature:
                 stack.append(sig.chord_callback)
             stack.extend(reversed(sig.on_error))
             stack.extend(reversed(sig.on_success))
+
+
+class SignatureOptions(TypedDict, total=False):
+    """The options a signature carries besides its task name and args (every one optional), as
+    taken by ``TaskFunction.signature(...)`` and ``TypedSignature.set(...)``."""
+
+    routing_key: str
+    """The queue to send to; "" means the config's ``default_queue``."""
+    priority: int
+    """0 (the default, lowest) to 255; higher runs first where the broker supports it."""
+    retry_count: int
+    """How many more times the task is tried when it raises (0: never)."""
+    retry_timeout: int
+    """Seconds between retries; 0 uses an exponential back-off capped by ``retry_backoff_max``."""
+    eta: datetime | None
+    """Timezone-aware: no worker runs the task before then."""
+    headers: Mapping[str, JSONInput]
+    """Extra JSON values carried with the message."""
+    on_success: Sequence[Signature]
+    """Signatures sent when the task succeeds (its result prepended unless it is immutable)."""
+    on_error: Sequence[Signature]
+    """Signatures sent when the task fails for good, the error text prepended."""
+
+
+class SignatureChanges(SignatureOptions, total=False):
+    """What ``Signature.replace`` may change: the options, and the other fields of a signature."""
+
+    name: str
+    args: Sequence[JSONInput]
+    immutable: bool
+    uuid: str | None
+    """A task UUID; None gives a fresh one."""
+    group_uuid: str
+    group_task_count: int
+    chord_callback: Signature | None

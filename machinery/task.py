@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from machinery.errors import ArgumentError
+from machinery.conversion import ArgumentConverter, result_to_wire
 from machinery.jsonvalues import JSONValue
 
 __all__ = ["FunctionTask", "Task", "as_task"]
@@ -26,27 +25,27 @@ class Task(Protocol):
 class FunctionTask:
     """A plain function as a Task: ``run(args)`` calls ``function(*args)``.
 
-    A call whose args do not fit the function's parameters fails with an ``ArgumentError`` before
-    the function runs, naming the task and what it expected.
+    Before the function runs, the args are checked against its parameters and converted to what
+    their annotations ask for (``float``, ``list[int]``, a dataclass...); a wrong count or type fails
+    with an ``ArgumentError`` naming the task, the parameter and the expected type. Unannotated
+    parameters get the message's values as they are. A dataclass, enum or TypedDict the function
+    returns is stored as JSON.
     """
 
-    __slots__ = ("_signature", "function", "name")
+    __slots__ = ("_converter", "function", "name")
 
     def __init__(self, function: Callable[..., object], name: str | None = None) -> None:
         self.function = function
         self.name = name or getattr(function, "__qualname__", repr(function))
         try:
-            self._signature: inspect.Signature | None = inspect.signature(function)
+            self._converter: ArgumentConverter | None = ArgumentConverter(function, str(self.name))
         except (TypeError, ValueError):  # builtins without a signature
-            self._signature = None
+            self._converter = None
 
     def run(self, args: tuple[JSONValue, ...]) -> object:
-        if self._signature is not None:
-            try:
-                self._signature.bind(*args)
-            except TypeError as exc:
-                raise ArgumentError(f"{self.name}{self._signature}: {exc}") from None
-        return self.function(*args)
+        if self._converter is None:
+            return self.function(*args)
+        return result_to_wire(self.function(*self._converter.convert(args)))
 
     def __call__(self, *args: Any) -> object:
         """Call the function directly, in this process (no queue involved)."""

@@ -29,14 +29,11 @@ __all__ = [
 
 NO_EXTENSIONS = bool(os.environ.get("MACHINERY_NO_EXTENSIONS")) or platform.python_implementation() != "CPython"
 
+CODEC_COMPILED = FRAMES_COMPILED = False
 if TYPE_CHECKING:
     from machinery._speedups._codec_py import decode, encode, parse_number_args
     from machinery._speedups._frames_py import scan_frames
-
-    CODEC_COMPILED: bool
-    FRAMES_COMPILED: bool
 else:
-    CODEC_COMPILED = FRAMES_COMPILED = False
     if not NO_EXTENSIONS:
         try:
             from machinery._speedups._codec_c import decode, encode, parse_number_args

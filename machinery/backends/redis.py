@@ -16,6 +16,7 @@ from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
 import redis
+import redis.client
 from redis.commands.core import Script
 
 from machinery.backends.base import wait_until_final

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pika
+import pika.connection
 from pika import frame
 from pika.adapters import base_connection
 from pika.adapters.select_connection import IOLoop, PollPoller
@@ -265,6 +266,6 @@ def hold_while_running(ioloop: IOLoop, lock: threading.Lock) -> bool:
     if not isinstance(poller, PollPoller):
         return False
     create = poller._create_poller  # type: ignore[attr-defined]
-    poller.__dict__["_create_poller"] = lambda: _UnlockedWhilePolling(create(), lock)
+    vars(poller)["_create_poller"] = lambda: _UnlockedWhilePolling(create(), lock)
     return True
 

@@ -4,6 +4,7 @@ input (same bytes, same values, same error class), valid or not."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -48,7 +49,8 @@ def test_unencodable_signatures_are_encode_errors_alike(sig: Signature, field: s
     elif field == "headers":
         sig = sig.replace(headers={**sig.headers, "k": bad})
     elif isinstance(bad, str):
-        sig = sig.replace(**{field: sig.name + bad})
+        changes: dict[str, Any] = {field: sig.name + bad}
+        sig = sig.replace(**changes)
     _check_encoders_agree(sig)
 
 

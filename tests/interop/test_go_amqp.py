@@ -100,11 +100,11 @@ def test_every_go_argument_type_reaches_the_task_as_its_python_value(app: App, p
                         _arg("[]uint8", "AQI="), _arg("[]int64", [1, 2]), _arg("[]string", ["a"]),
                         _arg("[]float64", [1.5]), _arg("[]bool", [False])))
     with running(app):
-        assert app.result(uuid).get(timeout=TIMEOUT) == (
+        assert app.result(uuid).get(timeout=TIMEOUT) == [
             "bool:True", "int:-3", f"int:{2**62}", "int:255", f"int:{2**64 - 1}", "float:0.5",
             "float:1e+300", "str:'héllo'", "bytes:b'\\x00\\xffa'", "bytes:b'\\x01\\x02'", "tuple:(1, 2)",
             "tuple:('a',)", "tuple:(1.5,)", "tuple:(False,)",
-        )
+        ]
 
 
 def test_a_go_chain_computes_what_go_computes_results_appended(app: App, producer: GoProducer) -> None:

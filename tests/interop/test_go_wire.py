@@ -151,7 +151,7 @@ def test_chord_callback_gets_the_members_results_appended_in_group_order(go: GoP
 def test_a_retry_goes_back_to_its_queue_with_go_s_fibonacci_timeout_and_an_eta(go: GoProgram) -> None:
     broker, backend = Capture(), MemoryBackend()
 
-    def flaky(x: int) -> int:
+    def flaky(x: bytes) -> int:  # an annotation that does not fit the arg would fail it, not retry it
         raise RuntimeError("not yet")
 
     registry = _registry(flaky=flaky)

@@ -32,7 +32,7 @@ def test_success_callback_gets_the_result_prepended(app: App) -> None:
     callback = Signature("echo", ["own"])
     with running(app):
         app.send_task(Signature("add", [2, 3], on_success=[callback]))
-        assert app.result(callback.uuid).get(timeout=TIMEOUT) == (5.0, "own")
+        assert app.result(callback.uuid).get(timeout=TIMEOUT) == [5.0, "own"]
 
 
 def test_immutable_task_does_not_pass_its_result(app: App) -> None:
@@ -40,7 +40,7 @@ def test_immutable_task_does_not_pass_its_result(app: App) -> None:
     callback = Signature("echo", ["own"])
     with running(app):
         app.send_task(Signature("add", [2, 3], immutable=True, on_success=[callback]))
-        assert app.result(callback.uuid).get(timeout=TIMEOUT) == ("own",)
+        assert app.result(callback.uuid).get(timeout=TIMEOUT) == ["own"]
 
 
 def test_error_callback_gets_the_error_text_first(app: App) -> None:
@@ -51,7 +51,7 @@ def test_error_callback_gets_the_error_text_first(app: App) -> None:
         with pytest.raises(TaskFailed) as info:
             failed.get(timeout=TIMEOUT)
         assert info.value.error == "failed on [1]"
-        assert app.result(on_error.uuid).get(timeout=TIMEOUT) == ("failed on [1]", "context")
+        assert app.result(on_error.uuid).get(timeout=TIMEOUT) == ["failed on [1]", "context"]
 
 
 def test_error_without_text_is_named_by_its_class(app: App) -> None:
@@ -59,7 +59,7 @@ def test_error_without_text_is_named_by_its_class(app: App) -> None:
     on_error = Signature("echo", [])
     with running(app):
         app.send_task(Signature("silent_fail", [], on_error=[on_error]))
-        assert app.result(on_error.uuid).get(timeout=TIMEOUT) == ("KeyError",)
+        assert app.result(on_error.uuid).get(timeout=TIMEOUT) == ["KeyError"]
 
 
 def test_failing_step_stops_the_chain(app: App) -> None:
@@ -133,7 +133,7 @@ def test_spent_retries_end_in_failure_and_error_callbacks(app: App) -> None:
         result = app.send_task(Signature("flaky", [], retry_count=2, on_error=[on_error]))
         with pytest.raises(TaskFailed, match="not yet"):
             result.get(timeout=TIMEOUT)
-        assert app.result(on_error.uuid).get(timeout=TIMEOUT) == ("not yet",)
+        assert app.result(on_error.uuid).get(timeout=TIMEOUT) == ["not yet"]
     assert flaky.runs == 3
 
 
@@ -156,7 +156,7 @@ def test_chord_callback_gets_every_result_in_order(app: App) -> None:
     register_test_tasks(app)
     with running(app, concurrency=3):
         result = app.send_task(chord([Signature("concatenate", [c]) for c in "abcd"], Signature("echo", ["end"])))
-        assert result.get(timeout=TIMEOUT) == ("a", "b", "c", "d", "end")
+        assert result.get(timeout=TIMEOUT) == ["a", "b", "c", "d", "end"]
 
 
 def test_eta_delays_the_task(app: App) -> None:

@@ -1,4 +1,5 @@
-"""User-style mistakes; every line marked 'E:' must be reported by mypy --strict, no other line."""
+"""User-style mistakes; every line with an E comment must be reported by mypy --strict and pyright, no other line."""
+# pyright: strict
 
 from __future__ import annotations
 

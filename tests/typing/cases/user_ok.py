@@ -1,4 +1,5 @@
 """User-style code that must type-check cleanly under mypy --strict."""
+# pyright: strict
 
 from __future__ import annotations
 
