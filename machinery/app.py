@@ -232,7 +232,7 @@ class App:
         stored in the result backend on send (no stored state means PENDING)."""
         if isinstance(work, TypedSignature):
             sig = work.signature
-            self._publish([self._router.message(sig)])
+            self._publish([self._outgoing(sig)])
             return AsyncResult(sig.uuid, self.backend, name=sig.name, result_type=work.result_type)
         if isinstance(work, Signature):
             self._publish([self._outgoing(work)])

@@ -103,6 +103,8 @@ class AsyncResult(Generic[R_co]):
         record = self.wait_final(deadline, timeout)
         if record.state is TaskState.FAILURE:
             raise TaskFailed(self.task_uuid, record.error, name=record.name or self.name)
+        if record.state is TaskState.REVOKED:
+            raise TaskFailed(self.task_uuid, f"revoked: {record.error}", name=record.name or self.name)
 
     def get(self, timeout: float | None = None) -> R_co:
         """The task's return value, waiting up to ``timeout`` seconds (None: as long as it takes):

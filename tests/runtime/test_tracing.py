@@ -58,7 +58,7 @@ def register(app: App) -> None:
         return a + b
 
     @app.task
-    def boom(x: float) -> None:
+    def boom(x: int) -> None:
         raise ValueError(f"boom {x}")
 
     @app.task
