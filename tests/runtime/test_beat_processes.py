@@ -82,7 +82,8 @@ def test_a_worker_with_beat_sends_and_runs_the_periodic_work(tmp_path: Path) -> 
 
         def successes() -> int:
             with closing(sqlite3.connect(backend_file)) as db:
-                rows = db.execute("SELECT result FROM machinery_results WHERE state = 'SUCCESS'").fetchall()
+                sql = "SELECT result FROM machinery_results WHERE state = 'SUCCESS' AND name = 'add'"
+                rows = db.execute(sql).fetchall()
             assert all(row[0] == "3.0" for row in rows), rows
             return len(rows)
 
