@@ -360,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", action="store_true",
                    help="publish task and worker events (as config.events does) for events/inspect/dashboard")
     p.add_argument("--beat", action="store_true", help="also run the periodic scheduler (see `machinery beat`)")
-    p.add_argument("--lease", type=seconds, default=10.0, metavar="S", help=argparse.SUPPRESS)
+    p.add_argument("--lease", type=seconds, default=10.0, metavar="S",
+                   help="with --beat: seconds before another scheduler takes over a run whose sender died (10)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("beat", help="run the periodic scheduler until SIGINT/SIGTERM",
