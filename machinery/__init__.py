@@ -28,10 +28,9 @@ from machinery.signature import Signature, SignatureOptions, new_task_id
 from machinery.states import TaskResult, TaskState
 from machinery.task import FunctionTask, Task
 from machinery.task_function import TaskFunction
+from machinery.version import __version__ as __version__
 from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group, NoResult, TypedSignature, chain, chord, group
-
-__version__ = "0.1.0"
 
 __all__ = [
     "USING_EXTENSIONS",

@@ -8,37 +8,66 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from machinery.app import App
-from machinery.cli_args import port_number, positive_int
+from machinery.cli_args import port_number, positive_int, seconds
 from machinery.cli_observe import add_commands
 from machinery.config import Config, load_config
 from machinery.errors import BrokerError, MachineryError, ResultTimeout, TaskFailed
+from machinery.heartbeat import HEARTBEAT_ID, silence_hint
 from machinery.jsonvalues import JSONInput, thaw
+from machinery.locations import describe_url
 from machinery.signature import Signature
 
-__all__ = ["CommandError", "load_app", "main", "parse_arg", "show_value"]
+__all__ = ["CommandError", "build_parser", "check_task_id", "load_app", "main", "parse_arg", "show_value"]
 
 log = logging.getLogger("machinery.cli")
+
+#: Set by a supervisor serving metrics for its worker processes: each writes its metrics to files.
+METRICS_CHILD_ENV = "MACHINERY_METRICS_CHILD"
 
 
 class CommandError(Exception):
     """Bad input on the command line: printed as one line, exit status 2."""
 
 
-def parse_arg(text: str) -> JSONInput:
+#: Text that can only have been meant as JSON: an object, an array, a quoted string or a number.
+_LOOKS_LIKE_JSON = re.compile(r"\s*(?:[\[{\"]|-?\.?[0-9])")
+
+#: A task id as ``send_task`` makes them (Go Machinery's ``task_<uuid>``), or a bare UUID.
+_TASK_ID = re.compile(r"(?:task_)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def parse_arg(text: str, position: int = 1) -> JSONInput:
     """A command-line task argument: JSON when it parses (``1``, ``2.5``, ``[1,2]``, ``"x"``,
-    ``null``), else the text itself as a string."""
+    ``null``), else the text itself as a string. Text that starts like JSON (``{``, ``[``, a
+    quote or a digit) must be valid JSON: ``CommandError`` says where it is not."""
     try:
         value: JSONInput = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if _LOOKS_LIKE_JSON.match(text):
+            raise CommandError(
+                f"argument {position} {text!r} is not valid JSON ({exc.msg}, column {exc.colno}); "
+                f"write a string as '\"text\"'"
+            ) from None
+        return text
     except ValueError:
         return text
     return value
+
+
+def check_task_id(text: str) -> str:
+    """``text`` when it is a task id as ``send`` prints them (``task_<uuid>`` or a bare UUID)."""
+    if not _TASK_ID.fullmatch(text):
+        raise CommandError(f"{text!r} is not a task id (expected task_<uuid>, as printed by machinery send)")
+    return text
 
 
 def show_value(value: object) -> str:
@@ -55,15 +84,42 @@ def load_app(spec: str) -> App:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CommandError(f"cannot import {module_name!r}: {exc}") from None
-    app = getattr(module, attribute, None)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise CommandError(
+                f"cannot import {module_name!r}: no module named {exc.name!r} here ({os.getcwd()}) or on sys.path"
+            ) from None
+        raise CommandError(f"cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:
+        raise CommandError(f"cannot import {module_name!r}: {_describe(exc)}") from exc
+    apps = sorted(name for name, value in vars(module).items() if isinstance(value, App))
+    found = f"; Apps in {module_name}: {', '.join(apps)}" if apps else f"; {module_name} defines no App"
+    if not hasattr(module, attribute):
+        raise CommandError(f"module {module_name!r} has no attribute {attribute!r}{found}")
+    app = getattr(module, attribute)
     if not isinstance(app, App):
-        raise CommandError(f"{spec} is not a machinery App (got {type(app).__name__})")
+        kind = "class" if isinstance(app, type) else type(app).__name__
+        raise CommandError(f"{spec} is a {kind}, not a machinery App{found}")
     return app
 
 
+def _describe(exc: BaseException) -> str:
+    """``exc`` in one line, with where it was raised when that is a file of the user's."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, SyntaxError):
+        return text.splitlines()[0]
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" ({os.path.relpath(last.filename)}, line {last.lineno})"
+    return text
+
+
 def _config(args: argparse.Namespace) -> Config:
+    """``--config`` when given, else the configuration of the App named by ``-A`` (so a sender
+    uses the broker and store its worker uses), else the defaults and ``MACHINERY_*``."""
+    if args.config is None and getattr(args, "app", None):
+        return load_app(args.app).config
     return load_config(args.config)
 
 
@@ -81,9 +137,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.processes > 1:
         from machinery.supervisor import Supervisor
 
-        app = load_app(args.app)  # a bad -A is reported here, not by P workers dying over and over
+        # A bad -A, broker or result store is reported here, not by P workers dying over and over.
+        app = load_app(args.app)
         if args.config is not None:
             app.config = load_config(args.config)
+        with app:
+            app.broker.declare(args.queues or [app.config.default_queue])
+            backend = app.backend
+            if backend is not None:
+                backend.get(HEARTBEAT_ID)
 
         child = ["--log-level", args.log_level, *(["--config", args.config] if args.config else [])]
         child += ["worker", "-A", args.app, *(["-c", str(args.concurrency)] if args.concurrency else [])]
@@ -92,19 +154,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if args.metrics_port is None:
             return Supervisor(child, args.processes).run()
         with _supervised_metrics(app, args) as (env, on_exit):
-            return Supervisor([*child, "--metrics-child"], args.processes, env=env, on_exit=on_exit).run()
+            return Supervisor(child, args.processes, env=env, on_exit=on_exit).run()
     app = load_app(args.app)
     if args.config is not None:
         app.config = load_config(args.config)
     if args.events or app.config.events:
         app.enable_events()
     server = None
-    if args.metrics_child:
+    if os.environ.get(METRICS_CHILD_ENV) == "1":
         _require_metrics()
         from machinery import metrics
 
         if not os.environ.get(metrics.MULTIPROC_ENV):
-            raise CommandError(f"--metrics-child needs ${metrics.MULTIPROC_ENV} (the supervisor sets it)")
+            raise CommandError(f"${METRICS_CHILD_ENV} needs ${metrics.MULTIPROC_ENV} (the supervisor sets both)")
         app.hooks.add(metrics.WorkerMetrics(None))
     elif args.metrics_port is not None:
         _require_metrics()
@@ -136,7 +198,7 @@ def _supervised_metrics(
         registry.register(metrics.QueueDepthCollector(lambda: app.broker, args.queues or [app.config.default_queue]))
         server = metrics.serve_metrics(registry, args.metrics_port, args.metrics_host)
         try:
-            env = {**os.environ, metrics.MULTIPROC_ENV: directory}
+            env = {**os.environ, metrics.MULTIPROC_ENV: directory, METRICS_CHILD_ENV: "1"}
             yield env, lambda pid: metrics.forget_process(pid, directory)
         finally:
             server.close()
@@ -147,8 +209,9 @@ def _supervised_metrics(
 
 def cmd_send(args: argparse.Namespace) -> int:
     with App(_config(args)) as app:
+        task_args = [parse_arg(a, i) for i, a in enumerate(args.args, 1)]
         try:
-            sig = Signature(args.name, [parse_arg(a) for a in args.args], routing_key=args.queue or "")
+            sig = Signature(args.name, task_args, routing_key=args.queue or "")
         except (TypeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         result = app.send_task(sig)
@@ -161,7 +224,8 @@ def cmd_send(args: argparse.Namespace) -> int:
             print(f"FAILURE: {exc.error}", file=sys.stderr)
             return 1
         except ResultTimeout as exc:
-            print(f"machinery: {exc}", file=sys.stderr)
+            print(f"machinery send: error: {exc} (sent to broker {describe_url(app.config.broker_url)})",
+                  file=sys.stderr)
             return 1
         print(show_value(value))
     return 0
@@ -170,6 +234,8 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_result(args: argparse.Namespace) -> int:
     with App(_config(args)) as app:
         handle = app.result(args.uuid)
+        if not _TASK_ID.fullmatch(args.uuid) and handle.info().state.value == "PENDING":
+            check_task_id(args.uuid)  # nothing stored under a malformed id: most likely a typo
         if args.wait:
             try:
                 handle.get(timeout=args.timeout)
@@ -187,13 +253,16 @@ def cmd_result(args: argparse.Namespace) -> int:
 def cmd_queues(args: argparse.Namespace) -> int:
     with App(_config(args)) as app:
         names = args.queues or [app.config.default_queue]
+        depths = [app.broker.depth(name) for name in names]  # an unreachable broker fails before the header
         print(f"{'queue':<32} {'ready':>8} {'delayed':>8} {'in flight':>10} {'dead':>8}")
-        for name in names:
-            d = app.broker.depth(name)
+        for name, d in zip(names, depths, strict=True):
             in_flight = "?" if d.in_flight < 0 else str(d.in_flight)
             print(f"{name:<32} {d.ready:>8} {d.delayed:>8} {in_flight:>10} {d.dead:>8}")
         if args.list:
             _list_tasks(app, names)
+        backend = app.backend
+        if backend is not None:
+            print(silence_hint(backend))  # whether a worker serves this result store, and where
     return 0
 
 
@@ -231,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="machinery", description="A typed task queue: run workers, send tasks, read results."
     )
     parser.add_argument("--config", metavar="FILE", help="YAML config file (default: $MACHINERY_CONFIG, else defaults)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="DEBUG also prints the traceback behind an error (default INFO)")
+    parser.add_argument("--version", action="version", version=_version_text())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("worker", help="run a worker until SIGINT/SIGTERM", description="Run a worker for an App.")
@@ -246,26 +317,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (needs the metrics extra)")
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                    help="address the metrics endpoint listens on (default 127.0.0.1; 0.0.0.0 for every one)")
-    p.add_argument("--metrics-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--events", action="store_true",
                    help="publish task and worker events (as config.events does) for events/inspect/dashboard")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("send", help="send one task", description="Send one task; prints its UUID.")
+    p.add_argument("-A", "--app", metavar="MODULE:APP",
+                   help="use this App's configuration (the broker and results its worker uses)")
     p.add_argument("name", help="registered task name")
     p.add_argument("args", nargs="*", help="arguments, each parsed as JSON or else taken as a string")
     p.add_argument("--wait", action="store_true", help="wait for the result and print it")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)")
+    p.add_argument("--timeout", type=seconds, default=30.0, metavar="S", help="seconds to wait (default 30)")
     p.add_argument("--queue", metavar="Q", help="queue to send to (default: config.default_queue)")
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("result", help="show a task's state and result", description="Show a task's state.")
+    p.add_argument("-A", "--app", metavar="MODULE:APP",
+                   help="use this App's configuration (the broker and results its worker uses)")
     p.add_argument("uuid", help="the task's UUID")
     p.add_argument("--wait", action="store_true", help="wait until it is final")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)")
+    p.add_argument("--timeout", type=seconds, default=30.0, metavar="S", help="seconds to wait (default 30)")
     p.set_defaults(func=cmd_result)
 
     p = sub.add_parser("queues", help="show queue depths", description="Ready, delayed, in-flight, dead messages.")
+    p.add_argument("-A", "--app", metavar="MODULE:APP",
+                   help="use this App's configuration (the broker and results its worker uses)")
     p.add_argument("queues", nargs="*", help="queues to show (default: config.default_queue)")
     p.add_argument("--list", action="store_true",
                    help="also list the pending tasks of these queues and all delayed tasks (SQLite, memory)")
@@ -274,8 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub)
 
     p = sub.add_parser(
-        "demo", help="run the example tasks with no server",
-        description="Start a worker process on temporary SQLite files, send the example tasks, print results.",
+        "demo", help="run the examples (add, multiply, callbacks, a chain) with no server",
+        description="Start a worker process on temporary SQLite files, send the examples, print their results.",
     )
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait per result")
     p.add_argument("-c", "--concurrency", type=positive_int, default=2, metavar="N", help="worker threads (default 2)")
@@ -283,23 +359,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version_text() -> str:
+    from machinery._speedups import USING_EXTENSIONS
+    from machinery.version import __version__
+
+    build = "compiled hot path" if USING_EXTENSIONS else "pure-Python hot path"
+    return f"machinery {__version__} ({build}, Python {sys.version.split()[0]})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status. An error is one line on stderr (with its
+    traceback under ``--log-level DEBUG``): status 2 for bad input, 1 for anything else."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    debug = args.log_level == "DEBUG"
+    if debug:
+        logging.getLogger("pika").setLevel(logging.DEBUG)
     try:
         status: int = args.func(args)
-    except CommandError as exc:
-        print(f"machinery {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except MachineryError as exc:
-        print(f"machinery {args.command}: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        if isinstance(exc, CommandError):
+            print(f"machinery {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        text = str(exc) if isinstance(exc, MachineryError) else _describe(exc)
+        print(f"machinery {args.command}: error: {text}", file=sys.stderr)
+        return 1
     return status
 
 

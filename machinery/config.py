@@ -16,7 +16,7 @@ import yaml
 from machinery.errors import ConfigError
 from machinery.jsonvalues import EMPTY_DICT, FrozenDict, freeze_mapping
 
-__all__ = ["CONFIG_ENV", "EXCHANGE_TYPES", "WIRE_FORMATS", "Config", "load_config", "masked_url"]
+__all__ = ["CONFIG_ENV", "EXCHANGE_TYPES", "WIRE_FORMATS", "Config", "anchor_sqlite_url", "load_config", "masked_url"]
 
 #: The environment variable naming a YAML file to read when ``load_config`` gets no path.
 CONFIG_ENV = "MACHINERY_CONFIG"
@@ -56,14 +56,22 @@ class Config:
     directory for the broker and the results. Construction checks every value (``ConfigError``)."""
 
     broker_url: str = "sqlite:///machinery.sqlite3"
+    """Where messages wait: sqlite:///path (a file; relative paths in a config file are relative to
+    that file, elsewhere to the working directory), amqp:// or amqps:// (RabbitMQ), or memory://name
+    (one process)."""
     result_backend: str = "sqlite:///machinery.sqlite3"
-    """A URL (sqlite://, redis://, memory://) or "none" to store no results."""
+    """Where task states and results are stored: a URL (sqlite://, redis://, rediss://, memory://)
+    or "none" to store no results (relative SQLite paths as for broker_url)."""
     results_expire_in: int = 3600
     """Seconds a stored result is kept."""
     exchange: str = "machinery_exchange"
+    """The AMQP exchange tasks are published to."""
     exchange_type: str = "direct"
+    """The AMQP exchange's type: direct, fanout, topic or headers."""
     default_queue: str = "machinery_tasks"
+    """The queue a signature without a routing key goes to, and the one a worker consumes by default."""
     binding_key: str = "machinery_task"
+    """The AMQP binding key of the default queue (and the routing key of messages sent to it)."""
     prefetch_count: int = 32
     """Most messages a worker holds beyond the ones it is running (and AMQP's basic.qos). 32, not
     16: SQLite claims that many per transaction, and 32 processed ~25% faster in benchmarks/throughput.py."""
@@ -228,7 +236,7 @@ def _read_yaml(path: Path) -> dict[str, object]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError("file", f"valid YAML ({str(exc).splitlines()[0]})", source=source) from None
+        raise ConfigError("file", f"valid YAML ({_yaml_problem(exc)})", source=source) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -248,7 +256,32 @@ def _read_yaml(path: Path) -> dict[str, object]:
         if name not in _FIELD_TYPES:
             raise ConfigError(key, "a known setting (" + ", ".join(sorted(_FIELD_TYPES)) + ")", source=source)
         out[name] = _coerce(name, value, source)
+        if name in _URL_FIELDS:
+            out[name] = anchor_sqlite_url(str(out[name]), path.parent)
     return out
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong in a YAML file, with the line and column where the parser noticed it."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        problem = exc.problem or exc.context or "unreadable"
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return str(exc).splitlines()[0]
+
+
+def anchor_sqlite_url(url: str, base: Path) -> str:
+    """``url`` with a relative ``sqlite:///path`` made absolute against ``base`` (a config file's
+    directory), so every process reading that file uses the same database wherever it runs.
+    Other URLs come back unchanged."""
+    scheme, sep, rest = url.partition("://")
+    if scheme != "sqlite" or not sep or not rest.startswith("/") or rest.startswith("//"):
+        return url
+    file_part, mark, query = rest[1:].partition("?")
+    if not file_part or file_part == ":memory:" or file_part.startswith("file:"):
+        return url
+    absolute = (base.absolute() / Path(file_part).expanduser()).resolve()
+    return f"sqlite:///{absolute.as_posix()}{mark}{query}"
 
 
 def _read_env(environ: Mapping[str, str]) -> dict[str, object]:

@@ -19,6 +19,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "hot path": ("_speedups/", "gowire"),
     "transport": ("schemes", "sqlite/", "brokers/", "backends/"),
     "runtime": ("hooks", "app", "task_function", "routing", "unregistered", "worker", "execution", "progress",
-                "result", "cli", "supervisor", "demo", "demo_tasks", "demo_run", "__main__", "metrics", "events/",
-                "dashboard/", "cli_args", "cli_observe", "tracing"),
+                "result", "cli", "supervisor", "demo", "demo_tasks", "demo_run", "__main__", "heartbeat", "locations",
+                "version", "metrics", "events/", "dashboard/", "cli_args", "cli_observe", "tracing"),
 }

@@ -18,6 +18,7 @@ from typing_extensions import TypeVar
 from machinery.backends.base import ResultBackend
 from machinery.conversion import convert_result
 from machinery.errors import ResultBackendError, ResultTimeout, TaskFailed
+from machinery.heartbeat import silence_hint
 from machinery.jsonvalues import JSON, plain
 from machinery.states import TaskResult, TaskState
 
@@ -83,7 +84,7 @@ class AsyncResult(Generic[R_co]):
                     stored = backend.get(self.task_uuid)
                     if stored is not None and stored.ready:
                         return stored
-                    raise ResultTimeout(self.task_uuid, timeout or 0.0)
+                    raise ResultTimeout(self.task_uuid, timeout or 0.0, hint=silence_hint(backend))
             stored = backend.wait(self.task_uuid, slice_)
             if stored is not None and stored.ready:
                 return stored

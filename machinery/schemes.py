@@ -13,9 +13,12 @@ from collections.abc import Callable, Mapping
 from typing import Generic, Protocol, TypeVar, cast
 
 from machinery.config import Config, masked_url
-from machinery.errors import ConfigError
+from machinery.errors import BrokerError, ConfigError, ResultBackendError
 
 __all__ = ["SharedByName", "open_by_scheme"]
+
+#: The optional dependency -> the extra that installs it.
+_EXTRAS = {"pika": "amqp", "redis": "redis"}
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -28,7 +31,8 @@ class _FromConfig(Protocol[T_co]):
 def open_by_scheme(config: Config, field: str, table: Mapping[str, tuple[str, str]], expected: str) -> object:
     """What ``config.<field>``'s scheme names in ``table`` (scheme -> (module, class)), built with
     the class's ``from_config``. An unknown scheme is a ``ConfigError`` saying
-    ``expected``; so is a class whose module cannot be imported (its support is not installed)."""
+    ``expected``. A class whose module cannot be imported (its support is not installed) is a
+    ``BrokerError`` or ``ResultBackendError`` naming the package and the extra that installs it."""
     url = str(getattr(config, field))
     target = table.get(url.partition("://")[0])
     if target is None:
@@ -37,7 +41,11 @@ def open_by_scheme(config: Config, field: str, table: Mapping[str, tuple[str, st
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(field, f"a scheme whose support is installed ({exc})", masked_url(url)) from None
+        missing = (exc.name or module_name).partition(".")[0]
+        extra = _EXTRAS.get(missing)
+        how = f" (pip install 'machinery[{extra}]')" if extra else ""
+        error = BrokerError if field == "broker_url" else ResultBackendError
+        raise error(f"{masked_url(url)} needs {missing}, which is not installed{how}") from None
     maker = cast(_FromConfig[object], getattr(module, class_name))
     return maker.from_config(config)
 

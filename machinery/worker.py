@@ -22,9 +22,11 @@ from typing import Protocol
 
 from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker, Delivery
-from machinery.config import Config, masked_url
+from machinery.config import Config
 from machinery.execution import Executor
+from machinery.heartbeat import Heartbeat
 from machinery.hooks import Hooks, WorkerInfo, worker_name
+from machinery.locations import describe_url
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
 
@@ -101,6 +103,10 @@ class Worker:
         self._started = threading.Event()
         self._runners_done = threading.Event()
         self._signals = 0
+        self._opened = threading.Event()
+        """Set once the broker and result store are open: from then on, a stop runs the normal shutdown."""
+        self._startup_error: BaseException | None = None
+        """What stopped ``run()`` before it consumed anything (re-raised by ``start()``)."""
         self._thread: threading.Thread | None = None
         self._progress: ProgressTracker | None = None
 
@@ -112,7 +118,9 @@ class Worker:
     def launch(self) -> None:
         """Run until stopped. In the main thread, SIGINT and SIGTERM stop
         it cleanly: no new messages, running tasks finish, fetched but unstarted messages go back;
-        a second signal exits the process at once (held messages return when their leases end)."""
+        a second signal exits the process at once (held messages return when their leases end).
+        A signal during start-up (while the broker is being opened) stops it before it consumes;
+        a broker or result backend that cannot be opened raises its error here."""
         if threading.current_thread() is not threading.main_thread():
             self.run()
             return
@@ -120,7 +128,8 @@ class Worker:
         for sig in previous:
             signal.signal(sig, self._on_signal)
         try:
-            self.start()
+            if not self.start():
+                return
             while not self._stopped.wait(1.0):
                 pass
             if self._thread is not None:
@@ -131,19 +140,41 @@ class Worker:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
+        name = signal.Signals(signum).name
         if self._signals > 1:
-            log.warning("second signal %s: exiting at once", signal.Signals(signum).name)
+            log.warning("second signal %s: exiting at once", name)
             os._exit(128 + signum)
-        log.info("signal %s: finishing running tasks, then stopping", signal.Signals(signum).name)
+        if self._started.is_set():
+            log.info("signal %s: finishing running tasks, then stopping", name)
+        else:
+            log.info("signal %s during start-up: stopping before consuming", name)
         self.stop()
 
-    def start(self) -> threading.Thread:
-        """Run the worker in a background thread; returns once it is consuming."""
-        thread = threading.Thread(target=self.run, name="machinery-worker", daemon=True)
+    def start(self) -> bool:
+        """Run the worker in a background thread; returns True once it is consuming (or, stopped
+        meanwhile, shutting down cleanly), False when ``stop()`` came while the broker or result
+        store was still being opened (that thread is abandoned). Raises what kept them from opening."""
+        thread = threading.Thread(target=self._run_guarded, name="machinery-worker", daemon=True)
         self._thread = thread
         thread.start()
-        self._started.wait()
-        return thread
+        while not self._started.wait(0.05):
+            if self._stopping.is_set() and not self._opened.is_set():
+                return False
+        error = self._startup_error
+        if error is not None:
+            thread.join()
+            raise error
+        return True
+
+    def _run_guarded(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:
+            if self._started.is_set():
+                raise
+            self._startup_error = exc
+            self._stopped.set()
+            self._started.set()
 
     def stop(self, *, wait: bool = False, timeout: float | None = None) -> None:
         """Ask the worker to stop (safe from any thread and from signal handlers); with ``wait``,
@@ -151,7 +182,8 @@ class Worker:
         self._stopping.set()
         with self._work:
             self._work.notify_all()
-        threading.Thread(target=self._wake_broker, name="machinery-wake", daemon=True).start()
+        if self._started.is_set() and self._startup_error is None:
+            threading.Thread(target=self._wake_broker, name="machinery-wake", daemon=True).start()
         if wait:
             self._stopped.wait(timeout)
 
@@ -181,9 +213,27 @@ class Worker:
         self._progress = progress
         hooks = app.hooks
         executor = Executor(config, app.registry, broker, backend, progress, hooks=hooks)
-        broker.declare(self.queues)
-        # Where the broker can choose by task (SQLite), take only the tasks registered here.
-        broker.claim_only(app.registry.names(), unclaimed_after=config.unregistered_timeout)
+        broker_name = describe_url(config.broker_url)
+        heartbeat = Heartbeat(backend, broker=broker_name, queues=self.queues) if backend is not None else None
+        try:
+            broker.declare(self.queues)
+            # Where the broker can choose by task (SQLite), take only the tasks registered here.
+            broker.claim_only(app.registry.names(), unclaimed_after=config.unregistered_timeout)
+            if heartbeat is not None:
+                heartbeat.start()  # the result store's first write: raises when it cannot be reached
+        except BaseException:
+            if progress is not None:
+                progress.stop()
+            raise
+        self._opened.set()
+        if self._stopping.is_set():  # stopped while the broker was being opened
+            if progress is not None:
+                progress.stop()
+            if heartbeat is not None:
+                heartbeat.stop()
+            self._stopped.set()
+            self._started.set()
+            return
         info = WorkerInfo(worker_name(), tuple(self.queues), self.concurrency, broker, backend)
         runners = [
             threading.Thread(target=self._run_tasks, args=(executor,), name=f"machinery-task-{i}", daemon=True)
@@ -196,8 +246,8 @@ class Worker:
         leases = threading.Thread(target=self._renew_leases, name="machinery-leases", daemon=True)
         leases.start()
         log.info(
-            "worker consuming %s with %d threads (broker %s); tasks: %s",
-            ", ".join(self.queues), self.concurrency, masked_url(app.config.broker_url),
+            "worker consuming %s with %d threads (broker %s, results %s); tasks: %s",
+            ", ".join(self.queues), self.concurrency, broker_name, describe_url(config.result_backend),
             ", ".join(app.registry.names()) or "(none)",
         )
         hooks.worker_started(info)
@@ -219,6 +269,8 @@ class Worker:
             leases.join()
             if progress is not None:
                 progress.stop()
+            if heartbeat is not None:
+                heartbeat.stop()
             hooks.worker_stopped(info)
             log.info("worker stopped")
             self._stopped.set()

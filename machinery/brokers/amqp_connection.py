@@ -30,6 +30,7 @@ from pika.channel import Channel
 from machinery._speedups import Delivered
 from machinery.brokers import _pika_fastpath as fastpath
 from machinery.brokers.amqp_confirms import Confirms, Resolved, Waiter
+from machinery.brokers.amqp_errors import connect_failure
 from machinery.brokers.amqp_publish_frames import PublishFrames
 from machinery.brokers.amqp_topology import Step, mask_url
 from machinery.errors import BrokerError
@@ -43,8 +44,9 @@ log = logging.getLogger("machinery.brokers.amqp")
 
 _pika_log = logging.getLogger("pika")
 if _pika_log.level == logging.NOTSET:
-    # pika narrates every connection step at INFO; what matters is logged here, with the password masked.
-    _pika_log.setLevel(logging.WARNING)
+    # pika narrates every connection step at INFO and logs one refused connection as seven ERROR lines;
+    # what matters is logged here in one line (its cause found by amqp_errors), with the password masked.
+    _pika_log.setLevel(logging.CRITICAL)
 
 #: Longest a publisher waits (seconds) for the I/O loop to finish a pass before handing it the publish.
 _DIRECT_WAIT = 0.002
@@ -110,6 +112,8 @@ class AMQPConnection:
         self.closing = False
         """Set once ``close`` was called."""
         self._failures = 0
+        self._ever_ready = False
+        """Set once a connection was opened: the first one is not retried (a wrong URL fails at once)."""
         self._last_error = ""
         self.generation = 0
         """Counts connections: deliveries carry it in their tags; a new connection voids old ones."""
@@ -151,10 +155,9 @@ class AMQPConnection:
             if not self._publish_directly(outs, waiter):
                 self.submit(functools.partial(self.publish_now, outs, waiter))
             while not waiter.event.wait(0.05):
-                if self._failures >= self._connect_attempts or time.monotonic() > deadline:
+                if self._gave_up() or time.monotonic() > deadline:
                     waiter.cancelled = True
-                    why = self._last_error or "no confirm in time"
-                    raise BrokerError(f"could not publish to {self.safe_url}: {why}")
+                    raise BrokerError(self._failure_text("could not publish to", "no confirm in time"))
             if waiter.error is not None:
                 raise BrokerError(waiter.error)
             if not waiter.lost:
@@ -263,11 +266,21 @@ class AMQPConnection:
         ioloop.add_callback_threadsafe(self._drain_admin)
         deadline = time.monotonic() + self.timeout
         while not done.wait(0.05):
-            if self._failures >= self._connect_attempts or time.monotonic() > deadline:
-                raise BrokerError(f"could not declare on {self.safe_url}: {self._last_error or 'no reply in time'}")
+            if self._gave_up() or time.monotonic() > deadline:
+                raise BrokerError(self._failure_text("could not declare on", "no reply in time"))
         if errors:
             raise BrokerError(errors[0])
         return result
+
+    def _gave_up(self) -> bool:
+        """True once connecting failed too often: once before any connection was opened (the URL
+        is wrong or nothing listens), ``connect_attempts`` times in a row after one was."""
+        return self._failures >= (self._connect_attempts if self._ever_ready else 1)
+
+    def _failure_text(self, doing: str, otherwise: str) -> str:
+        if not self._ever_ready and self._last_error:
+            return f"cannot open the AMQP broker {self.safe_url}: {self._last_error}"
+        return f"{doing} {self.safe_url}: {self._last_error or otherwise}"
 
     def _drain_admin(self) -> None:
         ops = self._admin_ops
@@ -343,7 +356,7 @@ class AMQPConnection:
 
     def _on_open_error(self, _conn: pika.SelectConnection, exc: BaseException) -> None:
         self._failures += 1
-        self._last_error = self._scrub(f"cannot connect ({type(exc).__name__}: {exc})")
+        self._last_error = self._scrub(connect_failure(exc, self.params.host, self.params.port))
         self._retry_later()
 
     def _scrub(self, text: str) -> str:
@@ -353,8 +366,9 @@ class AMQPConnection:
 
     def _retry_later(self) -> None:
         backoff = min(5.0, 0.1 * 2 ** min(self._failures, 6))
-        log.warning("AMQP connection to %s unavailable (%s); retrying in %.1fs", self.safe_url,
-                    self._last_error, backoff)
+        # Before any connection opened, the caller fails at once with this error: no warning of its own.
+        log.log(logging.WARNING if self._ever_ready else logging.DEBUG,
+                "AMQP connection to %s unavailable (%s); retrying in %.1fs", self.safe_url, self._last_error, backoff)
         self.call_later(backoff, self._connect)
 
     def _on_closed(self, _conn: pika.SelectConnection, exc: BaseException) -> None:
@@ -399,6 +413,7 @@ class AMQPConnection:
         if self.ready or not (self._publishing_ok and self._consuming_ok):
             return
         self.ready = True
+        self._ever_ready = True
         self._failures = 0
         self._last_error = ""
         fast, delivering, confirming = self._fast, self.consuming, self._publishing

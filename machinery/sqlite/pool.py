@@ -85,6 +85,17 @@ def parse_sqlite_url(url: str, key: str = "broker_url") -> SQLiteOptions:
     return SQLiteOptions(path=path, synchronous=synchronous, busy_timeout=busy_timeout)
 
 
+def _why_unopenable(path: str, exc: sqlite3.Error) -> str:
+    """The absolute path of a database file that could not be opened, and the likeliest reason."""
+    absolute = os.path.abspath(path)
+    directory = os.path.dirname(absolute)
+    if not os.path.isdir(directory):
+        return f"{absolute}: the directory {directory} does not exist"
+    if not os.access(directory, os.W_OK):
+        return f"{absolute}: the directory {directory} is not writable"
+    return f"{absolute}: {exc}"
+
+
 def _is_locked(exc: sqlite3.Error) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -198,7 +209,7 @@ class ConnectionPool:
                     attempt += 1
                     time.sleep(0.01 * attempt)
                     continue
-                raise self._error(f"{self._what}: cannot open {self.options.path}: {exc}") from exc
+                raise self._error(f"{self._what}: cannot open {_why_unopenable(self.options.path, exc)}") from exc
             try:
                 result = operation(conn)
             except sqlite3.Error as exc:

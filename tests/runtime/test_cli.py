@@ -38,7 +38,7 @@ def test_help_everywhere(command: list[str], capsys: pytest.CaptureFixture[str])
     [
         (["worker", "-A", "no_such_module_xyz:app"], "cannot import 'no_such_module_xyz'"),
         (["worker", "-A", "examples.app"], "module:attribute"),
-        (["worker", "-A", "examples.app:missing"], "is not a machinery App"),
+        (["worker", "-A", "examples.app:missing"], "has no attribute 'missing'"),
         (["--config", "/nonexistent/machinery.yml", "queues"], "/nonexistent/machinery.yml"),
     ],
 )
@@ -112,7 +112,7 @@ def test_send_wait_times_out_without_a_worker(tmp_path: Path) -> None:
 
 
 def test_result_of_an_unknown_task_is_pending(tmp_path: Path) -> None:
-    shown = machinery(sqlite_config(tmp_path), "result", "task_unknown")
+    shown = machinery(sqlite_config(tmp_path), "result", "task_6c1e0b9e-8f0e-4d5c-9a59-3f0c2f3f6d21")
     assert (shown.returncode, shown.stdout.strip()) == (0, "PENDING")
 
 
