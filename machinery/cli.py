@@ -38,6 +38,9 @@ __all__ = ["CommandError", "build_parser", "check_task_id", "load_app", "main", 
 
 log = logging.getLogger("machinery.cli")
 
+#: Set by a supervisor serving metrics for its worker processes: each writes its metrics to files.
+METRICS_CHILD_ENV = "MACHINERY_METRICS_CHILD"
+
 
 #: Text that can only have been meant as JSON: an object, an array, a quoted string or a number.
 _LOOKS_LIKE_JSON = re.compile(r"\s*(?:[\[{\"]|-?\.?[0-9])")
@@ -156,19 +159,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if args.metrics_port is None:
             return Supervisor(child, args.processes).run()
         with _supervised_metrics(app, args) as (env, on_exit):
-            return Supervisor([*child, "--metrics-child"], args.processes, env=env, on_exit=on_exit).run()
+            return Supervisor(child, args.processes, env=env, on_exit=on_exit).run()
     app = load_app(args.app)
     if args.config is not None:
         app.config = load_config(args.config)
     if args.events or app.config.events:
         app.enable_events()
     server = None
-    if args.metrics_child:
+    if os.environ.get(METRICS_CHILD_ENV) == "1":
         _require_metrics()
         from machinery import metrics
 
         if not os.environ.get(metrics.MULTIPROC_ENV):
-            raise CommandError(f"--metrics-child needs ${metrics.MULTIPROC_ENV} (the supervisor sets it)")
+            raise CommandError(f"${METRICS_CHILD_ENV} needs ${metrics.MULTIPROC_ENV} (the supervisor sets both)")
         app.hooks.add(metrics.WorkerMetrics(None))
     elif args.metrics_port is not None:
         _require_metrics()
@@ -232,7 +235,7 @@ def _supervised_metrics(
         registry.register(metrics.QueueDepthCollector(lambda: app.broker, args.queues or [app.config.default_queue]))
         server = metrics.serve_metrics(registry, args.metrics_port, args.metrics_host)
         try:
-            env = {**os.environ, metrics.MULTIPROC_ENV: directory}
+            env = {**os.environ, metrics.MULTIPROC_ENV: directory, METRICS_CHILD_ENV: "1"}
             yield env, lambda pid: metrics.forget_process(pid, directory)
         finally:
             server.close()
@@ -356,7 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (needs the metrics extra)")
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                    help="address the metrics endpoint listens on (default 127.0.0.1; 0.0.0.0 for every one)")
-    p.add_argument("--metrics-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--events", action="store_true",
                    help="publish task and worker events (as config.events does) for events/inspect/dashboard")
     p.add_argument("--beat", action="store_true", help="also run the periodic scheduler (see `machinery beat`)")

@@ -213,7 +213,6 @@ class Worker:
         self._progress = progress
         hooks = app.hooks
         executor = Executor(config, app.registry, broker, backend, progress, hooks=hooks)
-        info = WorkerInfo(worker_name(), tuple(self.queues), self.concurrency, broker, backend)
         broker_name = describe_url(config.broker_url)
         heartbeat = Heartbeat(backend, broker=broker_name, queues=self.queues) if backend is not None else None
         try:
@@ -235,6 +234,7 @@ class Worker:
             self._stopped.set()
             self._started.set()
             return
+        info = WorkerInfo(worker_name(), tuple(self.queues), self.concurrency, broker, backend)
         runners = [
             threading.Thread(target=self._run_tasks, args=(executor,), name=f"machinery-task-{i}", daemon=True)
             for i in range(1, self.concurrency)
@@ -269,9 +269,9 @@ class Worker:
             leases.join()
             if progress is not None:
                 progress.stop()
-            hooks.worker_stopped(info)
             if heartbeat is not None:
                 heartbeat.stop()
+            hooks.worker_stopped(info)
             log.info("worker stopped")
             self._stopped.set()
 
