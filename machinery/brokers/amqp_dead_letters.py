@@ -39,11 +39,12 @@ def _text(value: object) -> str:
 
 
 class AMQPDeadLetters:
-    """Dead letters of an AMQP broker's queues. ``declare`` makes sure a queue and its ``.dead``
-    queue exist; ``publish`` is the broker's confirmed ``publish_many``."""
+    """Dead letters of an AMQP broker's queues. ``params`` gives the connection parameters of the
+    server to use now (with TLS, and the next server of a list after a failure); ``declare`` makes
+    sure a queue and its ``.dead`` queue exist; ``publish`` is the broker's confirmed ``publish_many``."""
 
-    def __init__(self, params: pika.URLParameters, safe_url: str, *, declare: Callable[[Sequence[str]], None],
-                 publish: _Publish) -> None:
+    def __init__(self, params: Callable[[], pika.URLParameters], safe_url: str, *,
+                 declare: Callable[[Sequence[str]], None], publish: _Publish) -> None:
         self._params = params
         self._safe_url = safe_url
         self._declare = declare
@@ -54,7 +55,7 @@ class AMQPDeadLetters:
         """A channel on a new connection, closed (its unacked messages given back) on leaving."""
         self._declare([queue])
         try:
-            connection = pika.BlockingConnection(self._params)
+            connection = pika.BlockingConnection(self._params())
         except (pika.exceptions.AMQPError, OSError) as exc:
             raise BrokerError(f"dead letters: cannot reach RabbitMQ at {self._safe_url} ({exc!r})") from None
         try:
