@@ -20,6 +20,7 @@ from machinery.brokers.base import Broker, Delivery, OutgoingMessage
 from machinery.config import Config
 from machinery.errors import ArgumentError, DecodeError, LimitExceeded, Retry, TaskNotRegistered
 from machinery.gowire import fibonacci_next, go_typed_results
+from machinery.hooks import Delay, Hooks, Outcome, RunDecision, TaskCall
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
 from machinery.limits import check_fanout, check_size
 from machinery.progress import ProgressTracker
@@ -96,9 +97,11 @@ class Executor:
         backend: ResultBackend | None,
         progress: ProgressTracker | None = None,
         *,
+        hooks: Hooks | None = None,
         watchdog: Watchdog | None = None,
     ) -> None:
         self.config = config
+        self.hooks = hooks if hooks is not None else Hooks()
         self.watchdog = watchdog
         """Enforces time limits; without it, limits are not enforced."""
         self.registry = registry
@@ -123,6 +126,8 @@ class Executor:
             self.backend.set(TaskResult(sig.uuid, state, sig.name, result, error, time.time()))
 
     def _message(self, sig: Signature, delay: float = 0.0, queue: str | None = None) -> OutgoingMessage:
+        if self.hooks.wants_publish:
+            sig = self.hooks.before_publish(sig)
         return self.router.message(sig, delay, queue=queue)
 
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
@@ -161,7 +166,7 @@ class Executor:
             if self.progress is not None:
                 self.progress.finish(delivery)  # first: no RECEIVED may land after the FAILURE
             self._record(sig, TaskState.FAILURE, error=f"LimitExceeded: {exc}")
-            return self._refuse(delivery, str(exc))
+            return self._refuse(delivery, str(exc), sig)
         try:
             task = self.registry.get(sig.name)
         except TaskNotRegistered:
@@ -186,6 +191,8 @@ class Executor:
         with self._running_lock:
             running[uuid] = running.get(uuid, 0) + 1
         try:
+            if self.hooks.wants_run:
+                return self._run_hooked(delivery, sig, task.run)
             self._run(delivery, sig, task.run)
         except Exception:
             log.exception("task %s[%s]: could not store its outcome; it will run again", sig.name, uuid)
@@ -214,18 +221,59 @@ class Executor:
             sig.name, sig.uuid, delivery.delivery_count, record.state,
         )
         if record.state is TaskState.SUCCESS:
-            self._succeeded(delivery, sig, record.result, started)
+            self._succeeded(delivery, sig, record.result, started, None)
         else:
             self._publish([self._message(cb.with_result(record.error)) for cb in sig.on_error])
         return True
 
-    def _refuse(self, delivery: Delivery, reason: str) -> bool:
+    def _refuse(self, delivery: Delivery, reason: str, sig: Signature | None = None) -> bool:
         """Dead-letter ``delivery`` with ``reason`` (logged at ERROR); False: settled here."""
         log.error("dead-lettering a message from queue %s: %s", delivery.queue, reason)
         if self.progress is not None:
             self.progress.finish(delivery)
         self.broker.dead_letter(delivery, reason)
+        self.hooks.on_dead_letter(delivery.queue, reason, sig)
         return False
+
+    def _run_hooked(self, delivery: Delivery, sig: Signature, run: Callable[[tuple[JSONValue, ...]], object]) -> bool:
+        """``process`` with hooks registered: ``before_run`` may decide, ``after_run`` always follows."""
+        hooks = self.hooks
+        call = TaskCall(sig, delivery.queue, delivery.delivery_count)
+        started = time.perf_counter()
+        decision = hooks.before_run(call)
+        outcome: Outcome | None = None
+        ran = False
+        try:
+            if decision is not None:
+                outcome = self._decided(delivery, sig, decision, started)
+                return outcome.state is not TaskState.PENDING
+            hooks.on_start(call)
+            ran = True
+            outcome = self._run(delivery, sig, run, call)
+            return True
+        except Exception as exc:
+            log.exception("task %s[%s]: could not store its outcome; it will run again", sig.name, sig.uuid)
+            self._give_back(delivery)
+            outcome = Outcome(TaskState.PENDING, time.perf_counter() - started, error=error_text(exc), ran=ran)
+            return False
+        finally:
+            if outcome is None:  # interrupted (a BaseException is on its way out)
+                outcome = Outcome(TaskState.PENDING, time.perf_counter() - started, error="interrupted", ran=ran)
+            hooks.after_run(call, outcome)
+
+    def _decided(self, delivery: Delivery, sig: Signature, decision: RunDecision, started: float) -> Outcome:
+        """Carry out a ``before_run`` hook's decision instead of running the task."""
+        if isinstance(decision, Delay):
+            if self.progress is not None:
+                self.progress.give_back(delivery)
+            self.broker.nack(delivery, delay=max(decision.seconds, 0.0))
+            self._log(sig, TaskState.PENDING, started, f"delayed {decision.seconds:g}s by a hook")
+            return Outcome(TaskState.PENDING, time.perf_counter() - started, ran=False)
+        if self.progress is not None:
+            self.progress.finish(delivery)
+        self._record(sig, decision.state, error=decision.reason)
+        self._log(sig, decision.state, started, decision.reason)
+        return Outcome(decision.state, time.perf_counter() - started, error=decision.reason, ran=False)
 
     def _give_back(self, delivery: Delivery) -> None:
         try:
@@ -257,8 +305,16 @@ class Executor:
             self.progress.finish(delivery)
         self._record(sig, TaskState.FAILURE, error=reason)
         self.broker.dead_letter(delivery, reason)
+        self.hooks.on_dead_letter(delivery.queue, reason, sig)
 
-    def _run(self, delivery: Delivery, sig: Signature, run: Callable[[tuple[JSONValue, ...]], object]) -> None:
+    def _run(
+        self,
+        delivery: Delivery,
+        sig: Signature,
+        run: Callable[[tuple[JSONValue, ...]], object],
+        call: TaskCall | None = None,
+    ) -> Outcome | None:
+        """Run the task and store its outcome; the outcome for the hooks when ``call`` is given."""
         started = time.perf_counter()
         progress = self.progress
         if progress is not None:
@@ -292,25 +348,30 @@ class Executor:
             if progress is not None:
                 progress.finish(delivery)
             try:
-                self._failed(delivery, sig, exc, started)
+                return self._failed(delivery, sig, exc, started, call)
             except LimitExceeded as limit:
-                self._over_limit(sig, limit, started)
-            return
+                return self._over_limit(sig, limit, started, call)
         if progress is not None:
             progress.finish(delivery)
         try:
-            self._succeeded(delivery, sig, result, started)
+            return self._succeeded(delivery, sig, result, started, call)
         except LimitExceeded as limit:
-            self._over_limit(sig, limit, started)
+            return self._over_limit(sig, limit, started, call)
 
-    def _over_limit(self, sig: Signature, exc: LimitExceeded, started: float) -> None:
+    def _over_limit(self, sig: Signature, exc: LimitExceeded, started: float, call: TaskCall | None) -> Outcome | None:
         """A follow-up (a callback with the result or error prepended) was refused by a limit:
         the task fails for good; nothing was sent."""
         error = f"LimitExceeded: {exc}"
         self._record(sig, TaskState.FAILURE, error=error)
         self._log(sig, TaskState.FAILURE, started, error)
+        if call is None:
+            return None
+        self.hooks.on_failure(call, error)
+        return Outcome(TaskState.FAILURE, time.perf_counter() - started, error=error)
 
-    def _succeeded(self, delivery: Delivery, sig: Signature, result: JSONValue, started: float) -> None:
+    def _succeeded(
+        self, delivery: Delivery, sig: Signature, result: JSONValue, started: float, call: TaskCall | None
+    ) -> Outcome | None:
         follow_ups = [
             self._message(cb if sig.immutable else self._with_result(cb, result)) for cb in sig.on_success
         ]
@@ -330,6 +391,9 @@ class Executor:
         if chord_group and self.backend is not None:
             self.backend.group_done(chord_group)
         self._log(sig, TaskState.SUCCESS, started)
+        if call is None:
+            return None
+        return Outcome(TaskState.SUCCESS, time.perf_counter() - started, result)
 
     def time_limit_exceeded(self, delivery: Delivery, sig: Signature, limit: float, started: float) -> None:
         """Record a call given up at its hard time limit as a ``FAILURE`` and send its error
@@ -370,7 +434,9 @@ class Executor:
         )
         return again, delay
 
-    def _failed(self, delivery: Delivery, sig: Signature, exc: BaseException, started: float) -> None:
+    def _failed(
+        self, delivery: Delivery, sig: Signature, exc: BaseException, started: float, call: TaskCall | None
+    ) -> Outcome | None:
         error = error_text(exc)
         # Arguments that do not fit the task fail the same way every time: never retried.
         if sig.retry_count > 0 and not isinstance(exc, ArgumentError):
@@ -379,7 +445,14 @@ class Executor:
             # Back to the queue it came from, whatever its routing key names (Go writes its binding key there).
             self._publish([self._message(again, delay, delivery.queue)])
             self._log(sig, TaskState.RETRY, started, f"{error} (again in {delay:g}s, {again.retry_count} left)")
-            return
+            if call is None:
+                return None
+            self.hooks.on_retry(call, error, delay)
+            return Outcome(TaskState.RETRY, time.perf_counter() - started, error=error)
         self._record(sig, TaskState.FAILURE, error=error)
         self._publish([self._message(cb.with_result(error)) for cb in sig.on_error])
         self._log(sig, TaskState.FAILURE, started, error)
+        if call is None:
+            return None
+        self.hooks.on_failure(call, error)
+        return Outcome(TaskState.FAILURE, time.perf_counter() - started, error=error)

@@ -25,6 +25,7 @@ from machinery.brokers.base import Broker, Delivery
 from machinery.config import Config
 from machinery.execution import Executor
 from machinery.heartbeat import Heartbeat
+from machinery.hooks import Hooks, WorkerInfo, worker_name
 from machinery.locations import describe_url
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
@@ -58,6 +59,9 @@ class WorkerApp(Protocol):
 
     @property
     def backend(self) -> ResultBackend | None: ...
+
+    @property
+    def hooks(self) -> Hooks: ...
 
 
 class Worker:
@@ -221,8 +225,9 @@ class Worker:
             progress = ProgressTracker(backend, config.track_started_after)
             progress.start()
         self._progress = progress
+        hooks = app.hooks
         watchdog = Watchdog(self._on_time_limit)
-        executor = Executor(config, app.registry, broker, backend, progress, watchdog=watchdog)
+        executor = Executor(config, app.registry, broker, backend, progress, hooks=hooks, watchdog=watchdog)
         self._executor = executor
         broker_name = describe_url(config.broker_url)
         heartbeat = Heartbeat(backend, broker=broker_name, queues=self.queues) if backend is not None else None
@@ -245,6 +250,7 @@ class Worker:
             self._stopped.set()
             self._started.set()
             return
+        info = WorkerInfo(worker_name(), tuple(self.queues), self.concurrency, broker, backend)
         settler = threading.Thread(target=self._settle_loop, name="machinery-settler", daemon=True)
         settler.start()
         leases = threading.Thread(target=self._renew_leases, name="machinery-leases", daemon=True)
@@ -256,6 +262,7 @@ class Worker:
         )
         for _ in range(self.concurrency):
             self._start_runner(executor)
+        hooks.worker_started(info)
         self._started.set()
         try:
             self._wait_runners()
@@ -276,6 +283,7 @@ class Worker:
                 progress.stop()
             if heartbeat is not None:
                 heartbeat.stop()
+            hooks.worker_stopped(info)
             log.info("worker stopped")
             self._stopped.set()
 

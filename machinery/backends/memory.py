@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from machinery.backends.control import MemoryControl
 from machinery.config import Config
 from machinery.jsonvalues import JSONValue
 from machinery.schemes import SharedByName
@@ -33,6 +34,8 @@ class MemoryBackend:
         self._cond = threading.Condition(threading.Lock())
         self._results: dict[str, tuple[TaskResult, float]] = {}
         self._groups: dict[str, _GroupRecord] = {}
+        self.control = MemoryControl()
+        """Revocations, rate-limit buckets and leases (``ControlStore``) of this process."""
 
     @classmethod
     def named(cls, name: str, *, expires_in: float = 3600.0) -> MemoryBackend:
