@@ -6,6 +6,7 @@ from __future__ import annotations
 from machinery._speedups import USING_EXTENSIONS, decode, encode, parse_number_args
 from machinery.app import App, init_app
 from machinery.config import Config, load_config
+from machinery.dead_letters import DeadLetter
 from machinery.errors import (
     ArgumentError,
     BrokerError,
@@ -24,7 +25,10 @@ from machinery.errors import (
     TaskNotRegistered,
     TimeLimitExceeded,
 )
+from machinery.hooks import Delay, Hook, Hooks, Outcome, Skip, TaskCall, WorkerInfo
 from machinery.jsonvalues import JSON, FrozenDict, JSONInput, JSONValue, freeze, plain, thaw
+from machinery.periodic import Periodic, Schedule
+from machinery.rate_limits import RateLimit
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.signature import Signature, SignatureOptions, new_task_id
@@ -37,6 +41,10 @@ from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group, NoResult, TypedSignature, chain, chord, group
 
 __all__ = [
+    "DeadLetter",
+    "Periodic",
+    "RateLimit",
+    "Schedule",
     "USING_EXTENSIONS",
     "App",
     "ArgumentError",
@@ -49,17 +57,21 @@ __all__ = [
     "Config",
     "ConfigError",
     "DecodeError",
+    "Delay",
     "EncodeError",
     "FrozenDict",
     "FunctionTask",
     "Group",
     "GroupResult",
+    "Hook",
+    "Hooks",
     "JSON",
     "JSONInput",
     "JSONValue",
     "LimitExceeded",
     "MachineryError",
     "NoResult",
+    "Outcome",
     "Registry",
     "ResultBackendError",
     "ResultTimeout",
@@ -69,7 +81,9 @@ __all__ = [
     "SignatureInvalid",
     "SoftTimeLimitExceeded",
     "SignatureOptions",
+    "Skip",
     "Task",
+    "TaskCall",
     "TaskFailed",
     "TaskFunction",
     "TaskNotRegistered",
@@ -91,6 +105,7 @@ __all__ = [
     "load_config",
     "masked_url",
     "Worker",
+    "WorkerInfo",
 ]
 
 for _name in ("ArgumentError", "BrokerError", "ConfigError", "DecodeError", "EncodeError", "MachineryError",
@@ -98,6 +113,7 @@ for _name in ("ArgumentError", "BrokerError", "ConfigError", "DecodeError", "Enc
               "LimitExceeded", "SignatureInvalid", "SoftTimeLimitExceeded", "TimeLimitExceeded",
               "FunctionTask", "Registry", "Signature", "Task", "TaskResult", "TaskState", "Chain", "Chord",
               "Group", "App", "Config", "Worker", "AsyncResult", "ChainResult", "GroupResult", "ChordResult",
-              "TaskFunction", "TypedSignature", "NoResult", "ResultTypeError"):
+              "TaskFunction", "TypedSignature", "NoResult", "ResultTypeError", "Hook", "Hooks", "Skip", "Delay",
+              "TaskCall", "Outcome", "WorkerInfo"):
     globals()[_name].__module__ = "machinery"
 del _name

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar, overload
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from machinery._speedups import decode
 from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
+from machinery.backends.control import control_store
 from machinery.brokers import open_broker
 from machinery.brokers.base import Broker, OutgoingMessage
 from machinery.config import Config, load_config
+from machinery.dead_letters import DeadLetter, list_dead_letters, purge_dead_letters, requeue_dead_letters
 from machinery.errors import ConfigError, DecodeError
+from machinery.hooks import Hooks
 from machinery.limits import check_members
+from machinery.periodic import Periodic, PeriodicWork, Schedule, from_config, schedule
+from machinery.rate_limits import RateLimit, RateLimiter, parse_rate_limit
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
+from machinery.revoke import DEFAULT_EXPIRY, Revoker, revoke
 from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.task import Task
@@ -23,6 +30,9 @@ from machinery.task_function import TaskDecorator, TaskFunction
 from machinery.urls import masked_url
 from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group, NoResult, TypedSignature
+
+if TYPE_CHECKING:
+    from machinery.events.emitter import EventEmitter
 
 __all__ = ["App", "init_app"]
 
@@ -52,6 +62,14 @@ class App:
         self._backend_opened = backend is not None
         self._declared: set[str] = set()
         self._routed: tuple[Config, Router] | None = None
+        self.hooks = Hooks()
+        """Hooks called at fixed points of every task's life (``app.hooks.add(hook)``)."""
+        self._events: EventEmitter | None = None
+        self._revoker: Revoker | None = None
+        self._rate_limiter: RateLimiter | None = None
+        self._periodic: list[Periodic] = []
+        if self.config.events:
+            self.enable_events()
 
     def __repr__(self) -> str:
         c = self.config
@@ -80,8 +98,26 @@ class App:
                     self._backend_opened = True
         return self._backend
 
+    def enable_events(self) -> EventEmitter:
+        """Publish task and worker events on the broker's event channel (``config.events`` turns
+        this on when the App is made); returns the hook that does it. Calling it again is harmless."""
+        from machinery.events import EventEmitter, open_channel
+
+        with self._lock:
+            if self._events is None:
+                self._events = EventEmitter(
+                    lambda: open_channel(self.config),
+                    default_queue=self.config.default_queue,
+                    heartbeat_interval=self.config.heartbeat_interval,
+                )
+                self.hooks.add(self._events)
+            return self._events
+
     def close(self) -> None:
-        """Close the broker and the result backend (they reopen on next use)."""
+        """Publish the events still buffered; close the broker and the result backend (they
+        reopen on next use)."""
+        if self._events is not None:
+            self._events.close()
         with self._lock:
             broker, backend = self._broker, self._backend
             self._broker, self._backend, self._backend_opened = None, None, False
@@ -107,12 +143,31 @@ class App:
         replace: bool = False,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
+        rate_limit: str | None = None,
     ) -> Task:
         """Register ``task`` (an object with ``run(args)`` or a plain function) as ``name``, with
-        default time limits in seconds (see ``Signature.with_time_limits``)."""
-        return self.registry.register(
+        default time limits in seconds (see ``Signature.with_time_limits``); ``rate_limit``
+        ("100/s", "10/m", "1000/h") limits how often it runs."""
+        limit = None if rate_limit is None else parse_rate_limit(rate_limit)
+        registered = self.registry.register(
             name, task, replace=replace, time_limit=time_limit, soft_time_limit=soft_time_limit
         )
+        if limit is not None:
+            self.rate_limit(name, limit)
+        return registered
+
+    def rate_limit(self, name: str, limit: str | RateLimit | None) -> None:
+        """Limit how often task ``name`` runs, on all workers sharing this result store (None: no
+        limit)."""
+        parsed = parse_rate_limit(limit) if isinstance(limit, str) else limit
+        with self._lock:
+            if self._rate_limiter is None:
+                if parsed is None:
+                    return
+                self._rate_limiter = RateLimiter(lambda: self.backend)
+                self.hooks.add(self._rate_limiter)
+            limiter = self._rate_limiter
+        limiter.limit(name, parsed)
 
     def register_tasks(self, tasks: Mapping[str, Task | Callable[..., object]]) -> None:
         """Register every name -> task of ``tasks`` (all or none)."""
@@ -129,6 +184,7 @@ class App:
         replace: bool = False,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
+        rate_limit: str | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -139,16 +195,18 @@ class App:
         replace: bool = False,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
+        rate_limit: str | None = None,
     ) -> Any:
         """Register a function as a task, named ``name`` or the function's ``__name__``:
-        ``@app.task`` or ``@app.task(name="add", time_limit=60)``. The function stays callable, and becomes a
-        ``TaskFunction[P, R]``: ``.s``, ``.si``, ``.partial`` and ``.delay`` are checked against its
+        ``@app.task`` or ``@app.task(name="add", time_limit=60, rate_limit="10/s")``. The function stays callable,
+        and becomes a ``TaskFunction[P, R]``: ``.s``, ``.si``, ``.partial`` and ``.delay`` are checked against its
         parameters, and a worker checks and converts the args against its annotations."""
 
         def register(fn: Callable[..., Any]) -> TaskFunction[..., Any]:
             task_name = name or fn.__name__
-            self.registry.register(
-                task_name, fn, replace=replace, time_limit=time_limit, soft_time_limit=soft_time_limit
+            self.register_task(
+                task_name, fn, replace=replace, time_limit=time_limit, soft_time_limit=soft_time_limit,
+                rate_limit=rate_limit,
             )
             return TaskFunction(self, task_name, fn)
 
@@ -171,6 +229,12 @@ class App:
         if new:
             self.broker.declare(new)
             self._declared.update(new)
+
+    def _outgoing(self, sig: Signature) -> OutgoingMessage:
+        hooks = self.hooks
+        if hooks.wants_publish:
+            sig = hooks.before_publish(sig)
+        return self._router.message(sig)
 
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         self._declare(sorted({m.queue for m in messages}))
@@ -197,13 +261,13 @@ class App:
         stored in the result backend on send (no stored state means PENDING)."""
         if isinstance(work, TypedSignature):
             sig = work.signature
-            self._publish([self._router.message(sig)])
+            self._publish([self._outgoing(sig)])
             return AsyncResult(sig.uuid, self.backend, name=sig.name, result_type=work.result_type)
         if isinstance(work, Signature):
-            self._publish([self._router.message(work)])
+            self._publish([self._outgoing(work)])
             return AsyncResult(work.uuid, self.backend, name=work.name)
         if isinstance(work, Chain):
-            self._publish([self._router.message(work.head)])
+            self._publish([self._outgoing(work.head)])
             return self._chain_result(work)
         if isinstance(work, Group):
             return self._send_group(work)
@@ -228,8 +292,7 @@ class App:
     def _send_group(self, grp: Group[Any]) -> GroupResult[Any]:
         backend = self.backend
         check_members(len(grp.tasks), self.config.max_fanout)
-        router = self._router
-        messages = [router.message(s) for s in grp.tasks]
+        messages = [self._outgoing(s) for s in grp.tasks]
         if backend is not None:
             backend.group_start(grp.group_uuid, [s.uuid for s in grp.tasks])
         self._publish(messages)
@@ -248,20 +311,55 @@ class App:
         results: list[AsyncResult[Any]] = []
         for work in works:
             if isinstance(work, Chain):
-                messages.append(self._router.message(work.head))
+                messages.append(self._outgoing(work.head))
                 results.append(self._chain_result(work))
             elif isinstance(work, TypedSignature):
                 sig = work.signature
-                messages.append(self._router.message(sig))
+                messages.append(self._outgoing(sig))
                 results.append(AsyncResult(sig.uuid, backend, name=sig.name, result_type=work.result_type))
             elif isinstance(work, Signature):
-                messages.append(self._router.message(work))
+                messages.append(self._outgoing(work))
                 results.append(AsyncResult(work.uuid, backend, name=work.name))
             else:
                 raise TypeError(f"send_tasks() takes Signatures and Chains, got {type(work).__name__}")
         if messages:
             self._publish(messages)
         return results
+
+    def dead_letters(self, queue: str | None = None, *, limit: int | None = None) -> list[DeadLetter]:
+        """The dead letters of ``queue`` (default: ``config.default_queue``), oldest first."""
+        return list_dead_letters(self.broker, queue or self.config.default_queue, limit)
+
+    def requeue_dead(self, ids: Sequence[str] | None = None, *, queue: str | None = None) -> list[str]:
+        """Send dead letters ``ids`` of ``queue`` (all when None) back to it, forgetting the failure
+        recorded for each (their results wait for the new run); the ids requeued."""
+        return requeue_dead_letters(self.broker, queue or self.config.default_queue, ids, self.backend)
+
+    def purge_dead(self, queue: str | None = None) -> int:
+        """Delete the dead letters of ``queue``; how many there were."""
+        return purge_dead_letters(self.broker, queue or self.config.default_queue)
+
+    def periodic(
+        self,
+        when: str | float | timedelta | Schedule,
+        work: PeriodicWork,
+        *,
+        name: str,
+        timezone: str = "UTC",
+    ) -> Periodic:
+        """Send ``work`` (a Signature, chain, group or chord; a fresh copy each time) on a cron
+        schedule (``"*/5 * * * *"``, in ``timezone``) or every ``when`` seconds, whenever ``machinery
+        beat`` (or ``worker --beat``) runs for this App."""
+        entry = Periodic(name, schedule(when, timezone), work)
+        with self._lock:
+            if any(e.name == name for e in self._periodic):
+                raise ValueError(f"a periodic entry named {name!r} exists already")
+            self._periodic.append(entry)
+        return entry
+
+    def periodic_entries(self) -> list[Periodic]:
+        """The periodic entries of the config's ``periodic`` section, then those added by ``periodic``."""
+        return [*from_config(self.config.periodic), *self._periodic]
 
     # -- inspecting ---------------------------------------------------------------------------
 
@@ -287,7 +385,23 @@ class App:
         self, *, concurrency: int | None = None, queues: Sequence[str] | None = None, prefetch: int | None = None
     ) -> Worker:
         """A Worker for this app; ``launch()`` runs it."""
+        self._check_revocations()
         return Worker(self, concurrency=concurrency, queues=queues, prefetch=prefetch)
+
+    def _check_revocations(self) -> None:
+        """Register the hook that skips revoked tasks, once, when the backend keeps revocations."""
+        backend = self.backend
+        with self._lock:
+            if self._revoker is None and control_store(backend) is not None:
+                assert backend is not None
+                self._revoker = Revoker(backend)
+                self.hooks.add(self._revoker)
+
+    def revoke(self, task_uuid: str, *, reason: str = "revoked", expires_in: float = DEFAULT_EXPIRY) -> None:
+        """Make sure task ``task_uuid`` does not run (if it has not started): every worker skips it
+        and records ``REVOKED``; its callbacks are not sent; a chord containing it fails. Kept in the
+        result store for ``expires_in`` seconds, so it survives worker restarts."""
+        revoke(self.backend, task_uuid, reason, expires_in)
 
 
 def _decoded(bodies: Sequence[bytes]) -> list[Signature]:

@@ -9,11 +9,21 @@ import json
 import logging
 import os
 import re
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from machinery.app import App
+from machinery.cli_args import CommandError, port_number, positive_int, seconds
+from machinery.cli_control import add_commands as add_control_commands
+from machinery.cli_dead import add_commands as add_dead_commands
+from machinery.cli_observe import add_commands
 from machinery.config import Config, load_config
 from machinery.errors import BrokerError, MachineryError, ResultTimeout, TaskFailed
 from machinery.heartbeat import HEARTBEAT_ID, silence_hint
@@ -22,13 +32,15 @@ from machinery.locations import describe_url
 from machinery.signature import Signature
 from machinery.supervisor import SUPERVISED_ENV
 
+if TYPE_CHECKING:
+    from machinery.beat import Beat
+
 __all__ = ["CommandError", "build_parser", "check_task_id", "load_app", "main", "parse_arg", "show_value"]
 
 log = logging.getLogger("machinery.cli")
 
-
-class CommandError(Exception):
-    """Bad input on the command line: printed as one line, exit status 2."""
+#: Set by a supervisor serving metrics for its worker processes: each writes its metrics to files.
+METRICS_CHILD_ENV = "MACHINERY_METRICS_CHILD"
 
 
 #: Text that can only have been meant as JSON: an object, an array, a quoted string or a number.
@@ -108,26 +120,6 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text}")
-    return value
-
-
 def _config(args: argparse.Namespace) -> Config:
     """``--config`` when given, else the configuration of the App named by ``-A`` (so a sender
     uses the broker and store its worker uses), else the defaults and ``MACHINERY_*``."""
@@ -137,6 +129,13 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 # -- commands -----------------------------------------------------------------------------------
+
+
+def _require_metrics() -> None:
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError as exc:
+        raise CommandError(f"metrics need prometheus_client ({exc}): pip install 'machinery[metrics]'") from None
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -156,18 +155,96 @@ def cmd_worker(args: argparse.Namespace) -> int:
         child = ["--log-level", args.log_level, *(["--config", args.config] if args.config else [])]
         child += ["worker", "-A", args.app, *(["-c", str(args.concurrency)] if args.concurrency else [])]
         child += [arg for q in args.queues or [] for arg in ("-Q", q)]
-        return Supervisor(child, args.processes).run()
+        child += ["--events"] if args.events else []
+        child += ["--beat"] if args.beat else []
+        if args.metrics_port is None:
+            return Supervisor(child, args.processes).run()
+        with _supervised_metrics(app, args) as (env, on_exit):
+            return Supervisor(child, args.processes, env=env, on_exit=on_exit).run()
     app = load_app(args.app)
     if args.config is not None:
         app.config = load_config(args.config)
+    if args.events or app.config.events:
+        app.enable_events()
+    server = None
+    if os.environ.get(METRICS_CHILD_ENV) == "1":
+        _require_metrics()
+        from machinery import metrics
+
+        if not os.environ.get(metrics.MULTIPROC_ENV):
+            raise CommandError(f"${METRICS_CHILD_ENV} needs ${metrics.MULTIPROC_ENV} (the supervisor sets both)")
+        app.hooks.add(metrics.WorkerMetrics(None))
+    elif args.metrics_port is not None:
+        _require_metrics()
+        from machinery.metrics import enable_metrics
+
+        server = enable_metrics(app, args.metrics_port, args.metrics_host, args.queues)
     worker = app.worker(concurrency=args.concurrency, queues=args.queues or None)
     # Under a supervisor, a task thread given up at its hard time limit goes with its process.
     worker.exit_on_time_limit = os.environ.get(SUPERVISED_ENV) == "1"
+    beat = _beat(app, args.lease).start() if args.beat else None
     try:
         worker.launch()
     finally:
+        if beat is not None:
+            beat[1].set()
+            beat[0].join(timeout=10)
+        if server is not None:
+            server.close()
         app.close()
     return worker.exit_code
+
+
+def _beat(app: App, lease: float) -> Beat:
+    from machinery.beat import Beat
+
+    entries = app.periodic_entries()
+    if not entries:
+        raise CommandError("nothing to schedule: no periodic entries in the config's periodic section or the App")
+    return Beat(app, entries, lease=lease)
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    app = load_app(args.app) if args.app else App(_config(args))
+    if args.app and args.config is not None:
+        app.config = load_config(args.config)
+    beat = _beat(app, args.lease)
+    stop = threading.Event()
+
+    def stop_on(signum: int, frame: object) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop_on)
+    try:
+        beat.run(stop)
+    finally:
+        app.close()
+    return 0
+
+
+@contextmanager
+def _supervised_metrics(
+    app: App, args: argparse.Namespace
+) -> Iterator[tuple[dict[str, str], Callable[[int], None]]]:
+    """One metrics endpoint for every worker process: they write to a fresh directory, this
+    process serves their sum (and the queue depths) and drops a dead process's live gauges."""
+    _require_metrics()
+    from machinery import metrics
+
+    directory = tempfile.mkdtemp(prefix="machinery-metrics-")
+    try:
+        registry = metrics.multiprocess_registry(directory)
+        registry.register(metrics.QueueDepthCollector(lambda: app.broker, args.queues or [app.config.default_queue]))
+        server = metrics.serve_metrics(registry, args.metrics_port, args.metrics_host)
+        try:
+            env = {**os.environ, metrics.MULTIPROC_ENV: directory, METRICS_CHILD_ENV: "1"}
+            yield env, lambda pid: metrics.forget_process(pid, directory)
+        finally:
+            server.close()
+            app.close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -218,9 +295,14 @@ def cmd_queues(args: argparse.Namespace) -> int:
         names = args.queues or [app.config.default_queue]
         depths = [app.broker.depth(name) for name in names]  # an unreachable broker fails before the header
         print(f"{'queue':<32} {'ready':>8} {'delayed':>8} {'in flight':>10} {'dead':>8}")
+        unknown = False
         for name, d in zip(names, depths, strict=True):
+            unknown = unknown or d.in_flight < 0
             in_flight = "?" if d.in_flight < 0 else str(d.in_flight)
             print(f"{name:<32} {d.ready:>8} {d.delayed:>8} {in_flight:>10} {d.dead:>8}")
+        if unknown:
+            print("in flight ?: RabbitMQ tells a client only its own unacknowledged messages; "
+                  "`machinery inspect` shows what each worker runs (with events on)", file=sys.stderr)
         if args.list:
             _list_tasks(app, names)
         backend = app.backend
@@ -270,13 +352,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run a worker until SIGINT/SIGTERM", description="Run a worker for an App.")
     p.add_argument("-A", "--app", required=True, metavar="MODULE:APP", help="the App to run, e.g. examples.app:app")
-    p.add_argument("-c", "--concurrency", type=_positive_int, metavar="N",
+    p.add_argument("-c", "--concurrency", type=positive_int, metavar="N",
                    help="task threads (default: config.concurrency)")
     p.add_argument("-Q", "--queue", dest="queues", action="append", metavar="QUEUE",
                    help="queue to consume (repeatable; default: config.default_queue)")
-    p.add_argument("-P", "--processes", type=_positive_int, default=1, metavar="P",
+    p.add_argument("-P", "--processes", type=positive_int, default=1, metavar="P",
                    help="worker processes under a supervisor that restarts dead ones (default 1)")
+    p.add_argument("--metrics-port", type=port_number, metavar="PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (needs the metrics extra)")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                   help="address the metrics endpoint listens on (default 127.0.0.1; 0.0.0.0 for every one)")
+    p.add_argument("--events", action="store_true",
+                   help="publish task and worker events (as config.events does) for events/inspect/dashboard")
+    p.add_argument("--beat", action="store_true", help="also run the periodic scheduler (see `machinery beat`)")
+    p.add_argument("--lease", type=seconds, default=10.0, metavar="S",
+                   help="with --beat: seconds before another scheduler takes over a run whose sender died (10)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("beat", help="run the periodic scheduler until SIGINT/SIGTERM",
+                       description="Send periodic work at its due times, each run once however many run.")
+    p.add_argument("-A", "--app", metavar="MODULE:APP", help="an App whose app.periodic(...) entries to add")
+    p.add_argument("--lease", type=seconds, default=10.0, metavar="S",
+                   help="seconds before another scheduler takes over a run whose sender died (default 10)")
+    p.set_defaults(func=cmd_beat)
 
     p = sub.add_parser("send", help="send one task", description="Send one task; prints its UUID.")
     p.add_argument("-A", "--app", metavar="MODULE:APP",
@@ -284,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="registered task name")
     p.add_argument("args", nargs="*", help="arguments, each parsed as JSON or else taken as a string")
     p.add_argument("--wait", action="store_true", help="wait for the result and print it")
-    p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S", help="seconds to wait (default 30)")
+    p.add_argument("--timeout", type=seconds, default=30.0, metavar="S", help="seconds to wait (default 30)")
     p.add_argument("--queue", metavar="Q", help="queue to send to (default: config.default_queue)")
     p.set_defaults(func=cmd_send)
 
@@ -293,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use this App's configuration (the broker and results its worker uses)")
     p.add_argument("uuid", help="the task's UUID")
     p.add_argument("--wait", action="store_true", help="wait until it is final")
-    p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S", help="seconds to wait (default 30)")
+    p.add_argument("--timeout", type=seconds, default=30.0, metavar="S", help="seconds to wait (default 30)")
     p.set_defaults(func=cmd_result)
 
     p = sub.add_parser("queues", help="show queue depths", description="Ready, delayed, in-flight, dead messages.")
@@ -304,12 +402,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also list the pending tasks of these queues and all delayed tasks (SQLite, memory)")
     p.set_defaults(func=cmd_queues)
 
+    add_commands(sub)
+    add_dead_commands(sub)
+    add_control_commands(sub)
+
     p = sub.add_parser(
         "demo", help="run the examples (add, multiply, callbacks, a chain) with no server",
         description="Start a worker process on temporary SQLite files, send the examples, print their results.",
     )
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait per result")
-    p.add_argument("-c", "--concurrency", type=_positive_int, default=2, metavar="N", help="worker threads (default 2)")
+    p.add_argument("-c", "--concurrency", type=positive_int, default=2, metavar="N", help="worker threads (default 2)")
     p.set_defaults(func=cmd_demo)
     return parser
 

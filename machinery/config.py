@@ -78,6 +78,11 @@ class Config:
     track_started_after: float = 0.05
     """Seconds a message waits in a worker, or a task runs, before its RECEIVED / STARTED state is
     written (quicker tasks get only their final state: two writes fewer); 0 writes them always."""
+    events: bool = False
+    """Publish task and worker events on the broker (read by ``machinery events``, ``inspect`` and
+    ``dashboard``): an events exchange on RabbitMQ, a table in the SQLite file."""
+    heartbeat_interval: float = 5.0
+    """Seconds between a worker's heartbeat events (with ``events``)."""
     tls_ca_file: str = ""
     """PEM file of the CA certificates that sign the amqps:// / rediss:// servers; empty: the system's CAs."""
     tls_cert_file: str = ""
@@ -99,11 +104,14 @@ class Config:
     signing_keys: tuple[str, ...] = ()
     """HMAC-SHA256 keys: the first signs every message sent, any of them verifies; workers
     dead-letter unsigned or badly signed messages. Empty: messages are not signed. Never shown."""
+    periodic: FrozenDict = field(default=EMPTY_DICT)
+    """Periodic work sent by ``machinery beat``: name -> {cron or every, timezone, task and args, or
+    chain}; read by ``machinery.periodic.from_config``."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "queue_declare_args" and not isinstance(value, FrozenDict):
+            if f.name in ("queue_declare_args", "periodic") and not isinstance(value, FrozenDict):
                 if not isinstance(value, Mapping):
                     raise ConfigError(f.name, "a mapping", value)
                 object.__setattr__(self, f.name, freeze_mapping(value, f.name))
@@ -177,6 +185,7 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "concurrency": (_int_at_least(1), "an integer >= 1"),
     "retry_backoff_max": (_seconds(positive=False), "a finite number of seconds >= 0"),
     "track_started_after": (_seconds(positive=False), "a finite number of seconds >= 0"),
+    "heartbeat_interval": (_seconds(positive=True), "a finite number of seconds > 0"),
     "wire_format": (lambda v: v in WIRE_FORMATS, " or ".join(WIRE_FORMATS)),
     "max_message_bytes": (_int_at_least(1024), "an integer >= 1024 (bytes)"),
     "max_fanout": (_int_at_least(1), "an integer >= 1"),

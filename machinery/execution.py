@@ -22,6 +22,8 @@ from machinery.brokers.base import Broker, Delivery, OutgoingMessage, PendingPub
 from machinery.config import Config
 from machinery.errors import ArgumentError, DecodeError, LimitExceeded, Retry, TaskNotRegistered
 from machinery.gowire import fibonacci_next, go_typed_results
+from machinery.hooks import Delay, Hooks, RunDecision, TaskCall
+from machinery.hooks import Outcome as RunOutcome
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
 from machinery.limits import check_fanout, check_size
 from machinery.progress import ProgressTracker
@@ -41,6 +43,9 @@ RETRIES_HEADER = "machinery_retries"
 
 #: Seconds before a message delivered again while its first delivery still runs here is offered again.
 RUNNING_ELSEWHERE_DELAY = 1.0
+
+#: Seconds before a delivery whose outcome could not be settled is tried again.
+_SETTLE_RETRY_DELAY = 1.0
 
 
 def error_text(exc: BaseException) -> str:
@@ -73,6 +78,10 @@ class Outcome:
     chord_group: str = ""
     publishing: PendingPublish | None = None
     """The follow-ups' publish once begun (its ``wait`` precedes the ack)."""
+    state: TaskState = TaskState.PENDING
+    """How the run ended (for the hooks' ``after_run``; PENDING when nothing ran)."""
+    result: JSONValue = None
+    error: str = ""
 
 
 class NotJSONResult(TypeError):
@@ -117,9 +126,11 @@ class Executor:
         backend: ResultBackend | None,
         progress: ProgressTracker | None = None,
         *,
+        hooks: Hooks | None = None,
         watchdog: Watchdog | None = None,
     ) -> None:
         self.config = config
+        self.hooks = hooks if hooks is not None else Hooks()
         self.watchdog = watchdog
         """Enforces time limits; without it, limits are not enforced."""
         self.registry = registry
@@ -151,6 +162,8 @@ class Executor:
         return (TaskResult(sig.uuid, state, sig.name, result, error, time.time()),)
 
     def _message(self, sig: Signature, delay: float = 0.0, queue: str | None = None) -> OutgoingMessage:
+        if self.hooks.wants_publish:
+            sig = self.hooks.before_publish(sig)
         return self.router.message(sig, delay, queue=queue)
 
     def _log(self, sig: Signature, state: TaskState, started: float, detail: str = "") -> None:
@@ -188,7 +201,7 @@ class Executor:
             if self.progress is not None:
                 self.progress.finish(delivery)  # first: no RECEIVED may land after the FAILURE
             self._record(sig, TaskState.FAILURE, error=f"LimitExceeded: {exc}")
-            self._refuse(delivery, str(exc))
+            self._refuse(delivery, str(exc), sig)
             return None
         try:
             task = self.registry.get(sig.name)
@@ -213,6 +226,8 @@ class Executor:
         with self._running_lock:
             running[uuid] = running.get(uuid, 0) + 1
         try:
+            if self.hooks.wants_run:
+                return self._run_hooked(delivery, sig, task.run)
             return self._run(delivery, sig, task.run)
         finally:
             with self._running_lock:
@@ -260,12 +275,68 @@ class Executor:
             log.error("task %s[%s]: its follow-ups are refused by a limit (%s); acked", sig.name, sig.uuid, exc)
             return Outcome(delivery, sig.uuid)
 
-    def _refuse(self, delivery: Delivery, reason: str) -> None:
+    def _refuse(self, delivery: Delivery, reason: str, sig: Signature | None = None) -> None:
         """Dead-letter ``delivery`` with ``reason`` (logged at ERROR); settled here."""
         log.error("dead-lettering a message from queue %s: %s", delivery.queue, reason)
         if self.progress is not None:
             self.progress.finish(delivery)
         self.broker.dead_letter(delivery, reason)
+        self.hooks.on_dead_letter(delivery.queue, reason, sig)
+
+    def _run_hooked(
+        self, delivery: Delivery, sig: Signature, run: Callable[[tuple[JSONValue, ...]], object]
+    ) -> Outcome | None:
+        """``process`` with hooks registered: ``before_run`` may decide, ``after_run`` always
+        follows (once the outcome is handed over for settling: its record is stored right after)."""
+        hooks = self.hooks
+        call = TaskCall(sig, delivery.queue, delivery.delivery_count)
+        started = time.perf_counter()
+        decision = hooks.before_run(call)
+        ran = False
+        told: RunOutcome | None = None
+        try:
+            if decision is not None:
+                outcome, told = self._decided(delivery, sig, decision, started)
+                return outcome
+            hooks.on_start(call)
+            ran = True
+            outcome = self._run(delivery, sig, run, call)
+            told = RunOutcome(outcome.state, time.perf_counter() - started, outcome.result, error=outcome.error)
+            return outcome
+        except Exception as exc:
+            log.exception("task %s[%s]: could not settle its outcome; it will run again", sig.name, sig.uuid)
+            self._give_back(delivery)
+            told = RunOutcome(TaskState.PENDING, time.perf_counter() - started, error=error_text(exc), ran=ran)
+            return None
+        finally:
+            if told is None:  # interrupted (a BaseException is on its way out)
+                told = RunOutcome(TaskState.PENDING, time.perf_counter() - started, error="interrupted", ran=ran)
+            hooks.after_run(call, told)
+
+    def _decided(
+        self, delivery: Delivery, sig: Signature, decision: RunDecision, started: float
+    ) -> tuple[Outcome | None, RunOutcome]:
+        """Carry out a ``before_run`` hook's decision instead of running the task: a ``Delay``
+        gives the message back (None: settled here); a ``Skip`` is an ``Outcome`` recording its
+        state, with no follow-ups."""
+        if isinstance(decision, Delay):
+            if self.progress is not None:
+                self.progress.give_back(delivery)
+            self.broker.nack(delivery, delay=max(decision.seconds, 0.0))
+            self._log(sig, TaskState.PENDING, started, f"delayed {decision.seconds:g}s by a hook")
+            return None, RunOutcome(TaskState.PENDING, time.perf_counter() - started, ran=False)
+        if self.progress is not None:
+            self.progress.finish(delivery)
+        self._log(sig, decision.state, started, decision.reason)
+        outcome = Outcome(delivery, sig.uuid, self._final(sig, decision.state, error=decision.reason),
+                          state=decision.state, error=decision.reason)
+        return outcome, RunOutcome(decision.state, time.perf_counter() - started, error=decision.reason, ran=False)
+
+    def _give_back(self, delivery: Delivery) -> None:
+        try:
+            self.broker.nack(delivery, delay=_SETTLE_RETRY_DELAY)
+        except Exception:
+            log.exception("could not give back a delivery from %s; its lease will expire", delivery.queue)
 
     def _not_registered(self, delivery: Delivery, sig: Signature) -> None:
         if ignored_by_sender(delivery.body):
@@ -291,10 +362,17 @@ class Executor:
             self.progress.finish(delivery)
         self._record(sig, TaskState.FAILURE, error=reason)
         self.broker.dead_letter(delivery, reason)
+        self.hooks.on_dead_letter(delivery.queue, reason, sig)
 
     def _run(
-        self, delivery: Delivery, sig: Signature, run: Callable[[tuple[JSONValue, ...]], object]
+        self,
+        delivery: Delivery,
+        sig: Signature,
+        run: Callable[[tuple[JSONValue, ...]], object],
+        call: TaskCall | None = None,
     ) -> Outcome:
+        """Run the task: the ``Outcome`` to settle (hooks' ``on_failure``/``on_retry`` told when
+        ``call`` is given)."""
         started = time.perf_counter()
         progress = self.progress
         if progress is not None:
@@ -328,24 +406,31 @@ class Executor:
             if progress is not None:
                 progress.finish(delivery)
             try:
-                return self._failed(delivery, sig, exc, started)
+                return self._failed(delivery, sig, exc, started, call)
             except LimitExceeded as limit:
-                return self._over_limit(delivery, sig, limit, started)
+                return self._over_limit(delivery, sig, limit, started, call)
         if progress is not None:
             progress.finish(delivery)
         try:
-            return self._succeeded(delivery, sig, result, started)
+            return self._succeeded(delivery, sig, result, started, call)
         except LimitExceeded as limit:
-            return self._over_limit(delivery, sig, limit, started)
+            return self._over_limit(delivery, sig, limit, started, call)
 
-    def _over_limit(self, delivery: Delivery, sig: Signature, exc: LimitExceeded, started: float) -> Outcome:
+    def _over_limit(
+        self, delivery: Delivery, sig: Signature, exc: LimitExceeded, started: float, call: TaskCall | None = None
+    ) -> Outcome:
         """A follow-up (a callback with the result or error prepended) was refused by a limit:
         the task fails for good; nothing is sent."""
         error = f"LimitExceeded: {exc}"
         self._log(sig, TaskState.FAILURE, started, error)
-        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.FAILURE, error=error))
+        if call is not None:
+            self.hooks.on_failure(call, error)
+        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.FAILURE, error=error),
+                       state=TaskState.FAILURE, error=error)
 
-    def _succeeded(self, delivery: Delivery, sig: Signature, result: JSONValue, started: float) -> Outcome:
+    def _succeeded(
+        self, delivery: Delivery, sig: Signature, result: JSONValue, started: float, call: TaskCall | None = None
+    ) -> Outcome:
         follow_ups = [
             self._message(cb if sig.immutable else self._with_result(cb, result)) for cb in sig.on_success
         ] if sig.on_success else []
@@ -361,7 +446,8 @@ class Executor:
                 follow_ups.append(self._message(callback))
                 chord_group = sig.group_uuid
         self._log(sig, TaskState.SUCCESS, started)
-        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.SUCCESS, result), follow_ups, chord_group)
+        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.SUCCESS, result), follow_ups, chord_group,
+                       state=TaskState.SUCCESS, result=result)
 
     def time_limit_exceeded(self, delivery: Delivery, sig: Signature, limit: float, started: float) -> Outcome:
         """A call given up at its hard time limit: its ``FAILURE`` record and its error callbacks
@@ -406,15 +492,22 @@ class Executor:
         )
         return again, delay
 
-    def _failed(self, delivery: Delivery, sig: Signature, exc: BaseException, started: float) -> Outcome:
+    def _failed(
+        self, delivery: Delivery, sig: Signature, exc: BaseException, started: float, call: TaskCall | None = None
+    ) -> Outcome:
         error = error_text(exc)
         # Arguments that do not fit the task fail the same way every time: never retried.
         if sig.retry_count > 0 and not isinstance(exc, ArgumentError):
             again, delay = self._retry(sig, exc)
             self._log(sig, TaskState.RETRY, started, f"{error} (again in {delay:g}s, {again.retry_count} left)")
+            if call is not None:
+                self.hooks.on_retry(call, error, delay)
             # Back to the queue it came from, whatever its routing key names (Go writes its binding key there).
             return Outcome(delivery, sig.uuid, self._final(sig, TaskState.RETRY, error=error),
-                           [self._message(again, delay, delivery.queue)])
+                           [self._message(again, delay, delivery.queue)], state=TaskState.RETRY, error=error)
         self._log(sig, TaskState.FAILURE, started, error)
-        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.FAILURE, error=error),
-                       [self._message(cb.with_result(error)) for cb in sig.on_error])
+        follow_ups = [self._message(cb.with_result(error)) for cb in sig.on_error]
+        if call is not None:
+            self.hooks.on_failure(call, error)
+        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.FAILURE, error=error), follow_ups,
+                       state=TaskState.FAILURE, error=error)

@@ -92,6 +92,8 @@ class AsyncResult(Generic[R_co]):
     def _value(self, record: TaskResult) -> R_co:
         if record.state is TaskState.FAILURE:
             raise TaskFailed(self.task_uuid, record.error, name=record.name or self.name)
+        if record.state is TaskState.REVOKED:
+            raise TaskFailed(self.task_uuid, f"revoked: {record.error}", name=record.name or self.name)
         value = plain(record.result)
         if self.result_type is None:
             return cast(R_co, value)
@@ -102,6 +104,8 @@ class AsyncResult(Generic[R_co]):
         record = self.wait_final(deadline, timeout)
         if record.state is TaskState.FAILURE:
             raise TaskFailed(self.task_uuid, record.error, name=record.name or self.name)
+        if record.state is TaskState.REVOKED:
+            raise TaskFailed(self.task_uuid, f"revoked: {record.error}", name=record.name or self.name)
 
     def get(self, timeout: float | None = None) -> R_co:
         """The task's return value, waiting up to ``timeout`` seconds (None: as long as it takes):
@@ -219,7 +223,7 @@ class ChordResult(Generic[R_co]):
     @property
     def state(self) -> TaskState:
         for r in self.group.results:
-            if r.state is TaskState.FAILURE:
+            if r.state is TaskState.FAILURE or r.state is TaskState.REVOKED:
                 return TaskState.FAILURE
         return self.callback.state
 

@@ -11,7 +11,8 @@ __all__ = ["FINAL_STATES", "TaskResult", "TaskState"]
 
 
 class TaskState(enum.StrEnum):
-    """Where a task is in its life. ``SUCCESS`` and ``FAILURE`` are final."""
+    """Where a task is in its life. ``SUCCESS``, ``FAILURE`` and ``REVOKED`` (not run: a hook
+    skipped it) are final."""
 
     PENDING = "PENDING"
     RECEIVED = "RECEIVED"
@@ -19,6 +20,7 @@ class TaskState(enum.StrEnum):
     RETRY = "RETRY"
     SUCCESS = "SUCCESS"
     FAILURE = "FAILURE"
+    REVOKED = "REVOKED"
 
     def __str__(self) -> str:
         return self.value
@@ -28,7 +30,7 @@ class TaskState(enum.StrEnum):
         return self in FINAL_STATES
 
 
-FINAL_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILURE})
+FINAL_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILURE, TaskState.REVOKED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 
 __all__ = ["EXIT_REPLACE_ME", "SUPERVISED_ENV", "Supervisor"]
@@ -38,9 +38,18 @@ EXIT_REPLACE_ME = 75
 
 
 class Supervisor:
-    """Runs ``processes`` copies of the command ``worker_argv`` (arguments of ``python -m machinery``)."""
+    """Runs ``processes`` copies of the command ``worker_argv`` (arguments of ``python -m machinery``),
+    with the environment ``env`` (default: this one); ``on_exit(pid)`` is called for each worker
+    process that ended."""
 
-    def __init__(self, worker_argv: Sequence[str], processes: int) -> None:
+    def __init__(
+        self,
+        worker_argv: Sequence[str],
+        processes: int,
+        *,
+        env: Mapping[str, str] | None = None,
+        on_exit: Callable[[int], None] | None = None,
+    ) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         self.command = [sys.executable, "-m", "machinery", *worker_argv]
@@ -50,9 +59,11 @@ class Supervisor:
         self._quick_exits = [0] * processes
         self._next_start = [0.0] * processes
         self._signals: list[int] = []
+        self._env = dict(env) if env is not None else None
+        self._on_exit = on_exit
 
     def _start(self, slot: int) -> None:
-        child = subprocess.Popen(self.command, process_group=0, env={**os.environ, SUPERVISED_ENV: "1"})
+        child = subprocess.Popen(self.command, process_group=0, env={**(self._env or os.environ), SUPERVISED_ENV: "1"})
         self._children[slot] = child
         self._started_at[slot] = time.monotonic()
         log.info("worker process %d started (pid %d)", slot, child.pid)
@@ -91,6 +102,9 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        for child in self._children:
+            if child is not None:
+                self._exited(child.pid)
         codes = [c.returncode for c in self._children if c is not None]
         # A child killed by the very signal forwarded to it had not installed its handlers yet
         # (it was starting, so it held no messages): that is a clean stop too.
@@ -114,7 +128,15 @@ class Supervisor:
                 backoff = min(_MAX_BACKOFF, 0.5 * 2 ** (self._quick_exits[slot] - 1)) if quick else 0.0
                 log.warning("worker process %d (pid %d) exited with status %s; starting another in %.1fs",
                             slot, child.pid, child.returncode, backoff)
+                self._exited(child.pid)
                 self._children[slot] = None
                 self._next_start[slot] = now + backoff
             if now >= self._next_start[slot]:
                 self._start(slot)
+
+    def _exited(self, pid: int) -> None:
+        if self._on_exit is not None:
+            try:
+                self._on_exit(pid)
+            except Exception:
+                log.exception("cleaning up after worker process %d failed", pid)

@@ -25,6 +25,7 @@ from machinery.brokers.base import Broker, Delivery
 from machinery.config import Config
 from machinery.execution import Executor
 from machinery.heartbeat import Heartbeat
+from machinery.hooks import Hooks, WorkerInfo, worker_name
 from machinery.locations import describe_url
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
@@ -59,6 +60,9 @@ class WorkerApp(Protocol):
 
     @property
     def backend(self) -> ResultBackend | None: ...
+
+    @property
+    def hooks(self) -> Hooks: ...
 
 
 class Worker:
@@ -222,8 +226,9 @@ class Worker:
             progress = ProgressTracker(backend, config.track_started_after)
             progress.start()
         self._progress = progress
+        hooks = app.hooks
         watchdog = Watchdog(self._on_time_limit)
-        executor = Executor(config, app.registry, broker, backend, progress, watchdog=watchdog)
+        executor = Executor(config, app.registry, broker, backend, progress, hooks=hooks, watchdog=watchdog)
         self._executor = executor
         settler = Settler(broker, backend, ack_batch=self._ack_batch, release=self._release, on_pause=self._paused,
                           stopping=self._stopping, lock=self._lock)
@@ -249,6 +254,7 @@ class Worker:
             self._stopped.set()
             self._started.set()
             return
+        info = WorkerInfo(worker_name(), tuple(self.queues), self.concurrency, broker, backend)
         settler.start()
         leases = threading.Thread(target=self._renew_leases, name="machinery-leases", daemon=True)
         leases.start()
@@ -259,6 +265,7 @@ class Worker:
         )
         for _ in range(self.concurrency):
             self._start_runner(executor)
+        hooks.worker_started(info)
         self._started.set()
         try:
             self._wait_runners()
@@ -276,6 +283,7 @@ class Worker:
                 progress.stop()
             if heartbeat is not None:
                 heartbeat.stop()
+            hooks.worker_stopped(info)
             log.info("worker stopped")
             self._stopped.set()
 

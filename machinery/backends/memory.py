@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from machinery.backends.base import wait_all_final
+from machinery.backends.control import MemoryControl
 from machinery.backends.records import stamped
 from machinery.config import Config
 from machinery.jsonvalues import JSONValue
@@ -36,6 +37,8 @@ class MemoryBackend:
         self._results: dict[str, tuple[TaskResult, float]] = {}
         self._groups: dict[str, _GroupRecord] = {}
         self._follow_ups_sent: dict[str, float] = {}
+        self.control = MemoryControl()
+        """Revocations, rate-limit buckets and leases (``ControlStore``) of this process."""
 
     @classmethod
     def named(cls, name: str, *, expires_in: float = 3600.0) -> MemoryBackend:

@@ -24,6 +24,7 @@ from redis.commands.core import Script
 
 from machinery.backends.base import READ_CHUNK, wait_all_final, wait_until_final
 from machinery.backends.records import decode_record, decode_value, encode_record, encode_value, stamped
+from machinery.backends.redis_control import RedisControl
 from machinery.config import Config
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
@@ -222,6 +223,8 @@ class RedisBackend:
         self._expire_ms = max(1, round(self.expires_in * 1000))
         self._add_result: Script = self._redis.register_script(_ADD_RESULT)
         self._batches = RedisBatches(self._redis, self._where, self._expire_ms, f"{prefix}follow-ups-sent:")
+        self.control = RedisControl(self._redis, prefix, self._call)
+        """Revocations, rate-limit buckets and leases (``ControlStore``) under the same prefix."""
 
     @classmethod
     def from_config(cls, config: Config) -> RedisBackend:

@@ -29,6 +29,7 @@ import redis
 
 from machinery._speedups._codec_py import format_eta, parse_eta, typed_arg
 from machinery.backends.redis import RedisBatches, call_redis, connect_redis, wait_announced
+from machinery.backends.redis_control import RedisControl
 from machinery.config import Config
 from machinery.errors import DecodeError, EncodeError, ResultBackendError
 from machinery.gowire import go_typed_results
@@ -127,6 +128,9 @@ class GoRedisBackend:
         self._release = self._redis.register_script(_RELEASE)
         self._batches = RedisBatches(self._redis, self._where, self._expire_ms,
                                      f"{key_prefix}machinery:follow-ups-sent:")
+        self.control = RedisControl(self._redis, f"{key_prefix}machinery:", self._call)
+        """Revocations, rate-limit buckets and leases (``ControlStore``), under ``machinery:`` (keys
+        Go Machinery does not use)."""
 
     @classmethod
     def from_config(cls, config: Config) -> GoRedisBackend:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from machinery.backends import sqlite_control
 from machinery.backends.base import wait_all_final, wait_until_final
 from machinery.backends.records import decode_value, encode_value
 from machinery.config import Config
@@ -112,7 +113,10 @@ class SQLiteBackend:
         self.options = options
         self.expires_in = float(expires_in)
         self.poll_interval = float(poll_interval)
-        self._pool = ConnectionPool(options, schema=SCHEMA, error=ResultBackendError, what="SQLite result backend")
+        self._pool = ConnectionPool(options, schema=SCHEMA + sqlite_control.SCHEMA, error=ResultBackendError,
+                                    what="SQLite result backend")
+        self.control = sqlite_control.SQLiteControl(self._pool)
+        """Revocations, rate-limit buckets and leases (``ControlStore``) in the same file."""
         self._channel = WakeupChannel(wake_directory(options.path, "results"))
         self._purge_every = min(60.0, self.expires_in)
         self._next_purge = time.monotonic() + self._purge_every

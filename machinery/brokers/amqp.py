@@ -19,6 +19,7 @@ for the ack coalescer, which sends it with the next ``multiple`` ack.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -27,8 +28,10 @@ from machinery.brokers.amqp_acks import AckCoalescer
 from machinery.brokers.amqp_buffer import DeliveryBuffer
 from machinery.brokers.amqp_connection import AMQPConnection
 from machinery.brokers.amqp_consuming import Consumers
+from machinery.brokers.amqp_dead_letters import AMQPDeadLetters
 from machinery.brokers.amqp_topology import DELAY_BUCKETS, Topology
 from machinery.brokers.base import PUBLISHED, Broker, Delivery, OutgoingMessage, PendingPublish, QueueDepth
+from machinery.brokers.dead_letters import DEAD_ID_HEADER, DeadMessage, dead_letter_headers
 from machinery.jsonvalues import thaw
 from machinery.tls import TLSSettings
 
@@ -70,6 +73,8 @@ class AMQPBroker(Broker):
         self.buffer = DeliveryBuffer()
         self.acks = AckCoalescer(self.connection)
         self.consumers = Consumers(self.connection, self.topology, self.buffer, self.acks)
+        self.dead = AMQPDeadLetters(lambda: self.connection.servers.current, self.connection.safe_url,
+                                    declare=self.topology.declare, publish=self.publish_many)
 
     @classmethod
     def from_config(cls, config: Config) -> AMQPBroker:
@@ -172,13 +177,28 @@ class AMQPBroker(Broker):
             return
         topology = self.topology
         topology.declare([delivery.queue] if not delivery.queue.endswith(".dead") else [])
-        out = topology.dead_letter(delivery.queue, delivery.body, priority=delivery.priority,
-                                   headers=delivery.headers, reason=reason)
+        headers = {**dead_letter_headers(delivery, reason), DEAD_ID_HEADER: secrets.token_hex(8)}
+        out = topology.dead_letter(delivery.queue, delivery.body, priority=delivery.priority, headers=headers)
         self.connection.publish([out])
         self.acks.ack((delivery.tag,))
 
     def extend(self, deliveries: Sequence[Delivery]) -> None:
         """Nothing to do: an unacked AMQP delivery is held as long as the connection lives."""
+
+    # ----------------------------------------------------------------- dead letters (``amqp_dead_letters``)
+
+    def dead_letters(self, queue: str, limit: int | None = None) -> list[DeadMessage]:
+        """The dead letters of ``queue``, browsed (they stay in ``<queue>.dead``)."""
+        return self.dead.browse(queue, limit)
+
+    def requeue_dead(self, queue: str, ids: Sequence[str] | None = None) -> list[str]:
+        """Publish dead letters to ``queue`` again (confirmed), then ack them (not atomic: see
+        ``amqp_dead_letters``)."""
+        return self.dead.requeue(queue, ids)
+
+    def purge_dead(self, queue: str) -> int:
+        """Empty ``<queue>.dead``."""
+        return self.dead.purge(queue)
 
     # ----------------------------------------------------------------- inspecting and stopping
 

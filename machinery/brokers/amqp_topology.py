@@ -34,7 +34,7 @@ from pika.spec import BasicProperties
 from machinery.brokers.amqp_confirms import Resolved
 from machinery.brokers.amqp_delays import MIN_QUEUE_MS, delay_ms, go_delay_queue, go_delay_steps
 from machinery.brokers.amqp_publish_frames import CONTENT_TYPE, PERSISTENT
-from machinery.brokers.base import REASON_HEADER, dead_letter_queue
+from machinery.brokers.base import dead_letter_queue
 from machinery.config import EXCHANGE_TYPES
 from machinery.errors import BrokerError
 
@@ -257,9 +257,8 @@ class Topology:
         props = BasicProperties(delivery_mode=2, priority=priority or None, headers=headers, content_type=CONTENT_TYPE)
         return bucket, Resolved(delay_exchange(self.exchange), queue, body, props)
 
-    def dead_letter(self, queue: str, body: bytes, *, priority: int, headers: Mapping[str, str],
-                    reason: str) -> Resolved:
-        """The publish of a message to ``<queue>.dead`` with ``reason`` in its header."""
-        props = BasicProperties(delivery_mode=2, priority=priority or None, headers={**headers, REASON_HEADER: reason},
+    def dead_letter(self, queue: str, body: bytes, *, priority: int, headers: Mapping[str, str]) -> Resolved:
+        """The publish of a message to ``<queue>.dead`` (``headers`` say why: ``dead_letter_headers``)."""
+        props = BasicProperties(delivery_mode=2, priority=priority or None, headers=dict(headers),
                                 content_type=CONTENT_TYPE)
         return Resolved("", dead_letter_queue(queue), body, props)

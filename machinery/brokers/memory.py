@@ -10,7 +10,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
+from machinery.brokers.base import Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
+from machinery.brokers.dead_letters import DeadMessage, dead_letter_headers, live_headers
 from machinery.config import Config
 from machinery.schemes import SharedByName
 
@@ -181,9 +182,40 @@ class MemoryBroker(Broker):
         with self._cond:
             msg = self._settle(delivery)
             if msg is not None:
-                headers = {**msg.headers, REASON_HEADER: reason}
+                headers = dead_letter_headers(delivery, reason)
                 dead = _Message(dead_letter_queue(msg.queue), msg.body, msg.priority, headers, next(self._seq))
                 self._put(dead, 0.0, time.monotonic())
+
+    def dead_letters(self, queue: str, limit: int | None = None) -> list[DeadMessage]:
+        """The ready messages of ``<queue>.dead``, oldest first; ids are sequence numbers."""
+        with self._cond:
+            dq = self._queues.get(dead_letter_queue(queue)) or _Queue()
+            messages = sorted((m for _, _, m in dq.ready), key=lambda m: m.seq)[:limit]
+            return [DeadMessage.from_headers(str(m.seq), queue, m.body, m.headers, priority=m.priority)
+                    for m in messages]
+
+    def requeue_dead(self, queue: str, ids: Sequence[str] | None = None) -> list[str]:
+        """Move dead letters back to ``queue`` (under this broker's lock: atomic)."""
+        with self._cond:
+            dq = self._queues.get(dead_letter_queue(queue)) or _Queue()
+            chosen = [m for _, _, m in dq.ready if ids is None or str(m.seq) in ids]
+            picked = {m.seq for m in chosen}
+            dq.ready = [item for item in dq.ready if item[2].seq not in picked]
+            heapq.heapify(dq.ready)
+            now = time.monotonic()
+            for m in sorted(chosen, key=lambda m: m.seq):
+                self._put(_Message(queue, m.body, m.priority, live_headers(m.headers), m.seq), 0.0, now)
+            self._cond.notify_all()
+            return [str(m.seq) for m in sorted(chosen, key=lambda m: m.seq)]
+
+    def purge_dead(self, queue: str) -> int:
+        """Drop the ready dead letters of ``queue``."""
+        with self._cond:
+            dq = self._queues.get(dead_letter_queue(queue))
+            if dq is None:
+                return 0
+            count, dq.ready = len(dq.ready), []
+            return count
 
     def extend(self, deliveries: Sequence[Delivery]) -> None:
         until = time.monotonic() + self.visibility_timeout

@@ -33,7 +33,9 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from machinery.brokers.base import REASON_HEADER, Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
+from machinery.brokers import sqlite_dead
+from machinery.brokers.base import Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
+from machinery.brokers.dead_letters import DeadMessage, dead_letter_headers
 from machinery.config import Config
 from machinery.errors import BrokerError
 from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, TransactionPart, file_options, parse_sqlite_url
@@ -470,8 +472,7 @@ class SQLiteBroker(Broker):
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move the message to ``<queue>.dead`` with ``reason`` in its headers, in one statement."""
         self._check_open()
-        headers = dict(delivery.headers)
-        headers[REASON_HEADER] = reason
+        headers = dead_letter_headers(delivery, reason)
         sql = f"UPDATE {TABLE} SET queue = ?, headers = ?, lease_owner = NULL, visible_at = ? {_SETTLE_WHERE}"
         params = (
             dead_letter_queue(delivery.queue),
@@ -502,6 +503,29 @@ class SQLiteBroker(Broker):
         renewed = self._pool.run(renew)
         if renewed < len(params):
             log.warning("%d of %d leases could not be renewed: they were lost", len(params) - renewed, len(params))
+
+    # -- dead letters (``DeadLetterStore``; the SQL is in ``sqlite_dead``) ------------------------
+
+    def dead_letters(self, queue: str, limit: int | None = None) -> list[DeadMessage]:
+        """The dead letters of ``queue`` (rows of ``<queue>.dead``), oldest first; ids are row ids."""
+        _check_queue(queue)
+        self._check_open()
+        return sqlite_dead.list_dead(self._pool, TABLE, queue, limit)
+
+    def requeue_dead(self, queue: str, ids: Sequence[str] | None = None) -> list[str]:
+        """Move dead letters back to ``queue`` in one transaction (atomic), then wake consumers."""
+        _check_queue(queue)
+        self._check_open()
+        moved = sqlite_dead.requeue_dead(self._pool, TABLE, queue, ids)
+        if moved:
+            self._channel.notify()
+        return moved
+
+    def purge_dead(self, queue: str) -> int:
+        """Delete the dead letters of ``queue``."""
+        _check_queue(queue)
+        self._check_open()
+        return sqlite_dead.purge_dead(self._pool, TABLE, queue)
 
     # -- inspecting and stopping -----------------------------------------------------------------
 

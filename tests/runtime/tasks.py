@@ -89,3 +89,25 @@ def register_test_tasks(app: App) -> Counter[str]:
         return float("nan")
 
     return runs
+
+
+#: Seconds a ``flaky`` task of ``register_outcome_tasks`` asks to wait before its retry.
+FLAKY_COUNTDOWN = 0.01
+
+
+def register_outcome_tasks(app: App) -> None:
+    """Register one task per outcome, for the hook, metrics and event tests: ``add(a, b)``
+    succeeds, ``boom()`` fails with "boom", ``flaky()`` asks for a retry every time (so it fails
+    once its retries are spent)."""
+
+    @app.task
+    def add(a: float, b: float) -> float:
+        return a + b
+
+    @app.task
+    def boom() -> None:
+        raise ValueError("boom")
+
+    @app.task
+    def flaky() -> None:
+        raise Retry(countdown=FLAKY_COUNTDOWN)

@@ -25,7 +25,8 @@ def machinery(config: Config, *args: str, timeout: float = TIMEOUT) -> subproces
     )
 
 
-@pytest.mark.parametrize("command", [[], ["worker"], ["send"], ["result"], ["queues"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["worker"], ["send"], ["result"], ["queues"], ["demo"], ["dead"],
+                                     ["dead", "list"], ["dead", "requeue"], ["revoke"], ["beat"]])
 def test_help_everywhere(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])

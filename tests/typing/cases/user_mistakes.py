@@ -25,3 +25,17 @@ sig = Signature("add")
 sig.name = "other"  # E: frozen
 count: int = sig.args  # E: args is a tuple
 chain(sig, "multiply")  # E: chain takes signatures
+
+
+# Hooks
+from machinery import App, Hook, TaskCall  # noqa: E402
+
+
+class BadHook(Hook):
+    def before_run(self, call: TaskCall) -> str:  # E: a decision is Skip, Delay or None
+        return "skip"
+
+
+hooks_app = App()
+hooks_app.hooks.add(object())  # E: hooks subclass Hook
+hooks_app.hooks.pre_task(lambda sig, extra: None)  # E: pre-task handlers take the signature only

@@ -22,3 +22,24 @@ members = group(Signature("a"), Signature("b"))
 payload: bytes = encode(steps.head)
 again: Signature = decode(payload)
 numbers: list[float] = parse_number_args([1, 2.5])
+
+
+# Hooks
+from machinery import App, Delay, Hook, Outcome, Skip, TaskCall  # noqa: E402
+
+
+class Limits(Hook):
+    def before_run(self, call: TaskCall) -> Skip | Delay | None:
+        if call.signature.name == "old":
+            return Skip("switched off")
+        return Delay(1.5) if call.delivery_count > 3 else None
+
+    def after_run(self, call: TaskCall, outcome: Outcome) -> None:
+        seconds: float = outcome.duration
+        print(call.queue, outcome.state, seconds)
+
+
+hooks_app = App()
+limits: Hook = hooks_app.hooks.add(Limits())
+hooks_app.hooks.post_task(lambda sig, outcome: print(sig.name, outcome.state))
+hooks_app.hooks.pre_task(lambda sig: None)
