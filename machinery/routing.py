@@ -8,7 +8,7 @@ explicitly, whatever its ``routing_key`` says.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from machinery._speedups import encode
 from machinery.brokers.base import OutgoingMessage
@@ -45,7 +45,7 @@ class Router:
         """The broker message for ``sig``: to ``queue`` (else ``queue_for(sig)``), its encoded body, a
         delay (the later of ``delay`` and its ETA) and its priority."""
         if sig.eta is not None:
-            delay = max((sig.eta - datetime.now(UTC)).total_seconds(), delay)
+            delay = max((sig.eta - datetime.now(timezone.utc)).total_seconds(), delay)
         if queue is None:
             queue = self.queue_for(sig)
         if not self.go:

@@ -10,8 +10,11 @@ from machinery.jsonvalues import JSONValue
 __all__ = ["FINAL_STATES", "TaskResult", "TaskState"]
 
 
-class TaskState(enum.StrEnum):
-    """Where a task is in its life. ``SUCCESS`` and ``FAILURE`` are final."""
+class TaskState(str, enum.Enum):
+    """Where a task is in its life. ``SUCCESS`` and ``FAILURE`` are final.
+
+    A ``str`` (its value is its name, as on the wire and in the stores): ``str()``, f-strings and
+    ``format()`` give the bare name on every supported Python, as ``enum.StrEnum`` (3.11+) would."""
 
     PENDING = "PENDING"
     RECEIVED = "RECEIVED"
@@ -22,6 +25,9 @@ class TaskState(enum.StrEnum):
 
     def __str__(self) -> str:
         return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
     @property
     def is_final(self) -> bool:

@@ -10,6 +10,7 @@ so a Ctrl-C at a terminal reaches it once, through the supervisor.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -41,7 +42,10 @@ class Supervisor:
         self._signals: list[int] = []
 
     def _start(self, slot: int) -> None:
-        child = subprocess.Popen(self.command, process_group=0)
+        if sys.version_info >= (3, 11):
+            child = subprocess.Popen(self.command, process_group=0)
+        else:  # 3.10 has no process_group: the same own group (setpgid(0, 0)) in the child before exec
+            child = subprocess.Popen(self.command, preexec_fn=os.setpgrp)  # noqa: PLW1509
         self._children[slot] = child
         self._started_at[slot] = time.monotonic()
         log.info("worker process %d started (pid %d)", slot, child.pid)
