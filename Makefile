@@ -19,8 +19,10 @@ deps: $(BIN)/python
 test: check-extensions
 	$(BIN)/pytest
 
+# Run from / so that the checkout is not put first on sys.path (python -P does that from 3.11 on):
+# the installed package (editable, or the one PYTHONPATH names) is what is checked.
 check-extensions:
-	@$(BIN)/python -P -W ignore::RuntimeWarning -m machinery._speedups.check
+	@cd / && $(abspath $(BIN))/python -W ignore::RuntimeWarning -m machinery._speedups.check
 
 lint:
 	$(BIN)/ruff check machinery tests examples benchmarks docs setup.py .ci/test_installed.py
