@@ -4,7 +4,7 @@ that one): each interpreter found under pyenv among 3.10-3.13 builds its own whe
 the sources, auditwheel repairs it, and a fresh virtual environment made with that interpreter
 installs it, imports it with ``USING_EXTENSIONS`` true and runs ``machinery demo``.
 
-The interpreters work in parallel (each pipeline is mostly one interpreter's compiler). A version
+The interpreters work in parallel, and reuse the C that Cython generated for the checkout. A version
 that is not installed is skipped, unless ``MACHINERY_REQUIRE_PYTHONS`` (``.ci/run`` sets it) names it.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.support import VENV, copy_sources, needs_source_tree
+from tests.packaging.support import REPO_ROOT, VENV, copy_sources, needs_source_tree
 
 pytestmark = [pytest.mark.slow, needs_source_tree, pytest.mark.skipif(sys.platform != "linux", reason="auditwheel")]
 
@@ -74,6 +74,11 @@ def run(command: list[str | Path], cwd: Path, timeout: float = 900) -> subproces
 def pipeline(python: Path, work: Path) -> Outcome:
     """Build, repair, install and probe the wheel of ``python`` under ``work``."""
     tree = copy_sources(work / "tree")
+    # The C that Cython generated for this checkout (make deps) serves every interpreter: cythonize
+    # translates again only what is older than its sources (copies keep their times).
+    generated = REPO_ROOT / "build" / "cython"
+    if generated.is_dir():
+        shutil.copytree(generated, tree / "build" / "cython")
     raw, wheelhouse, fresh = work / "raw", work / "wheelhouse", work / "fresh"
     steps: list[tuple[str, list[str | Path], Path]] = [
         ("build", [python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", raw, tree], work),
