@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Where `make wheel` puts the repaired (manylinux) wheel.
 WHEELHOUSE ?= dist
 
-.PHONY: deps test check-extensions lint bench demo wheel sdist docs docs-serve clean
+.PHONY: deps test check-extensions lint fuzz bench demo wheel sdist docs docs-serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,21 @@ test: check-extensions
 # the installed package (editable, or the one PYTHONPATH names) is what is checked.
 check-extensions:
 	@cd / && $(abspath $(BIN))/python -W ignore::RuntimeWarning -m machinery._speedups.check
+
+# Coverage-guided fuzzing (tests/fuzz/README.md): each target for FUZZ_SECONDS. With clang, the
+# compiled modules are fuzzed as copies built with coverage counters (.fuzz/native); failing inputs
+# are kept in .fuzz/ and the run stops with libFuzzer's report.
+FUZZ_SECONDS ?= 20
+fuzz:
+	mkdir -p .fuzz
+	if command -v clang >/dev/null && $(BIN)/python tests/fuzz/build_native.py .fuzz/native >.fuzz/build.log 2>&1; \
+	then native=.fuzz/native; else native=; echo "fuzz: no native coverage (clang missing or build failed: .fuzz/build.log)"; fi; \
+	for target in decode encode scan_frames; do \
+	  MACHINERY_FUZZ_NATIVE=$$native $(BIN)/python tests/fuzz/fuzz_$$target.py -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=.fuzz/$$target- > .fuzz/$$target.log 2>&1 \
+	    || { tail -40 .fuzz/$$target.log; echo "fuzz_$$target failed"; exit 1; }; \
+	  grep -h "^#.*DONE" .fuzz/$$target.log | sed "s/^/fuzz_$$target: /"; \
+	done
 
 lint:
 	$(BIN)/ruff check machinery tests examples benchmarks docs setup.py .ci/test_installed.py

@@ -31,7 +31,11 @@ WIRE_FORMATS = ("machinery", "go")
 
 
 def masked_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (``amqp://guest:***@host/``), for logs and reprs."""
+    """``url`` with any password replaced by ``***`` (``amqp://guest:***@host/``), for logs and reprs;
+    each URL of a ``;``-separated broker list is masked on its own."""
+    pieces = url.split(";")
+    if len(pieces) > 1 and all("://" in p and p.strip().partition("://")[0].isalnum() for p in pieces[1:]):
+        return ";".join(masked_url(p) for p in pieces)
     scheme, sep, rest = url.partition("://")
     prefix = f"{scheme}://"
     if not sep:
@@ -96,6 +100,16 @@ class Config:
     track_started_after: float = 0.05
     """Seconds a message waits in a worker, or a task runs, before its RECEIVED / STARTED state is
     written (quicker tasks get only their final state: two writes fewer); 0 writes them always."""
+    tls_ca_file: str = ""
+    """PEM file of the CA certificates that sign the amqps:// / rediss:// servers; empty: the system's CAs."""
+    tls_cert_file: str = ""
+    """PEM file of the client certificate presented to servers that require one."""
+    tls_key_file: str = ""
+    """PEM file of that certificate's private key; empty: in tls_cert_file."""
+    tls_verify: bool = True
+    """Verify the server's certificate and name; False encrypts without authenticating the server."""
+    tls_server_hostname: str = ""
+    """The name the AMQP server's certificate must carry; empty: the URL's host (Redis always uses it)."""
     wire_format: str = "machinery"
     """"go" speaks Go Machinery v1 on every path (typed args, routing keys, Go's delay queues, Go's
     callback argument order, Go's Redis result layout), so Go and Python workers share queues."""
@@ -139,6 +153,14 @@ def _check_url(value: str, *, allow_none: bool) -> bool:
     return bool(sep) and scheme.isascii() and scheme.replace("+", "").isalnum()
 
 
+def _check_broker_url(value: str) -> bool:
+    """One URL, or several AMQP URLs separated by ``;`` (tried in turn: see brokers/amqp_failover.py)."""
+    if ";" not in value:
+        return _check_url(value, allow_none=False)
+    urls = [u.strip() for u in value.split(";")]
+    return all(u.partition("://")[0] in ("amqp", "amqps") and _check_url(u, allow_none=False) for u in urls)
+
+
 def _int_at_least(low: int) -> Callable[[object], bool]:
     return lambda v: isinstance(v, int) and v >= low
 
@@ -148,7 +170,8 @@ def _seconds(*, positive: bool) -> Callable[[object], bool]:
 
 
 _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
-    "broker_url": (lambda v: _check_url(str(v), allow_none=False), "a URL such as sqlite:///machinery.sqlite3"),
+    "broker_url": (lambda v: _check_broker_url(str(v)),
+                   "a URL such as sqlite:///machinery.sqlite3, or AMQP URLs separated by ;"),
     "result_backend": (lambda v: _check_url(str(v), allow_none=True), 'a URL such as sqlite:///results.db, or "none"'),
     "results_expire_in": (_int_at_least(0), "an integer >= 0 (seconds)"),
     "exchange_type": (lambda v: v in EXCHANGE_TYPES, f"one of {', '.join(EXCHANGE_TYPES)}"),

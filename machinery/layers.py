@@ -2,8 +2,9 @@
 
 A module imports only modules of its own layer and of the layers before it: core has no I/O and
 imports nothing else of machinery; the hot path builds on core; transport moves bytes and keeps
-states on top of both; the runtime wires everything together. Within transport, what brokers and backends share
-(``schemes``, the SQLite plumbing ``sqlite``) sits below them, and they do not import each other.
+states on top of both; the runtime wires everything together. Within transport, what brokers and
+backends share (``schemes``, the SQLite plumbing ``sqlite``, the TLS settings ``tls``) sits below
+them, and they do not import each other.
 ``tests/core/test_layers.py`` checks every import of every module against this table (and that
 each module is in it, and that ARCHITECTURE.md's table says the same).
 """
@@ -17,7 +18,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "layers",
              "conversion"),
     "hot path": ("_speedups/", "gowire"),
-    "transport": ("schemes", "sqlite/", "brokers/", "backends/"),
+    "transport": ("schemes", "sqlite/", "tls", "brokers/", "backends/"),
     "runtime": ("app", "task_function", "routing", "unregistered", "worker", "execution", "progress", "result", "cli",
                 "supervisor", "demo", "demo_tasks", "demo_run", "__main__", "heartbeat", "locations", "version"),
 }

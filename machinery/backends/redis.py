@@ -25,6 +25,7 @@ from machinery.config import Config, masked_url
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
 from machinery.states import TaskResult
+from machinery.tls import TLSSettings, describe_tls_error
 
 __all__ = ["RedisBackend", "call_redis", "connect_redis", "wait_announced"]
 
@@ -54,15 +55,17 @@ def _describe(url: str) -> str:
     return masked_url(url).split("?", 1)[0]
 
 
-def connect_redis(url: str, socket_timeout: float) -> tuple[redis.Redis, str]:
+def connect_redis(url: str, socket_timeout: float, tls: TLSSettings | None = None) -> tuple[redis.Redis, str]:
     """A redis-py client (pooled) for ``url`` and the URL as messages show it; ``ResultBackendError``
-    for a bad URL."""
+    for a bad URL. A ``rediss://`` URL connects with ``tls`` (``ConfigError`` for unreadable files)."""
     where = _describe(url)
-    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+    scheme = urlsplit(url).scheme
+    if scheme not in ("redis", "rediss", "unix"):
         raise ResultBackendError(f"not a Redis URL: {where}")
+    tls_options = (tls or TLSSettings()).redis_options() if scheme == "rediss" else {}
     try:
         client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                      socket_connect_timeout=min(socket_timeout, 5.0))
+                                      socket_connect_timeout=min(socket_timeout, 5.0), **tls_options)
     except (ValueError, redis.RedisError) as exc:
         raise ResultBackendError(f"Redis result backend at {where}: {type(exc).__name__}") from None
     return client, where
@@ -73,7 +76,8 @@ def call_redis(where: str, operation: Callable[[], T]) -> T:
     try:
         return operation()
     except redis.RedisError as exc:
-        raise ResultBackendError(f"Redis result backend at {where}: {type(exc).__name__}: {exc}") from None
+        why = describe_tls_error(exc) or f"{type(exc).__name__}: {exc}"
+        raise ResultBackendError(f"Redis result backend at {where}: {why}") from None
 
 
 def wait_announced(
@@ -109,8 +113,9 @@ class RedisBackend:
         prefix: str = "machinery:",
         poll_interval: float = 0.5,
         socket_timeout: float = 10.0,
+        tls: TLSSettings | None = None,
     ) -> None:
-        self._redis, self._where = connect_redis(url, socket_timeout)
+        self._redis, self._where = connect_redis(url, socket_timeout, tls)
         if expires_in <= 0:
             raise ResultBackendError(f"expires_in must be > 0 seconds, got {expires_in!r}")
         self.expires_in = float(expires_in)
@@ -122,7 +127,7 @@ class RedisBackend:
     @classmethod
     def from_config(cls, config: Config) -> RedisBackend:
         """A backend for ``config.result_backend`` keeping results ``config.results_expire_in`` seconds."""
-        return cls(config.result_backend, expires_in=config.results_expire_in)
+        return cls(config.result_backend, expires_in=config.results_expire_in, tls=TLSSettings.from_config(config))
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self._where} prefix={self.prefix!r}>"

@@ -34,6 +34,7 @@ from machinery.errors import DecodeError, EncodeError, ResultBackendError
 from machinery.gowire import go_typed_results
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze, thaw
 from machinery.states import TaskResult, TaskState
+from machinery.tls import TLSSettings
 
 __all__ = ["CHORD_LOCK", "GoRedisBackend"]
 
@@ -113,9 +114,9 @@ class GoRedisBackend:
 
     def __init__(
         self, url: str, *, expires_in: float = 3600.0, poll_interval: float = 0.1, socket_timeout: float = 10.0,
-        lock_timeout: float = 20.0, key_prefix: str = "",
+        lock_timeout: float = 20.0, key_prefix: str = "", tls: TLSSettings | None = None,
     ) -> None:
-        self._redis, self._where = connect_redis(url, socket_timeout)
+        self._redis, self._where = connect_redis(url, socket_timeout, tls)
         if expires_in <= 0:
             raise ResultBackendError(f"expires_in must be > 0 seconds, got {expires_in!r}")
         self._expire_ms = max(1, round(float(expires_in) * 1000))
@@ -128,7 +129,7 @@ class GoRedisBackend:
     @classmethod
     def from_config(cls, config: Config) -> GoRedisBackend:
         """A backend for ``config.result_backend`` keeping states ``config.results_expire_in`` seconds."""
-        return cls(config.result_backend, expires_in=config.results_expire_in)
+        return cls(config.result_backend, expires_in=config.results_expire_in, tls=TLSSettings.from_config(config))
 
     def __repr__(self) -> str:
         return f"<GoRedisBackend {self._where}>"

@@ -30,6 +30,7 @@ from machinery.brokers.amqp_consuming import Consumers
 from machinery.brokers.amqp_topology import DELAY_BUCKETS, Topology
 from machinery.brokers.base import Broker, Delivery, OutgoingMessage, QueueDepth
 from machinery.jsonvalues import thaw
+from machinery.tls import TLSSettings
 
 if TYPE_CHECKING:
     from machinery._speedups import Delivered
@@ -55,12 +56,13 @@ class AMQPBroker(Broker):
         publish_retries: int = 5,
         timeout: float = 30.0,
         fast_path: bool = True,
+        tls: TLSSettings | None = None,
         go_delays: bool = False,
     ) -> None:
         self.connection = AMQPConnection(
             url, prefetch_count=prefetch_count, connect_attempts=connect_attempts, publish_retries=publish_retries,
             timeout=timeout, fast_path=fast_path, on_deliveries=self._on_deliveries, on_lost=self._connection_lost,
-            on_resumed=self._resumed, on_closing=self._closing,
+            on_resumed=self._resumed, on_closing=self._closing, tls=tls,
         )
         self.topology = Topology(self.connection, exchange=exchange, exchange_type=exchange_type,
                                  default_queue=default_queue, binding_key=binding_key,
@@ -83,6 +85,7 @@ class AMQPBroker(Broker):
             prefetch_count=config.prefetch_count,
             queue_declare_args=args if isinstance(args, dict) else None,
             fast_path=config.amqp_fast_path,
+            tls=TLSSettings.from_config(config),
             go_delays=config.wire_format == "go",
         )
 

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import pika
 from pika.adapters.select_connection import IOLoop
@@ -32,8 +30,10 @@ from machinery.brokers import _pika_fastpath as fastpath
 from machinery.brokers.amqp_confirms import Confirms, Resolved, Waiter
 from machinery.brokers.amqp_errors import connect_failure
 from machinery.brokers.amqp_publish_frames import PublishFrames
-from machinery.brokers.amqp_topology import Step, mask_url
+from machinery.brokers.amqp_servers import AMQPServers
+from machinery.brokers.amqp_topology import Step
 from machinery.errors import BrokerError
+from machinery.tls import TLSSettings, describe_tls_error
 
 if TYPE_CHECKING:
     from pika.frame import Method
@@ -50,6 +50,8 @@ if _pika_log.level == logging.NOTSET:
 
 #: Longest a publisher waits (seconds) for the I/O loop to finish a pass before handing it the publish.
 _DIRECT_WAIT = 0.002
+#: pika errors raised out of its I/O loop in a row that are retried before they count as failures.
+_LOOP_ERRORS_FORGIVEN = 3
 
 
 def _nothing() -> None:
@@ -76,19 +78,11 @@ class AMQPConnection:
         on_lost: Callable[[], None] = _nothing,
         on_resumed: Callable[[], None] = _nothing,
         on_closing: Callable[[], None] = _nothing,
+        tls: TLSSettings | None = None,
     ) -> None:
-        self.safe_url = mask_url(url)
-        scheme = urlsplit(url).scheme.lower()
-        if scheme not in ("amqp", "amqps"):
-            raise BrokerError(f"not an AMQP URL: {self.safe_url}")
-        try:
-            params = pika.URLParameters(url)
-        except ValueError as exc:
-            raise BrokerError(f"bad AMQP URL {self.safe_url}: {type(exc).__name__}") from None
-        if scheme == "amqps":
-            params.ssl_options = pika.SSLOptions(ssl.create_default_context(), server_hostname=params.host)
-        params.connection_attempts = 1
-        self.params = params
+        self.servers = AMQPServers(url, tls)
+        """The servers of ``url`` (several when it lists them with ``;``) and the one to connect to."""
+        self.safe_url = self.servers.safe_url
         self.prefetch_count = prefetch_count
         self._connect_attempts = connect_attempts
         self._publish_retries = publish_retries
@@ -113,6 +107,7 @@ class AMQPConnection:
         """Set once ``close`` was called."""
         self._failures = 0
         self._ever_ready = False
+        self._loop_errors = 0  # pika errors raised out of its loop in a row (see _loop_failed)
         """Set once a connection was opened: the first one is not retried (a wrong URL fails at once)."""
         self._last_error = ""
         self.generation = 0
@@ -224,7 +219,31 @@ class AMQPConnection:
         """The I/O thread: the loop runs holding ``loop_lock`` (released while it polls)."""
         assert self._ioloop is not None
         with self.loop_lock:
-            self._ioloop.start()
+            while True:
+                try:
+                    self._ioloop.start()
+                    return
+                except Exception as exc:
+                    self._loop_failed(exc)
+
+    def _loop_failed(self, exc: Exception) -> None:
+        """(I/O thread) pika raised out of its loop instead of calling back; seen while a connection
+        was being set up (a socket closed between its connect and ``getpeername``). The connection is
+        given up as if pika had reported it, and the loop goes on; without this the I/O thread died
+        and its broker never connected again."""
+        log.warning("AMQP I/O loop error (%s: %s); connecting again", type(exc).__name__, exc)
+        conn = self._conn
+        if conn is not None and conn.is_open:
+            try:
+                conn.close(320, "I/O loop error")  # _on_closed reconnects
+                return
+            except Exception:
+                log.debug("closing after an I/O loop error failed", exc_info=True)
+        self._conn = None  # late callbacks of the abandoned attempt are ignored (see _on_open_error)
+        # A transient error, not a verdict on the URL: the first few in a row are retried even
+        # before any connection opened (when a refused first connection fails at once).
+        self._loop_errors += 1
+        self._on_open_error(None, exc, counted=self._loop_errors > _LOOP_ERRORS_FORGIVEN)
 
     def submit(self, op: Callable[[], None]) -> None:
         """Run ``op`` on the I/O thread as soon as its channels are open."""
@@ -274,8 +293,9 @@ class AMQPConnection:
 
     def _gave_up(self) -> bool:
         """True once connecting failed too often: once before any connection was opened (the URL
-        is wrong or nothing listens), ``connect_attempts`` times in a row after one was."""
-        return self._failures >= (self._connect_attempts if self._ever_ready else 1)
+        is wrong or nothing listens) on each server of the list, ``connect_attempts`` times in a row
+        after one was."""
+        return self._failures >= (self._connect_attempts if self._ever_ready else len(self.servers))
 
     def _failure_text(self, doing: str, otherwise: str) -> str:
         if not self._ever_ready and self._last_error:
@@ -340,7 +360,7 @@ class AMQPConnection:
         fast = self.fast_path and fastpath.available()
         kind = fastpath.FastPathConnection if fast else pika.SelectConnection
         conn = kind(
-            self.params,
+            self.servers.current,
             on_open_callback=self._on_open,
             on_open_error_callback=self._on_open_error,
             on_close_callback=self._on_closed,
@@ -354,15 +374,22 @@ class AMQPConnection:
         conn.channel(on_open_callback=self._on_consuming_open)
         conn.channel(on_open_callback=self._on_declaring_open)
 
-    def _on_open_error(self, _conn: pika.SelectConnection, exc: BaseException) -> None:
-        self._failures += 1
-        self._last_error = self._scrub(connect_failure(exc, self.params.host, self.params.port))
+    def _on_open_error(self, conn: pika.SelectConnection | None, exc: BaseException, counted: bool = True) -> None:
+        if conn is not None and conn is not self._conn:
+            return  # an attempt given up by _loop_failed, reporting late
+        if counted:
+            self._failures += 1
+        params = self.servers.current
+        why = describe_tls_error(exc) or connect_failure(exc, params.host, params.port)
+        self._last_error = self._scrub(f"{why} at {self.servers.current_url}" if len(self.servers) > 1 else why)
+        self.servers.advance()
         self._retry_later()
 
     def _scrub(self, text: str) -> str:
         """``text`` with the password, if any, masked."""
-        password = getattr(self.params.credentials, "password", "")
-        return text.replace(password, "***") if isinstance(password, str) and len(password) > 2 else text
+        for password in self.servers.passwords():
+            text = text.replace(password, "***")
+        return text
 
     def _retry_later(self) -> None:
         backoff = min(5.0, 0.1 * 2 ** min(self._failures, 6))
@@ -371,8 +398,10 @@ class AMQPConnection:
                 "AMQP connection to %s unavailable (%s); retrying in %.1fs", self.safe_url, self._last_error, backoff)
         self.call_later(backoff, self._connect)
 
-    def _on_closed(self, _conn: pika.SelectConnection, exc: BaseException) -> None:
+    def _on_closed(self, conn: pika.SelectConnection, exc: BaseException) -> None:
         """(I/O thread) The connection is gone: void its deliveries and confirms, then reconnect."""
+        if conn is not self._conn:
+            return  # an attempt given up by _loop_failed, reporting late
         self.ready = self._publishing_ok = self._consuming_ok = False
         self._publishing = self.consuming = self._declaring = None
         self.generation += 1
@@ -386,7 +415,8 @@ class AMQPConnection:
             self._ioloop.stop()
             return
         self._last_error = f"connection lost ({type(exc).__name__})"
-        log.warning("AMQP connection to %s lost: %s", self.safe_url, exc)
+        log.warning("AMQP connection to %s lost: %s", self.servers.current_url, exc)
+        self.servers.advance()
         self._retry_later()
 
     def _on_publishing_open(self, ch: Channel) -> None:
@@ -414,7 +444,7 @@ class AMQPConnection:
             return
         self.ready = True
         self._ever_ready = True
-        self._failures = 0
+        self._failures = self._loop_errors = 0
         self._last_error = ""
         fast, delivering, confirming = self._fast, self.consuming, self._publishing
         if fast is not None and delivering is not None and confirming is not None and self._on_deliveries is not None:

@@ -55,7 +55,7 @@ def test_a_masked_url_hides_only_the_password() -> None:
 
 def test_an_amqps_url_uses_tls_with_the_default_context_and_checks_the_host() -> None:
     broker = AMQPBroker("amqps://user:pw@rabbit.example:5671/")
-    ssl_options = broker.connection.params.ssl_options
+    ssl_options = broker.connection.servers.current.ssl_options
     assert ssl_options is not None
     assert ssl_options.context.verify_mode == ssl.CERT_REQUIRED
     assert ssl_options.context.check_hostname
