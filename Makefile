@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/pip install --upgrade pip
 
 deps: $(BIN)/python
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -e '.[test,fuzz]'
 
 # The tests, after checking the compiled hot path was built: a build that fell back to the
 # pure-Python twin fails here, unless that build was asked for (MACHINERY_NO_EXTENSIONS=1).
