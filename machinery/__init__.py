@@ -5,20 +5,24 @@ from __future__ import annotations
 
 from machinery._speedups import USING_EXTENSIONS, decode, encode, parse_number_args
 from machinery.app import App, init_app
-from machinery.config import Config, load_config, masked_url
+from machinery.config import Config, load_config
 from machinery.errors import (
     ArgumentError,
     BrokerError,
     ConfigError,
     DecodeError,
     EncodeError,
+    LimitExceeded,
     MachineryError,
     ResultBackendError,
     ResultTimeout,
     ResultTypeError,
     Retry,
+    SignatureInvalid,
+    SoftTimeLimitExceeded,
     TaskFailed,
     TaskNotRegistered,
+    TimeLimitExceeded,
 )
 from machinery.jsonvalues import JSON, FrozenDict, JSONInput, JSONValue, freeze, plain, thaw
 from machinery.registry import Registry
@@ -27,6 +31,7 @@ from machinery.signature import Signature, SignatureOptions, new_task_id
 from machinery.states import TaskResult, TaskState
 from machinery.task import FunctionTask, Task
 from machinery.task_function import TaskFunction
+from machinery.urls import masked_url
 from machinery.version import __version__ as __version__
 from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group, NoResult, TypedSignature, chain, chord, group
@@ -52,6 +57,7 @@ __all__ = [
     "JSON",
     "JSONInput",
     "JSONValue",
+    "LimitExceeded",
     "MachineryError",
     "NoResult",
     "Registry",
@@ -60,6 +66,8 @@ __all__ = [
     "ResultTypeError",
     "Retry",
     "Signature",
+    "SignatureInvalid",
+    "SoftTimeLimitExceeded",
     "SignatureOptions",
     "Task",
     "TaskFailed",
@@ -67,6 +75,7 @@ __all__ = [
     "TaskNotRegistered",
     "TaskResult",
     "TaskState",
+    "TimeLimitExceeded",
     "TypedSignature",
     "chain",
     "chord",
@@ -86,6 +95,7 @@ __all__ = [
 
 for _name in ("ArgumentError", "BrokerError", "ConfigError", "DecodeError", "EncodeError", "MachineryError",
               "ResultBackendError", "ResultTimeout", "Retry", "TaskFailed", "TaskNotRegistered", "FrozenDict",
+              "LimitExceeded", "SignatureInvalid", "SoftTimeLimitExceeded", "TimeLimitExceeded",
               "FunctionTask", "Registry", "Signature", "Task", "TaskResult", "TaskState", "Chain", "Chord",
               "Group", "App", "Config", "Worker", "AsyncResult", "ChainResult", "GroupResult", "ChordResult",
               "TaskFunction", "TypedSignature", "NoResult", "ResultTypeError"):

@@ -11,14 +11,16 @@ from machinery.backends import open_backend
 from machinery.backends.base import ResultBackend
 from machinery.brokers import open_broker
 from machinery.brokers.base import Broker, OutgoingMessage
-from machinery.config import Config, load_config, masked_url
+from machinery.config import Config, load_config
 from machinery.errors import ConfigError, DecodeError
+from machinery.limits import check_members
 from machinery.registry import Registry
 from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.task import Task
 from machinery.task_function import TaskDecorator, TaskFunction
+from machinery.urls import masked_url
 from machinery.worker import Worker
 from machinery.workflows import Chain, Chord, Group, NoResult, TypedSignature
 
@@ -49,7 +51,7 @@ class App:
         self._backend = backend
         self._backend_opened = backend is not None
         self._declared: set[str] = set()
-        self._router = Router(self.config)
+        self._routed: tuple[Config, Router] | None = None
 
     def __repr__(self) -> str:
         c = self.config
@@ -97,9 +99,20 @@ class App:
 
     # -- registering --------------------------------------------------------------------------
 
-    def register_task(self, name: str, task: Task | Callable[..., object], *, replace: bool = False) -> Task:
-        """Register ``task`` (an object with ``run(args)`` or a plain function) as ``name``."""
-        return self.registry.register(name, task, replace=replace)
+    def register_task(
+        self,
+        name: str,
+        task: Task | Callable[..., object],
+        *,
+        replace: bool = False,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+    ) -> Task:
+        """Register ``task`` (an object with ``run(args)`` or a plain function) as ``name``, with
+        default time limits in seconds (see ``Signature.with_time_limits``)."""
+        return self.registry.register(
+            name, task, replace=replace, time_limit=time_limit, soft_time_limit=soft_time_limit
+        )
 
     def register_tasks(self, tasks: Mapping[str, Task | Callable[..., object]]) -> None:
         """Register every name -> task of ``tasks`` (all or none)."""
@@ -109,19 +122,34 @@ class App:
     def task(self, function: Callable[P, R], /) -> TaskFunction[P, R]: ...
 
     @overload
-    def task(self, *, name: str | None = None, replace: bool = False) -> TaskDecorator: ...
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        replace: bool = False,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+    ) -> TaskDecorator: ...
 
     def task(
-        self, function: Callable[..., Any] | None = None, *, name: str | None = None, replace: bool = False
+        self,
+        function: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        replace: bool = False,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
     ) -> Any:
         """Register a function as a task, named ``name`` or the function's ``__name__``:
-        ``@app.task`` or ``@app.task(name="add")``. The function stays callable, and becomes a
+        ``@app.task`` or ``@app.task(name="add", time_limit=60)``. The function stays callable, and becomes a
         ``TaskFunction[P, R]``: ``.s``, ``.si``, ``.partial`` and ``.delay`` are checked against its
         parameters, and a worker checks and converts the args against its annotations."""
 
         def register(fn: Callable[..., Any]) -> TaskFunction[..., Any]:
             task_name = name or fn.__name__
-            self.registry.register(task_name, fn, replace=replace)
+            self.registry.register(
+                task_name, fn, replace=replace, time_limit=time_limit, soft_time_limit=soft_time_limit
+            )
             return TaskFunction(self, task_name, fn)
 
         if function is not None:
@@ -129,6 +157,14 @@ class App:
         return register
 
     # -- sending ------------------------------------------------------------------------------
+
+    @property
+    def _router(self) -> Router:
+        """Builds messages under this App's config (limits, signing); follows ``self.config``."""
+        routed = self._routed
+        if routed is None or routed[0] is not self.config:
+            routed = self._routed = (self.config, Router(self.config))
+        return routed[1]
 
     def _declare(self, queues: Sequence[str]) -> None:
         new = [q for q in queues if q not in self._declared]
@@ -138,11 +174,9 @@ class App:
 
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         self._declare(sorted({m.queue for m in messages}))
-        if len(messages) == 1:
-            m = messages[0]
-            self.broker.publish(m.queue, m.body, delay=m.delay, priority=m.priority)
-        else:
-            self.broker.publish_many(messages)
+        # publish_many even for one message: it carries the headers (signature) and the task name
+        # (by which a SQLite worker claims only the tasks it has), which publish() does not.
+        self.broker.publish_many(messages)
 
     @overload
     def send_task(self, work: TypedSignature[NoResult, R, Any]) -> AsyncResult[R]: ...
@@ -193,9 +227,12 @@ class App:
 
     def _send_group(self, grp: Group[Any]) -> GroupResult[Any]:
         backend = self.backend
+        check_members(len(grp.tasks), self.config.max_fanout)
+        router = self._router
+        messages = [router.message(s) for s in grp.tasks]
         if backend is not None:
             backend.group_start(grp.group_uuid, [s.uuid for s in grp.tasks])
-        self._publish([self._router.message(s) for s in grp.tasks])
+        self._publish(messages)
         types = grp.result_types or (None,) * len(grp.tasks)
         members = zip(grp.tasks, types, strict=True)
         return GroupResult(

@@ -20,6 +20,7 @@ from machinery.heartbeat import HEARTBEAT_ID, silence_hint
 from machinery.jsonvalues import JSONInput, thaw
 from machinery.locations import describe_url
 from machinery.signature import Signature
+from machinery.supervisor import SUPERVISED_ENV
 
 __all__ = ["CommandError", "build_parser", "check_task_id", "load_app", "main", "parse_arg", "show_value"]
 
@@ -160,11 +161,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.config is not None:
         app.config = load_config(args.config)
     worker = app.worker(concurrency=args.concurrency, queues=args.queues or None)
+    # Under a supervisor, a task thread given up at its hard time limit goes with its process.
+    worker.exit_on_time_limit = os.environ.get(SUPERVISED_ENV) == "1"
     try:
         worker.launch()
     finally:
         app.close()
-    return 0
+    return worker.exit_code
 
 
 def cmd_send(args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ import yaml
 
 from machinery.errors import ConfigError
 from machinery.jsonvalues import EMPTY_DICT, FrozenDict, freeze_mapping
+from machinery.limits import DEFAULT_MAX_FANOUT, DEFAULT_MAX_MESSAGE_BYTES
+from machinery.urls import masked_url
 
 __all__ = ["CONFIG_ENV", "EXCHANGE_TYPES", "WIRE_FORMATS", "Config", "anchor_sqlite_url", "load_config", "masked_url"]
 
@@ -28,30 +30,6 @@ EXCHANGE_TYPES = ("direct", "topic", "fanout")
 
 #: ``Config.wire_format``: this project's own rules, or Go Machinery v1's on every path.
 WIRE_FORMATS = ("machinery", "go")
-
-
-def masked_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (``amqp://guest:***@host/``), for logs and reprs;
-    each URL of a ``;``-separated broker list is masked on its own."""
-    pieces = url.split(";")
-    if len(pieces) > 1 and all("://" in p and p.strip().partition("://")[0].isalnum() for p in pieces[1:]):
-        return ";".join(masked_url(p) for p in pieces)
-    scheme, sep, rest = url.partition("://")
-    prefix = f"{scheme}://"
-    if not sep:
-        prefix, rest = "", url
-    authority_end = len(rest)
-    for stop in "?#":
-        pos = rest.find(stop)
-        if pos != -1:
-            authority_end = min(authority_end, pos)
-    at = rest.rfind("@", 0, authority_end)
-    if at == -1:
-        return url
-    user, colon, _password = rest[:at].partition(":")
-    if not colon:
-        return url
-    return f"{prefix}{user}:***{rest[at:]}"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -113,6 +91,14 @@ class Config:
     wire_format: str = "machinery"
     """"go" speaks Go Machinery v1 on every path (typed args, routing keys, Go's delay queues, Go's
     callback argument order, Go's Redis result layout), so Go and Python workers share queues."""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """Largest message body a producer sends or a worker runs (larger ones: refused / dead-lettered)."""
+    max_fanout: int = DEFAULT_MAX_FANOUT
+    """Most messages one message may create when run (callbacks + chord callback), and most members
+    of a group or chord sent at once."""
+    signing_keys: tuple[str, ...] = ()
+    """HMAC-SHA256 keys: the first signs every message sent, any of them verifies; workers
+    dead-letter unsigned or badly signed messages. Empty: messages are not signed. Never shown."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -122,7 +108,9 @@ class Config:
                     raise ConfigError(f.name, "a mapping", value)
                 object.__setattr__(self, f.name, freeze_mapping(value, f.name))
                 continue
-            _coerce(f.name, value, "")
+            coerced = _coerce(f.name, value, "")
+            if f.name in _SECRET_FIELDS:
+                object.__setattr__(self, f.name, coerced)
 
     def __repr__(self) -> str:
         parts = []
@@ -130,6 +118,9 @@ class Config:
             value = getattr(self, f.name)
             if f.name in _URL_FIELDS:
                 value = masked_url(value)
+            elif f.name in _SECRET_FIELDS:
+                parts.append(f"{f.name}=<{len(value)} keys>")
+                continue
             parts.append(f"{f.name}={value!r}")
         return f"Config({', '.join(parts)})"
 
@@ -139,6 +130,9 @@ class Config:
 
 
 _URL_FIELDS = frozenset({"broker_url", "result_backend"})
+_SECRET_FIELDS = frozenset({"signing_keys"})
+#: Shortest signing key accepted (characters).
+MIN_KEY_LENGTH = 16
 _FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(Config)}
 
 #: Go Machinery's config.yml keys that differ from ours.
@@ -184,6 +178,8 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "retry_backoff_max": (_seconds(positive=False), "a finite number of seconds >= 0"),
     "track_started_after": (_seconds(positive=False), "a finite number of seconds >= 0"),
     "wire_format": (lambda v: v in WIRE_FORMATS, " or ".join(WIRE_FORMATS)),
+    "max_message_bytes": (_int_at_least(1024), "an integer >= 1024 (bytes)"),
+    "max_fanout": (_int_at_least(1), "an integer >= 1"),
 }
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -225,6 +221,16 @@ def _coerce(key: str, value: object, source: str, *, from_text: bool = False) ->
         if not isinstance(value, bool):
             raise ConfigError(key, "true or false", value, source=source)
         out = value
+    elif kind == "tuple[str, ...]":  # secret: the value is never put in an error
+        if from_text and isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, "a list of strings (comma-separated in the environment)", source=source)
+        if any(len(v) < MIN_KEY_LENGTH for v in value):
+            raise ConfigError(key, f"keys of at least {MIN_KEY_LENGTH} characters", source=source)
+        out = tuple(value)
     else:  # FrozenDict
         if from_text and isinstance(value, str):
             try:

@@ -8,13 +8,17 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "EncodeError",
+    "LimitExceeded",
     "MachineryError",
     "ResultBackendError",
     "ResultTimeout",
     "ResultTypeError",
     "Retry",
+    "SignatureInvalid",
+    "SoftTimeLimitExceeded",
     "TaskFailed",
     "TaskNotRegistered",
+    "TimeLimitExceeded",
 ]
 
 
@@ -105,3 +109,22 @@ class ResultTypeError(MachineryError, TypeError):
         super().__init__(f"task {task_uuid}: result is not {expected} ({detail})")
         self.task_uuid = task_uuid
         self.expected = expected
+
+
+class SoftTimeLimitExceeded(MachineryError):
+    """Raised inside a task that ran past its ``soft_time_limit``; the task may catch it to clean up.
+    Uncaught, the task fails with it like with any other exception."""
+
+
+class TimeLimitExceeded(MachineryError):
+    """A task ran past its hard ``time_limit``: it is recorded as a ``FAILURE`` with this error's name
+    in its text, and its thread is abandoned (or its worker process replaced)."""
+
+
+class LimitExceeded(MachineryError, ValueError):
+    """A message is larger than ``max_message_bytes``, or would create more messages than
+    ``max_fanout``; it is refused when sent and dead-lettered when received."""
+
+
+class SignatureInvalid(MachineryError):
+    """A message is not signed, or not signed with any of ``signing_keys``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -17,15 +18,17 @@ from machinery._speedups import decode
 from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker, Delivery, OutgoingMessage
 from machinery.config import Config
-from machinery.errors import ArgumentError, DecodeError, Retry, TaskNotRegistered
+from machinery.errors import ArgumentError, DecodeError, LimitExceeded, Retry, TaskNotRegistered
 from machinery.gowire import fibonacci_next, go_typed_results
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
+from machinery.limits import check_fanout, check_size
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
 from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.states import TaskResult, TaskState
 from machinery.unregistered import UnregisteredPolicy, ignored_by_sender
+from machinery.watchdog import Abandoned, Watchdog
 
 __all__ = ["RETRIES_HEADER", "Executor", "error_text"]
 
@@ -34,14 +37,21 @@ log = logging.getLogger("machinery.worker")
 #: Signature header counting the retries so far (drives the back-off when retry_timeout is 0).
 RETRIES_HEADER = "machinery_retries"
 
+#: Seconds before a message delivered again while its first delivery still runs here is offered again.
+RUNNING_ELSEWHERE_DELAY = 1.0
+
 #: Seconds before a delivery whose follow-ups could not be stored is tried again.
 _SETTLE_RETRY_DELAY = 1.0
 
 
 def error_text(exc: BaseException) -> str:
     """The text recorded for a failed task and prepended to its error callbacks' args:
-    ``str(exc)``, or the exception's class name when that is empty."""
-    return str(exc) or type(exc).__name__
+    ``str(exc)``, or the exception's class name when that is empty. A ``BaseException`` that is not
+    an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``...) is always named: ``SystemExit: 3``."""
+    text = str(exc)
+    if not isinstance(exc, Exception):
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text or type(exc).__name__
 
 
 class NotJSONResult(TypeError):
@@ -85,13 +95,20 @@ class Executor:
         broker: Broker,
         backend: ResultBackend | None,
         progress: ProgressTracker | None = None,
+        *,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.config = config
+        self.watchdog = watchdog
+        """Enforces time limits; without it, limits are not enforced."""
         self.registry = registry
         self.broker = broker
         self.backend = backend
         self.default_queue = config.default_queue
         self.router = Router(config)
+        self._running: dict[str, int] = {}
+        """Task UUIDs running in this executor (how many runs of each)."""
+        self._running_lock = threading.Lock()
         self.unregistered = UnregisteredPolicy(config)
         self.go = self.router.go
         self.progress = progress
@@ -109,10 +126,7 @@ class Executor:
         return self.router.message(sig, delay, queue=queue)
 
     def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        if len(messages) == 1:
-            m = messages[0]
-            self.broker.publish(m.queue, m.body, delay=m.delay, priority=m.priority)
-        elif messages:
+        if messages:  # publish_many even for one: it keeps the headers and the task name
             self.broker.publish_many(messages)
 
     def _log(self, sig: Signature, state: TaskState, started: float, detail: str = "") -> None:
@@ -127,25 +141,91 @@ class Executor:
         """Process ``delivery`` to the end. True: its outcome and follow-ups are stored and the
         caller must ``ack`` it (the worker's settler acks in batches); False: it was settled here
         (given back or dead-lettered)."""
+        body = delivery.body
+        router = self.router
         try:
-            sig = decode(delivery.body)
+            check_size(len(body), router.max_message_bytes)
+        except LimitExceeded as exc:
+            return self._refuse(delivery, str(exc))
+        if router.signer is not None:
+            why = router.signer.check(delivery.headers, body)
+            if why:
+                return self._refuse(delivery, why)
+        try:
+            sig = decode(body)
         except DecodeError as exc:
-            reason = f"undecodable message: {exc}"
-            log.error("dead-lettering a message from queue %s: %s", delivery.queue, reason)
-            self.broker.dead_letter(delivery, reason)
-            return False
+            return self._refuse(delivery, f"undecodable message: {exc}")
+        try:
+            check_fanout(sig, router.max_fanout)
+        except LimitExceeded as exc:
+            if self.progress is not None:
+                self.progress.finish(delivery)  # first: no RECEIVED may land after the FAILURE
+            self._record(sig, TaskState.FAILURE, error=f"LimitExceeded: {exc}")
+            return self._refuse(delivery, str(exc))
         try:
             task = self.registry.get(sig.name)
         except TaskNotRegistered:
             self._not_registered(delivery, sig)
             return False
+        uuid = sig.uuid
+        if delivery.delivery_count > 1:
+            if uuid in self._running:
+                # Its first delivery still runs here (RabbitMQ's consumer_timeout closed the channel
+                # under it): this copy waits until that run has recorded its outcome.
+                log.warning("task %s[%s] delivered again while it still runs here; holding it back",
+                            sig.name, uuid)
+                self.broker.nack(delivery, delay=RUNNING_ELSEWHERE_DELAY)
+                return False
+            if self.backend is not None:
+                try:
+                    if self._already_finished(delivery, sig):
+                        return True
+                except Exception:
+                    log.exception("task %s[%s]: could not look up its state; running it again", sig.name, uuid)
+        running = self._running
+        with self._running_lock:
+            running[uuid] = running.get(uuid, 0) + 1
         try:
             self._run(delivery, sig, task.run)
         except Exception:
-            log.exception("task %s[%s]: could not store its outcome; it will run again", sig.name, sig.uuid)
+            log.exception("task %s[%s]: could not store its outcome; it will run again", sig.name, uuid)
             self._give_back(delivery)
             return False
+        finally:
+            with self._running_lock:
+                left = running.pop(uuid) - 1
+                if left:
+                    running[uuid] = left
         return True
+
+    def _already_finished(self, delivery: Delivery, sig: Signature) -> bool:
+        """A message delivered again whose task already has its final state (its first run
+        finished, but the ack never reached the broker: a worker killed just before it, or
+        RabbitMQ's ``consumer_timeout`` closing the channel under a long task) is not run again.
+        Its follow-ups are sent again from the stored outcome (they may have been lost with the
+        ack: at least once), then it is acked. True when that was done."""
+        assert self.backend is not None
+        record = self.backend.get(sig.uuid)
+        if record is None or not record.ready:
+            return False
+        started = time.perf_counter()
+        log.warning(
+            "task %s[%s] delivered again (delivery %d) but already %s: not running it again",
+            sig.name, sig.uuid, delivery.delivery_count, record.state,
+        )
+        if record.state is TaskState.SUCCESS:
+            self._succeeded(delivery, sig, record.result, started)
+        else:
+            self._publish([self._message(cb.with_result(record.error)) for cb in sig.on_error])
+        return True
+
+    def _refuse(self, delivery: Delivery, reason: str) -> bool:
+        """Dead-letter ``delivery`` with ``reason`` (logged at ERROR); False: settled here."""
+        log.error("dead-lettering a message from queue %s: %s", delivery.queue, reason)
+        if self.progress is not None:
+            self.progress.finish(delivery)
+        self.broker.dead_letter(delivery, reason)
+        return False
 
     def _give_back(self, delivery: Delivery) -> None:
         try:
@@ -187,18 +267,48 @@ class Executor:
             self._record(sig, TaskState.RECEIVED)
             self._record(sig, TaskState.STARTED)
         try:
-            value = run(sig.args)
+            watchdog = self.watchdog
+            limits = self.registry.limits(sig.name).overridden_by(sig.headers) if watchdog is not None else None
+            if watchdog is not None and limits is not None and limits.any:
+                watch = watchdog.watch(limits, (delivery, sig), f"task {sig.name}[{sig.uuid}]")
+                try:
+                    value = run(sig.args)
+                finally:
+                    watch.finish()  # raises Abandoned when the call was given up at its hard limit
+            else:
+                value = run(sig.args)
             result = as_json_result(value, sig.name)
             if self.go:
                 go_typed_results(result, f"task {sig.name} returned a value Go cannot read: result")
-        except Exception as exc:
+        except Abandoned:
+            raise
+        except BaseException as exc:
+            # Any BaseException a task raises (sys.exit, KeyboardInterrupt, GeneratorExit...) is its
+            # failure. Tasks run on task threads, and Python delivers signals to the main thread
+            # only, so a KeyboardInterrupt here was raised by the task itself; on the main thread
+            # (an embedding that runs tasks there) it is a real Ctrl-C and is passed on.
+            if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                raise
             if progress is not None:
                 progress.finish(delivery)
-            self._failed(delivery, sig, exc, started)
+            try:
+                self._failed(delivery, sig, exc, started)
+            except LimitExceeded as limit:
+                self._over_limit(sig, limit, started)
             return
         if progress is not None:
             progress.finish(delivery)
-        self._succeeded(delivery, sig, result, started)
+        try:
+            self._succeeded(delivery, sig, result, started)
+        except LimitExceeded as limit:
+            self._over_limit(sig, limit, started)
+
+    def _over_limit(self, sig: Signature, exc: LimitExceeded, started: float) -> None:
+        """A follow-up (a callback with the result or error prepended) was refused by a limit:
+        the task fails for good; nothing was sent."""
+        error = f"LimitExceeded: {exc}"
+        self._record(sig, TaskState.FAILURE, error=error)
+        self._log(sig, TaskState.FAILURE, started, error)
 
     def _succeeded(self, delivery: Delivery, sig: Signature, result: JSONValue, started: float) -> None:
         follow_ups = [
@@ -221,6 +331,16 @@ class Executor:
             self.backend.group_done(chord_group)
         self._log(sig, TaskState.SUCCESS, started)
 
+    def time_limit_exceeded(self, delivery: Delivery, sig: Signature, limit: float, started: float) -> None:
+        """Record a call given up at its hard time limit as a ``FAILURE`` and send its error
+        callbacks (no retry: a call that hung once would likely hang again). The caller acks."""
+        if self.progress is not None:
+            self.progress.finish(delivery)
+        error = f"TimeLimitExceeded: task {sig.name} ran past its time limit of {limit:g}s"
+        self._record(sig, TaskState.FAILURE, error=error)
+        self._publish([self._message(cb.with_result(error)) for cb in sig.on_error])
+        self._log(sig, TaskState.FAILURE, started, error)
+
     def _with_result(self, callback: Signature, result: JSONValue) -> Signature:
         """A success callback with the result added: prepended (this project's rule) or, in Go
         mode, appended as Go Machinery v1's worker does (a ``None`` result adds nothing there)."""
@@ -228,7 +348,7 @@ class Executor:
             return callback.with_result(result)
         return callback if result is None else callback.with_args((*callback.args, result))
 
-    def _retry(self, sig: Signature, exc: Exception) -> tuple[Signature, float]:
+    def _retry(self, sig: Signature, exc: BaseException) -> tuple[Signature, float]:
         """The signature to publish again and its delay: the ``Retry`` countdown, else (Go mode) the
         next Fibonacci ``retry_timeout`` as Go does, else ``retry_timeout``, else an exponential back-off."""
         countdown = exc.countdown if isinstance(exc, Retry) else None
@@ -250,7 +370,7 @@ class Executor:
         )
         return again, delay
 
-    def _failed(self, delivery: Delivery, sig: Signature, exc: Exception, started: float) -> None:
+    def _failed(self, delivery: Delivery, sig: Signature, exc: BaseException, started: float) -> None:
         error = error_text(exc)
         # Arguments that do not fit the task fail the same way every time: never retried.
         if sig.retry_count > 0 and not isinstance(exc, ArgumentError):

@@ -16,9 +16,10 @@ __all__ = ["LAYERS"]
 #: Layer name -> the top-level modules (``name``) and packages (``name/``) of ``machinery`` in it.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "jsonvalues", "signature", "task", "registry", "workflows", "states", "config", "layers",
-             "conversion"),
+             "conversion", "urls", "timelimits", "limits", "signing"),
     "hot path": ("_speedups/", "gowire"),
     "transport": ("schemes", "sqlite/", "tls", "brokers/", "backends/"),
-    "runtime": ("app", "task_function", "routing", "unregistered", "worker", "execution", "progress", "result", "cli",
-                "supervisor", "demo", "demo_tasks", "demo_run", "__main__", "heartbeat", "locations", "version"),
+    "runtime": ("app", "task_function", "routing", "unregistered", "worker", "execution", "watchdog", "progress",
+                "result", "cli", "supervisor", "demo", "demo_tasks", "demo_run", "__main__", "heartbeat", "locations",
+                "version"),
 }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from machinery.config import masked_url
+from machinery.urls import masked_url
 
 __all__ = ["describe_url"]
 

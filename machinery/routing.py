@@ -1,4 +1,5 @@
-"""Where a signature goes: the broker message for it (queue, body, delay, priority).
+"""Where a signature goes: the broker message for it (queue, body, delay, priority), held to the
+configured limits and signed when signing keys are set.
 
 A signature's ``routing_key`` names its queue; an empty one, or the configured ``binding_key``
 (the AMQP routing key of the default queue, which is what Go Machinery writes there), means the
@@ -14,7 +15,9 @@ from machinery._speedups import encode
 from machinery.brokers.base import OutgoingMessage
 from machinery.config import Config
 from machinery.gowire import encode_go
+from machinery.limits import check_fanout, check_size
 from machinery.signature import Signature
+from machinery.signing import Signer
 
 __all__ = ["Router"]
 
@@ -23,9 +26,11 @@ _NO_HEADERS: dict[str, str] = {}
 
 class Router:
     """Turns signatures into broker messages under one config: its default queue, binding key and
-    wire format (``"go"``: Go Machinery v1's JSON with ``RoutingKey`` set as Go's broker sets it)."""
+    wire format (``"go"``: Go Machinery v1's JSON with ``RoutingKey`` set as Go's broker sets it),
+    ``max_fanout`` and ``max_message_bytes`` (``LimitExceeded`` before anything is sent) and, with
+    ``signing_keys``, the signature header."""
 
-    __slots__ = ("_default_key", "binding_key", "default_queue", "go")
+    __slots__ = ("_default_key", "binding_key", "default_queue", "go", "max_fanout", "max_message_bytes", "signer")
 
     def __init__(self, config: Config) -> None:
         self.default_queue = config.default_queue
@@ -33,6 +38,9 @@ class Router:
         self.go = config.wire_format == "go"
         # Go's rule for an empty routing key: the binding key on a direct exchange, else the queue.
         self._default_key = config.binding_key if config.exchange_type == "direct" else config.default_queue
+        self.max_fanout = config.max_fanout
+        self.max_message_bytes = config.max_message_bytes
+        self.signer = Signer(config.signing_keys) if config.signing_keys else None
 
     def queue_for(self, sig: Signature) -> str:
         """The queue ``sig`` is sent to: its routing key, or the default queue for none or the binding key."""
@@ -43,12 +51,18 @@ class Router:
 
     def message(self, sig: Signature, delay: float = 0.0, *, queue: str | None = None) -> OutgoingMessage:
         """The broker message for ``sig``: to ``queue`` (else ``queue_for(sig)``), its encoded body, a
-        delay (the later of ``delay`` and its ETA) and its priority."""
+        delay (the later of ``delay`` and its ETA) and its priority; checked against the limits and
+        signed."""
+        check_fanout(sig, self.max_fanout)
         if sig.eta is not None:
             delay = max((sig.eta - datetime.now(timezone.utc)).total_seconds(), delay)
         if queue is None:
             queue = self.queue_for(sig)
         if not self.go:
-            return OutgoingMessage(queue, encode(sig), max(delay, 0.0), sig.priority, _NO_HEADERS, sig.name)
-        body = encode_go(sig, self._default_key if queue == self.default_queue else queue)
-        return OutgoingMessage(queue, body, max(delay, 0.0), sig.priority, _NO_HEADERS, sig.name)
+            body = encode(sig)
+        else:
+            body = encode_go(sig, self._default_key if queue == self.default_queue else queue)
+        check_size(len(body), self.max_message_bytes, sig.name)
+        signer = self.signer
+        headers = signer.headers(body) if signer is not None else _NO_HEADERS
+        return OutgoingMessage(queue, body, max(delay, 0.0), sig.priority, headers, sig.name)

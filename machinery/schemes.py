@@ -12,8 +12,9 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Generic, Protocol, TypeVar, cast
 
-from machinery.config import Config, masked_url
+from machinery.config import Config
 from machinery.errors import BrokerError, ConfigError, ResultBackendError
+from machinery.urls import masked_url
 
 __all__ = ["SharedByName", "open_by_scheme"]
 

@@ -11,6 +11,7 @@ from typing import TypedDict
 from typing_extensions import Unpack
 
 from machinery.jsonvalues import EMPTY_DICT, FrozenDict, JSONInput, JSONValue, freeze, freeze_mapping
+from machinery.timelimits import limit_headers
 
 __all__ = ["MAX_PRIORITY", "Signature", "SignatureChanges", "SignatureOptions", "new_task_id"]
 
@@ -174,6 +175,12 @@ class Signature:
     def countdown(self, seconds: float) -> Signature:
         """A copy that no worker runs before ``seconds`` from now."""
         return replace(self, eta=datetime.now(timezone.utc) + timedelta(seconds=seconds))
+
+    def with_time_limits(self, time_limit: float | None = None, soft_time_limit: float | None = None) -> Signature:
+        """A copy whose task is given up after ``time_limit`` seconds and gets
+        ``SoftTimeLimitExceeded`` raised in it after ``soft_time_limit`` (overriding the task's own
+        limits; carried in ``headers``, so the wire format is unchanged)."""
+        return replace(self, headers={**self.headers, **limit_headers(time_limit, soft_time_limit)})  # type: ignore[arg-type]
 
     def walk(self) -> Iterable[Signature]:
         """This signature and every signature nested in it (callbacks, chord callback), depth first."""

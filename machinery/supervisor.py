@@ -5,6 +5,10 @@ The supervisor starts P ``machinery worker`` processes, starts again any that di
 for a clean stop: each finishes its running tasks and gives back the rest. A second signal is
 forwarded too, which makes the workers exit at once. Each worker runs in its own process group,
 so a Ctrl-C at a terminal reaches it once, through the supervisor.
+
+A worker process whose task ran past its hard time limit records the failure, lets its other
+tasks finish and exits with ``EXIT_REPLACE_ME`` (the stuck thread goes with it); the supervisor
+starts a fresh one at once.
 """
 
 from __future__ import annotations
@@ -18,13 +22,19 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-__all__ = ["Supervisor"]
+__all__ = ["EXIT_REPLACE_ME", "SUPERVISED_ENV", "Supervisor"]
 
 log = logging.getLogger("machinery.supervisor")
 
 #: A worker that exits sooner than this after its start counts as failing at once.
 _QUICK_EXIT = 5.0
 _MAX_BACKOFF = 30.0
+
+#: Set to "1" in the environment of each worker process the supervisor starts.
+SUPERVISED_ENV = "MACHINERY_SUPERVISED"
+#: Exit status of a worker process that stopped to be replaced (a task thread was given up at its
+#: hard time limit; only a new process gets rid of it).
+EXIT_REPLACE_ME = 75
 
 
 class Supervisor:
@@ -42,10 +52,11 @@ class Supervisor:
         self._signals: list[int] = []
 
     def _start(self, slot: int) -> None:
+        env = {**os.environ, SUPERVISED_ENV: "1"}
         if sys.version_info >= (3, 11):
-            child = subprocess.Popen(self.command, process_group=0)
+            child = subprocess.Popen(self.command, process_group=0, env=env)
         else:  # 3.10 has no process_group: the same own group (setpgid(0, 0)) in the child before exec
-            child = subprocess.Popen(self.command, preexec_fn=os.setpgrp)  # noqa: PLW1509
+            child = subprocess.Popen(self.command, preexec_fn=os.setpgrp, env=env)  # noqa: PLW1509
         self._children[slot] = child
         self._started_at[slot] = time.monotonic()
         log.info("worker process %d started (pid %d)", slot, child.pid)
@@ -85,14 +96,23 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         codes = [c.returncode for c in self._children if c is not None]
-        return 0 if all(code == 0 for code in codes) else 1
+        # A child killed by the very signal forwarded to it had not installed its handlers yet
+        # (it was starting, so it held no messages): that is a clean stop too.
+        clean = {0, EXIT_REPLACE_ME, *(-signum for signum in self._signals[:1])}
+        return 0 if all(code in clean for code in codes) else 1
 
     def _restart_dead(self) -> None:
         now = time.monotonic()
         for slot, child in enumerate(self._children):
             if child is not None and child.poll() is None:
                 continue
-            if child is not None:
+            if child is not None and child.returncode == EXIT_REPLACE_ME:
+                log.info("worker process %d (pid %d) stopped to be replaced (a task ran past its time limit); "
+                         "starting another", slot, child.pid)
+                self._children[slot] = None
+                self._quick_exits[slot] = 0
+                self._next_start[slot] = now
+            elif child is not None:
                 quick = now - self._started_at[slot] < _QUICK_EXIT
                 self._quick_exits[slot] = self._quick_exits[slot] + 1 if quick else 0
                 backoff = min(_MAX_BACKOFF, 0.5 * 2 ** (self._quick_exits[slot] - 1)) if quick else 0.0

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from types import FrameType
-from typing import Protocol
+from typing import Protocol, cast
 
 from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker, Delivery
@@ -28,6 +28,9 @@ from machinery.heartbeat import Heartbeat
 from machinery.locations import describe_url
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
+from machinery.signature import Signature
+from machinery.supervisor import EXIT_REPLACE_ME
+from machinery.watchdog import Abandoned, Watch, Watchdog
 
 __all__ = ["Worker", "WorkerApp"]
 
@@ -68,8 +71,15 @@ class Worker:
         concurrency: int | None = None,
         queues: Sequence[str] | None = None,
         prefetch: int | None = None,
+        exit_on_time_limit: bool = False,
     ) -> None:
         config = app.config
+        self.exit_on_time_limit = exit_on_time_limit
+        """True in a worker process under a supervisor: a task given up at its hard time limit
+        makes the process stop cleanly (its other tasks finish) and exit with ``EXIT_REPLACE_ME``,
+        so the stuck thread goes with it and the supervisor starts a fresh process. False: the
+        stuck thread is abandoned and a new task thread takes its place."""
+        self.exit_code = 0
         self.app = app
         self.concurrency = concurrency if concurrency is not None else config.concurrency
         if self.concurrency < 1:
@@ -105,6 +115,10 @@ class Worker:
         """What stopped ``run()`` before it consumed anything (re-raised by ``start()``)."""
         self._thread: threading.Thread | None = None
         self._progress: ProgressTracker | None = None
+        self._executor: Executor | None = None
+        self._live = 0
+        """Task threads running and not abandoned."""
+        self._abandoned = 0
 
     def __repr__(self) -> str:
         return f"<Worker queues={self.queues} concurrency={self.concurrency}>"
@@ -207,7 +221,9 @@ class Worker:
             progress = ProgressTracker(backend, config.track_started_after)
             progress.start()
         self._progress = progress
-        executor = Executor(config, app.registry, broker, backend, progress)
+        watchdog = Watchdog(self._on_time_limit)
+        executor = Executor(config, app.registry, broker, backend, progress, watchdog=watchdog)
+        self._executor = executor
         broker_name = describe_url(config.broker_url)
         heartbeat = Heartbeat(backend, broker=broker_name, queues=self.queues) if backend is not None else None
         try:
@@ -229,12 +245,6 @@ class Worker:
             self._stopped.set()
             self._started.set()
             return
-        runners = [
-            threading.Thread(target=self._run_tasks, args=(executor,), name=f"machinery-task-{i}", daemon=True)
-            for i in range(1, self.concurrency)
-        ]
-        for t in runners:
-            t.start()
         settler = threading.Thread(target=self._settle_loop, name="machinery-settler", daemon=True)
         settler.start()
         leases = threading.Thread(target=self._renew_leases, name="machinery-leases", daemon=True)
@@ -244,15 +254,17 @@ class Worker:
             ", ".join(self.queues), self.concurrency, broker_name, describe_url(config.result_backend),
             ", ".join(app.registry.names()) or "(none)",
         )
+        for _ in range(self.concurrency):
+            self._start_runner(executor)
         self._started.set()
         try:
-            self._run_tasks(executor)
+            self._wait_runners()
         finally:
             self._stopping.set()
             with self._work:
                 self._work.notify_all()
-            for t in runners:
-                t.join()
+            self._wait_runners()
+            watchdog.stop()
             with self._work:
                 self._tasks_done = True
                 self._settle.notify()
@@ -267,6 +279,79 @@ class Worker:
             log.info("worker stopped")
             self._stopped.set()
 
+    def _start_runner(self, executor: Executor) -> None:
+        with self._work:
+            self._live += 1
+            n = self._live + self._abandoned
+        thread = threading.Thread(target=self._runner, args=(executor,), name=f"machinery-task-{n}", daemon=True)
+        thread.start()
+
+    def _runner(self, executor: Executor) -> None:
+        try:
+            self._run_tasks(executor)
+        except Abandoned:
+            return  # given up at its hard time limit: _on_time_limit did the accounting
+        except BaseException:
+            log.exception("a task thread failed")
+        with self._work:
+            self._live -= 1
+            self._work.notify_all()
+
+    def _wait_runners(self) -> None:
+        """Wait until every task thread not abandoned has returned (they return once stopping).
+
+        Tasks never run on the thread calling ``run``, so a KeyboardInterrupt that reaches it is a
+        real Ctrl-C (an embedding without ``launch``'s handlers): the worker stops cleanly."""
+        while True:
+            try:
+                with self._work:
+                    while self._live:
+                        self._work.wait(1.0)
+                return
+            except KeyboardInterrupt:
+                log.info("interrupted: finishing running tasks, then stopping")
+                self.stop()
+
+    def _on_time_limit(self, watch: Watch) -> None:
+        """(Watchdog) A task ran past its hard limit and was given up: record its failure, ack its
+        message, and replace its thread (or, in a supervised process, stop to be replaced)."""
+        delivery, sig = cast("tuple[Delivery, Signature]", watch.context)
+        executor = self._executor
+        assert executor is not None and watch.limits.hard is not None
+        owed = False
+        try:
+            started = time.perf_counter() - (time.monotonic() - watch.started)
+            executor.time_limit_exceeded(delivery, sig, watch.limits.hard, started)
+            owed = True
+        except Exception:
+            log.exception("task %s[%s]: could not store its time-limit failure; it will run again", sig.name, sig.uuid)
+            try:
+                self.app.broker.nack(delivery, delay=1.0)
+            except Exception:
+                log.exception("could not give back a delivery from %s; its lease will expire", delivery.queue)
+        with self._work:
+            self._busy -= 1
+            self._abandoned += 1
+            if owed:
+                self._owed.append(delivery)
+                self._settle.notify()
+            else:
+                self._held.pop(delivery.tag, None)
+            replace = not self._stopping.is_set() and not self.exit_on_time_limit
+            if not replace:
+                self._live -= 1
+                self._work.notify_all()
+        if replace:
+            # The new thread is counted before the abandoned one stops counting: never below concurrency.
+            self._start_runner(executor)
+            with self._work:
+                self._live -= 1
+                self._work.notify_all()
+        if self.exit_on_time_limit and not self._stopping.is_set():
+            log.warning("a task thread was abandoned at its time limit: stopping this process to be replaced")
+            self.exit_code = EXIT_REPLACE_ME
+            self.stop()
+
     def _run_tasks(self, executor: Executor) -> None:
         """One task thread: take a fetched message (fetching when none waits), run it, repeat."""
         progress = self._progress
@@ -278,20 +363,21 @@ class Worker:
             owed = False
             try:
                 owed = executor.process(delivery)
-            except Exception:
+            except Abandoned:
+                raise  # its message, counts and replacement are _on_time_limit's
+            except BaseException:
                 log.exception("settling a delivery from %s failed; it comes back when its lease ends", delivery.queue)
-            finally:
-                if progress is not None:
-                    progress.finish(delivery)
-                with work:
-                    self._busy -= 1
-                    if owed:
-                        pending = self._owed
-                        pending.append(delivery)
-                        if len(pending) == 1 or len(pending) >= self._ack_batch:
-                            self._settle.notify()
-                    else:
-                        self._held.pop(delivery.tag, None)
+            if progress is not None:
+                progress.finish(delivery)
+            with work:
+                self._busy -= 1
+                if owed:
+                    pending = self._owed
+                    pending.append(delivery)
+                    if len(pending) == 1 or len(pending) >= self._ack_batch:
+                        self._settle.notify()
+                else:
+                    self._held.pop(delivery.tag, None)
 
     def _next(self) -> Delivery | None:
         """The next message to run (counted busy), or None once stopping."""

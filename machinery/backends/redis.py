@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
-from urllib.parse import urlsplit
 
 import redis
 import redis.client
@@ -21,11 +20,12 @@ from redis.commands.core import Script
 
 from machinery.backends.base import wait_until_final
 from machinery.backends.records import decode_record, decode_value, encode_record, encode_value, stamped
-from machinery.config import Config, masked_url
+from machinery.config import Config
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
 from machinery.states import TaskResult
 from machinery.tls import TLSSettings, describe_tls_error
+from machinery.urls import masked_url
 
 __all__ = ["RedisBackend", "call_redis", "connect_redis", "wait_announced"]
 
@@ -59,14 +59,14 @@ def connect_redis(url: str, socket_timeout: float, tls: TLSSettings | None = Non
     """A redis-py client (pooled) for ``url`` and the URL as messages show it; ``ResultBackendError``
     for a bad URL. A ``rediss://`` URL connects with ``tls`` (``ConfigError`` for unreadable files)."""
     where = _describe(url)
-    scheme = urlsplit(url).scheme
+    scheme = url.partition("://")[0].lower()  # urlsplit may raise on it
     if scheme not in ("redis", "rediss", "unix"):
         raise ResultBackendError(f"not a Redis URL: {where}")
     tls_options = (tls or TLSSettings()).redis_options() if scheme == "rediss" else {}
     try:
         client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                       socket_connect_timeout=min(socket_timeout, 5.0), **tls_options)
-    except (ValueError, redis.RedisError) as exc:
+    except Exception as exc:  # the parser's own message may quote the URL: never shown
         raise ResultBackendError(f"Redis result backend at {where}: {type(exc).__name__}") from None
     return client, where
 

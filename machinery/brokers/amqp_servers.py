@@ -16,9 +16,9 @@ from urllib.parse import unquote, urlsplit
 
 import pika
 
-from machinery.brokers.amqp_topology import mask_url
 from machinery.errors import BrokerError
 from machinery.tls import TLSSettings
+from machinery.urls import masked_url
 
 __all__ = ["AMQPServers"]
 
@@ -29,27 +29,28 @@ class AMQPServers:
     def __init__(self, url: str, tls: TLSSettings | None = None) -> None:
         urls = [part.strip() for part in url.split(";")]
         if not all(urls):
-            raise BrokerError(f"empty server in AMQP URL list {mask_url(url)}")
+            raise BrokerError(f"empty server in AMQP URL list {masked_url(url)}")
         settings = tls or TLSSettings()
         context = None
         self._params: list[pika.URLParameters] = []
         self._safe_urls: list[str] = []
         self._passwords: list[str] = []
         for one in urls:
-            safe = mask_url(one)
-            if urlsplit(one).scheme.lower() not in ("amqp", "amqps"):
+            safe = masked_url(one)
+            scheme = one.partition("://")[0].lower()
+            if scheme not in ("amqp", "amqps"):
                 raise BrokerError(f"not an AMQP URL: {safe}")
             try:
                 params = pika.URLParameters(one)
-            except ValueError as exc:
+                password = unquote(urlsplit(one).password or "")
+            except Exception as exc:  # the parser's own message may quote the URL: never shown
                 raise BrokerError(f"bad AMQP URL {safe}: {type(exc).__name__}") from None
-            if urlsplit(one).scheme.lower() == "amqps":
+            if scheme == "amqps":
                 context = context or settings.context()
                 params.ssl_options = pika.SSLOptions(context, server_hostname=settings.server_hostname or params.host)
             params.connection_attempts = 1
             self._params.append(params)
             self._safe_urls.append(safe)
-            password = unquote(urlsplit(one).password or "")
             if len(password) > 2 and password not in self._passwords:
                 self._passwords.append(password)
         self._index = 0

@@ -27,7 +27,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pika.channel import Channel
 from pika.spec import BasicProperties
@@ -56,7 +55,6 @@ __all__ = [
     "bucket_for",
     "delay_exchange",
     "delay_queue",
-    "mask_url",
 ]
 
 #: One RPC on the declaring channel: called with the channel and the callback for its reply.
@@ -96,21 +94,6 @@ def bucket_for(remaining_ms: float) -> int:
     if remaining_ms < 2:
         return 0
     return min(DELAY_BUCKETS - 1, math.floor(math.log2(remaining_ms)))
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for logs, errors and reprs."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-    except ValueError:
-        return "<unparsable URL>"
 
 
 #: RabbitMQ's headers that tell where a dead-lettered message has been (dropped when it is delayed again).

@@ -20,6 +20,7 @@ from typing import TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from machinery.errors import ConfigError, MachineryError
+from machinery.urls import masked_url
 
 __all__ = ["ConnectionPool", "SQLiteOptions", "file_options", "parse_sqlite_url"]
 
@@ -54,17 +55,21 @@ def parse_sqlite_url(url: str, key: str = "broker_url") -> SQLiteOptions:
     """``sqlite:///relative/path``, ``sqlite:////absolute/path``, with optional query
     ``?synchronous=normal|full|extra|off&busy_timeout=5``. ``:memory:`` is refused: an in-memory
     database cannot be shared between the processes of a worker and its senders."""
-    parts = urlsplit(url)
+    shown = masked_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ConfigError(key, "a sqlite:///path URL", shown) from None
     if parts.scheme != "sqlite":
-        raise ConfigError(key, "a sqlite:///path URL", url)
+        raise ConfigError(key, "a sqlite:///path URL", shown)
     if parts.netloc:
-        raise ConfigError(key, "sqlite:///path (three slashes, then the file path)", url)
+        raise ConfigError(key, "sqlite:///path (three slashes, then the file path)", shown)
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if not path:
-        raise ConfigError(key, "sqlite:///path with a file path", url)
+        raise ConfigError(key, "sqlite:///path with a file path", shown)
     if path == ":memory:" or path.startswith("file::memory:"):
         raise ConfigError(
-            key, "a database file path (an in-memory SQLite database cannot be shared between processes)", url
+            key, "a database file path (an in-memory SQLite database cannot be shared between processes)", shown
         )
     synchronous = "NORMAL"
     busy_timeout = 5.0

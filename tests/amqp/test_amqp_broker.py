@@ -14,7 +14,7 @@ import pytest
 
 from machinery.brokers.amqp import AMQPBroker
 from machinery.brokers.amqp_confirms import Resolved, Waiter
-from machinery.brokers.amqp_topology import DELAY_BUCKETS, bucket_for, mask_url
+from machinery.brokers.amqp_topology import DELAY_BUCKETS, bucket_for
 from machinery.brokers.base import Delivery, OutgoingMessage
 from machinery.errors import BrokerError
 from tests.amqp.proxy import TCPProxy
@@ -46,11 +46,6 @@ def test_a_delay_waits_in_the_largest_bucket_that_does_not_pass_it() -> None:
     assert bucket_for(1000) == 9
     assert bucket_for(1024) == 10
     assert bucket_for(10 * 365 * 86_400_000) == DELAY_BUCKETS - 1
-
-
-def test_a_masked_url_hides_only_the_password() -> None:
-    assert mask_url("amqps://user:s3cret@host:5671/vh") == "amqps://user:***@host:5671/vh"
-    assert mask_url("amqp://host/") == "amqp://host/"
 
 
 def test_an_amqps_url_uses_tls_with_the_default_context_and_checks_the_host() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from machinery import BrokerError, Config, ConfigError, load_config, masked_url
+from machinery import BrokerError, Config, ConfigError, load_config
 from machinery.brokers import open_broker
 from machinery.brokers.amqp import AMQPBroker
 from machinery.config import EXCHANGE_TYPES
@@ -154,21 +154,6 @@ def test_repr_masks_passwords() -> None:
     assert "hunter2" not in text
     assert "amqp://guest:***@rabbit:5672/" in text
     assert "redis://:***@redis:6379/0" in text
-
-
-@pytest.mark.parametrize(
-    ("url", "masked"),
-    [
-        ("amqp://guest:guest@localhost:5672/", "amqp://guest:***@localhost:5672/"),
-        ("amqps://u:p%40ss@h/vhost?heartbeat=5", "amqps://u:***@h/vhost?heartbeat=5"),
-        ("redis://:pw@h:6379/15", "redis://:***@h:6379/15"),
-        ("amqp://guest@localhost/", "amqp://guest@localhost/"),
-        ("sqlite:///var/lib/machinery.sqlite3", "sqlite:///var/lib/machinery.sqlite3"),
-        ("none", "none"),
-    ],
-)
-def test_masked_url(url: str, masked: str) -> None:
-    assert masked_url(url) == masked
 
 
 def test_unknown_broker_scheme_error_does_not_show_the_password() -> None:
