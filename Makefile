@@ -12,15 +12,18 @@ $(BIN)/python:
 	$(BIN)/pip install --upgrade pip
 
 deps: $(BIN)/python
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -e '.[test,fuzz]'
 
 # The tests, after checking the compiled hot path was built: a build that fell back to the
 # pure-Python twin fails here, unless that build was asked for (MACHINERY_NO_EXTENSIONS=1).
 test: check-extensions
 	$(BIN)/pytest
 
+# Run from / so that the checkout is not put first on sys.path (python -P does that from 3.11 on):
+# the installed package (editable, or the one PYTHONPATH names) is what is checked.
 check-extensions:
-	@$(BIN)/python -P -W ignore::RuntimeWarning -m machinery._speedups.check
+	@cd / && $(abspath $(BIN))/python -W ignore::RuntimeWarning -m machinery._speedups.check
+
 # Coverage-guided fuzzing (tests/fuzz/README.md): each target for FUZZ_SECONDS. With clang, the
 # compiled modules are fuzzed as copies built with coverage counters (.fuzz/native); failing inputs
 # are kept in .fuzz/ and the run stops with libFuzzer's report.

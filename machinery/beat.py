@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from machinery.app import App
 from machinery.backends.control import Claim, ControlStore, control_store
@@ -140,4 +140,4 @@ def _key(entry: Periodic, due: float) -> str:
 
 
 def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="milliseconds")

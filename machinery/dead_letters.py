@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from machinery._speedups import decode
 from machinery.backends.base import ResultBackend
@@ -48,7 +48,7 @@ def _record(message: DeadMessage) -> DeadLetter:
         sig: Signature | None = decode(message.body)
     except DecodeError:
         sig = None
-    when = None if message.dead_at is None else datetime.fromtimestamp(message.dead_at, UTC)
+    when = None if message.dead_at is None else datetime.fromtimestamp(message.dead_at, timezone.utc)
     return DeadLetter(
         id=message.id, queue=message.queue, task="" if sig is None else sig.name,
         task_uuid="" if sig is None else sig.uuid, reason=message.reason, dead_at=when,

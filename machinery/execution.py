@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from machinery._speedups import decode
 from machinery.backends.base import ResultBackend
@@ -477,7 +477,7 @@ class Executor:
         if self.go:
             timeout = fibonacci_next(sig.retry_timeout)
             delay = max(countdown, 0.0) if countdown is not None else float(timeout)
-            eta = datetime.now(UTC) + timedelta(seconds=delay)
+            eta = datetime.now(timezone.utc) + timedelta(seconds=delay)
             return sig.replace(retry_count=sig.retry_count - 1, retry_timeout=timeout, eta=eta), delay
         retries = sig.headers.get(RETRIES_HEADER, 0)
         done = retries if isinstance(retries, int) and not isinstance(retries, bool) else 0

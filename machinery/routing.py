@@ -9,7 +9,7 @@ explicitly, whatever its ``routing_key`` says.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from machinery._speedups import encode
 from machinery.brokers.base import OutgoingMessage
@@ -55,7 +55,7 @@ class Router:
         signed."""
         check_fanout(sig, self.max_fanout)
         if sig.eta is not None:
-            delay = max((sig.eta - datetime.now(UTC)).total_seconds(), delay)
+            delay = max((sig.eta - datetime.now(timezone.utc)).total_seconds(), delay)
         if queue is None:
             queue = self.queue_for(sig)
         if not self.go:

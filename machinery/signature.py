@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid as _uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from typing import TypedDict, Unpack
+from datetime import datetime, timedelta, timezone
+from typing import TypedDict
+
+from typing_extensions import Unpack
 
 from machinery.jsonvalues import EMPTY_DICT, FrozenDict, JSONInput, JSONValue, freeze, freeze_mapping
 from machinery.timelimits import limit_headers
@@ -61,7 +63,7 @@ def _check_eta(value: object) -> datetime | None:
         raise TypeError(f"Signature.eta must be a datetime or None, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("Signature.eta must be timezone-aware (for example datetime.now(timezone.utc))")
-    return value.astimezone(UTC)
+    return value.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -172,7 +174,7 @@ class Signature:
 
     def countdown(self, seconds: float) -> Signature:
         """A copy that no worker runs before ``seconds`` from now."""
-        return replace(self, eta=datetime.now(UTC) + timedelta(seconds=seconds))
+        return replace(self, eta=datetime.now(timezone.utc) + timedelta(seconds=seconds))
 
     def with_time_limits(self, time_limit: float | None = None, soft_time_limit: float | None = None) -> Signature:
         """A copy whose task is given up after ``time_limit`` seconds and gets

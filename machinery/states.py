@@ -10,9 +10,12 @@ from machinery.jsonvalues import JSONValue
 __all__ = ["FINAL_STATES", "TaskResult", "TaskState"]
 
 
-class TaskState(enum.StrEnum):
+class TaskState(str, enum.Enum):
     """Where a task is in its life. ``SUCCESS``, ``FAILURE`` and ``REVOKED`` (not run: a hook
-    skipped it) are final."""
+    skipped it) are final.
+
+    A ``str`` (its value is its name, as on the wire and in the stores): ``str()``, f-strings and
+    ``format()`` give the bare name on every supported Python, as ``enum.StrEnum`` (3.11+) would."""
 
     PENDING = "PENDING"
     RECEIVED = "RECEIVED"
@@ -24,6 +27,9 @@ class TaskState(enum.StrEnum):
 
     def __str__(self) -> str:
         return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
     @property
     def is_final(self) -> bool:

@@ -63,7 +63,11 @@ class Supervisor:
         self._on_exit = on_exit
 
     def _start(self, slot: int) -> None:
-        child = subprocess.Popen(self.command, process_group=0, env={**(self._env or os.environ), SUPERVISED_ENV: "1"})
+        env = {**(self._env or os.environ), SUPERVISED_ENV: "1"}
+        if sys.version_info >= (3, 11):
+            child = subprocess.Popen(self.command, process_group=0, env=env)
+        else:  # 3.10 has no process_group: the same own group (setpgid(0, 0)) in the child before exec
+            child = subprocess.Popen(self.command, preexec_fn=os.setpgrp, env=env)  # noqa: PLW1509
         self._children[slot] = child
         self._started_at[slot] = time.monotonic()
         log.info("worker process %d started (pid %d)", slot, child.pid)

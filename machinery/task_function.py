@@ -16,7 +16,9 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Generic, Never, ParamSpec, Protocol, TypeVar, Unpack, cast
+from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeVar, cast
+
+from typing_extensions import Never, Unpack
 
 from machinery.conversion import resolved_hints, to_wire
 from machinery.jsonvalues import JSONInput

@@ -16,15 +16,15 @@ from __future__ import annotations
 import uuid as _uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Generic, Unpack, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, cast, overload
 
-from typing_extensions import TypeVar
+from typing_extensions import TypeVar, Unpack
 
 from machinery.jsonvalues import JSON
 from machinery.signature import Signature, SignatureOptions
 
 if TYPE_CHECKING:
-    from typing import Self
+    from typing_extensions import Self
 
 __all__ = ["Chain", "Chord", "Group", "NoResult", "TypedSignature", "chain", "chord", "group"]
 

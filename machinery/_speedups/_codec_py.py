@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 from machinery.errors import ArgumentError, DecodeError, EncodeError
 from machinery.jsonvalues import EMPTY_DICT, MAX_DEPTH, FrozenDict, JSONValue
@@ -32,7 +32,7 @@ _RFC3339 = re.compile(
 def format_eta(eta: datetime) -> str:
     """``eta`` in UTC as RFC 3339 with ``Z``; the fraction is written only when not zero, without
     trailing zeros (as Go's ``RFC3339Nano``)."""
-    u = eta.astimezone(UTC)
+    u = eta.astimezone(timezone.utc)
     text = f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
     if u.microsecond:
         text += f".{u.microsecond:06d}".rstrip("0")
@@ -50,12 +50,12 @@ def parse_eta(text: str, where: str = "ETA") -> datetime:
     micro = int((frac + "000000")[:6]) if frac else 0
     try:
         if m.group(8):
-            return datetime(year, month, day, hour, minute, second, micro, UTC)
+            return datetime(year, month, day, hour, minute, second, micro, timezone.utc)
         offset = timedelta(hours=int(m.group(10)), minutes=int(m.group(11)))
         if offset >= timedelta(hours=24):
             raise ValueError("offset out of range")
         tz = timezone(-offset if m.group(9) == "-" else offset)
-        return datetime(year, month, day, hour, minute, second, micro, tz).astimezone(UTC)
+        return datetime(year, month, day, hour, minute, second, micro, tz).astimezone(timezone.utc)
     except (ValueError, OverflowError) as exc:
         raise DecodeError(f"{where}: {text[:64]!r} is not a valid time ({exc})") from None
 

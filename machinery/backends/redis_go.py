@@ -22,7 +22,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar, cast
 
 import redis
@@ -48,7 +48,7 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 
 
 def _now_text() -> str:
-    return format_eta(datetime.now(UTC))
+    return format_eta(datetime.now(timezone.utc))
 
 
 def go_result_value(results: object, where: str) -> JSONValue:
@@ -84,7 +84,7 @@ def _typed_results(value: JSONValue) -> list[dict[str, object]]:
 def task_state_document(result: TaskResult) -> bytes:
     """``result`` as Go Machinery v1's ``TaskState`` JSON (``CreatedAt`` its time, else now)."""
     results = _typed_results(result.result) if result.state is TaskState.SUCCESS else []
-    created = format_eta(datetime.fromtimestamp(result.updated_at, UTC)) if result.updated_at else _now_text()
+    created = format_eta(datetime.fromtimestamp(result.updated_at, timezone.utc)) if result.updated_at else _now_text()
     return json.dumps({
         "TaskUUID": result.task_uuid, "TaskName": result.name, "State": result.state.value,
         "Results": results, "Error": result.error, "CreatedAt": created, "TTL": 0,

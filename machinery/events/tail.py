@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from machinery.config import Config
 from machinery.errors import MachineryError
@@ -36,7 +36,7 @@ def read_events(sub: EventSubscription, timeout: float) -> list[Event]:
 
 def describe(event: Event) -> str:
     """One line for ``event``: time, type, task or worker, and what it says."""
-    when = datetime.fromtimestamp(event.timestamp, UTC).strftime("%H:%M:%S.%f")[:-3]
+    when = datetime.fromtimestamp(event.timestamp, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
     parts = [when, f"{event.type:<19}"]
     if event.worker is not None:
         status = event.worker

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pika
@@ -58,7 +58,7 @@ def test_the_example_chain_gives_52(example_app: App) -> None:
 def test_a_task_with_an_eta_runs_no_earlier_and_survives_a_worker_restart(tmp_path: Path) -> None:
     config = amqp_config(tmp_path)
     side = tmp_path / "effects.sqlite3"
-    eta = datetime.now(UTC) + timedelta(seconds=2)
+    eta = datetime.now(timezone.utc) + timedelta(seconds=2)
     with App(config) as app:
         first = WorkerProcess(config, tmp_path / "worker.log", MACHINERY_TEST_EFFECTS=str(side))
         app.send_task(Signature("record", ["eta"]).delay_until(eta))

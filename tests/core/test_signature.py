@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -139,7 +139,7 @@ def test_link_and_link_error_add_callbacks() -> None:
 
 
 def test_countdown_sets_an_eta_in_the_future() -> None:
-    before = datetime.now(UTC)
+    before = datetime.now(timezone.utc)
     sig = Signature("add").countdown(10)
     assert sig.eta is not None and sig.eta >= before + timedelta(seconds=9)
 

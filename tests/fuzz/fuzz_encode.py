@@ -10,7 +10,7 @@ either decoder) to an equal Signature. Building the Signature may refuse values 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -23,7 +23,7 @@ IMPL = Implementations("_codec_py", "_codec_c")
 from machinery.errors import EncodeError  # noqa: E402
 from machinery.signature import Signature  # noqa: E402
 
-_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
 def _value(fdp: atheris.FuzzedDataProvider, depth: int) -> object:

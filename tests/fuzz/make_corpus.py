@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pika
@@ -32,7 +32,7 @@ def _messages() -> list[bytes]:
         add,
         Signature("x", [None, True, -(2**70), 0.5, "héllo \u2603", [1, [2, {"a": []}]], {"k": {"v": 1.5e300}}],
                   headers={"trace": "abc", "n": 3}, priority=9, retry_count=3, retry_timeout=7,
-                  eta=datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), routing_key="q", immutable=True),
+                  eta=datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc), routing_key="q", immutable=True),
         chain(add, Signature("add", [5, 6]), Signature("multiply", [4])).head,
         group(add, Signature("add", [2, 2])).tasks[0],
         members[0],

@@ -8,7 +8,7 @@ items are left out of round-trip data: they do not come back as the object that 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 from hypothesis import strategies as st
 
@@ -57,7 +57,7 @@ arg_values = json_values.filter(lambda v: not is_typed_arg_shape(v))
 
 offsets = st.integers(min_value=-23 * 60, max_value=23 * 60).map(lambda m: timezone(timedelta(minutes=m)))
 etas = st.none() | st.datetimes(
-    min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31), timezones=st.just(UTC) | offsets
+    min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31), timezones=st.just(timezone.utc) | offsets
 )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import pytest
 
@@ -57,7 +57,7 @@ def test_every_field_is_read(codec: CodecModule) -> None:
         on_success=[Signature("s", uuid="")],
         on_error=[Signature("e", uuid="")],
         uuid="u",
-        eta=datetime(2024, 5, 6, 7, 8, 9, 120000, UTC),
+        eta=datetime(2024, 5, 6, 7, 8, 9, 120000, timezone.utc),
         group_uuid="g",
         group_task_count=3,
         headers={"h": "v"},
@@ -99,18 +99,18 @@ def test_numbers_keep_int_or_float(codec: CodecModule, text: str, value: object)
 @pytest.mark.parametrize(
     ("text", "value"),
     [
-        ("2024-01-02T03:04:05Z", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
-        ("2024-01-02t03:04:05z", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
-        ("2024-01-02T03:04:05.5Z", datetime(2024, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)),
-        ("2024-01-02T03:04:05.123456789Z", datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)),
-        ("2024-01-02T03:04:05+02:00", datetime(2024, 1, 2, 1, 4, 5, tzinfo=UTC)),
-        ("2024-01-02T03:04:05-05:30", datetime(2024, 1, 2, 8, 34, 5, tzinfo=UTC)),
+        ("2024-01-02T03:04:05Z", datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
+        ("2024-01-02t03:04:05z", datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
+        ("2024-01-02T03:04:05.5Z", datetime(2024, 1, 2, 3, 4, 5, 500000, tzinfo=timezone.utc)),
+        ("2024-01-02T03:04:05.123456789Z", datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc)),
+        ("2024-01-02T03:04:05+02:00", datetime(2024, 1, 2, 1, 4, 5, tzinfo=timezone.utc)),
+        ("2024-01-02T03:04:05-05:30", datetime(2024, 1, 2, 8, 34, 5, tzinfo=timezone.utc)),
     ],
 )
 def test_eta_formats_are_read_as_utc(codec: CodecModule, text: str, value: datetime) -> None:
     eta = codec.decode(b'{"Name":"t","ETA":"' + text.encode() + b'"}').eta
     assert eta == value
-    assert eta is not None and eta.tzinfo == UTC
+    assert eta is not None and eta.tzinfo == timezone.utc
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -47,7 +47,7 @@ def test_every_field_is_written(codec: CodecModule) -> None:
         immutable=True,
         on_error=[Signature("e", uuid="u2")],
         uuid="u1",
-        eta=datetime(2024, 5, 6, 7, 8, 9, 120000, UTC),
+        eta=datetime(2024, 5, 6, 7, 8, 9, 120000, timezone.utc),
         group_uuid="g",
         group_task_count=3,
         headers={"h": "v"},

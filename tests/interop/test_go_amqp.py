@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +180,7 @@ def test_a_go_delayed_task_runs_here_not_before_its_eta(app: App, producer: GoPr
         return True
 
     uuid = _uuid("eta")
-    eta = datetime.now(UTC) + timedelta(milliseconds=800)
+    eta = datetime.now(timezone.utc) + timedelta(milliseconds=800)
     producer.send(_task(uuid, "stamp", ETA=eta.isoformat().replace("+00:00", "Z")), delay_ms=800)
     with running(app):
         assert app.result(uuid).get(timeout=TIMEOUT) is True

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -84,7 +84,7 @@ def test_routing_key_is_the_binding_key_for_the_default_queue_and_the_queue_name
 
 
 def test_an_eta_and_nested_callbacks_reach_go(go: GoProgram) -> None:
-    eta = datetime(2030, 1, 2, 3, 4, 5, 123456, UTC)
+    eta = datetime(2030, 1, 2, 3, 4, 5, 123456, timezone.utc)
     sig = Signature("a", [1], eta=eta, on_success=[Signature("b", ["x"], immutable=True)],
                     on_error=[Signature("c", [b"\x01"])])
     [decoded] = go.decode([Router(GO).message(sig).body])
@@ -161,7 +161,7 @@ def test_a_retry_goes_back_to_its_queue_with_go_s_fibonacci_timeout_and_an_eta(g
 
     registry = _registry(flaky=flaky)
     sig = Signature("flaky", [b"\x02"], routing_key="machinery_task", retry_count=3, retry_timeout=2)
-    before = datetime.now(UTC)
+    before = datetime.now(timezone.utc)
     _process(sig, registry, broker, backend, queue="from-here")
     [retry] = broker.published
     assert retry.queue == "from-here"
@@ -171,7 +171,7 @@ def test_a_retry_goes_back_to_its_queue_with_go_s_fibonacci_timeout_and_an_eta(g
     assert (task["RetryCount"], task["RoutingKey"]) == (2, "from-here")
     assert _args(task) == [("[]byte", "[]uint8", "Ag==")]
     eta = datetime.fromisoformat(task["ETA"].replace("Z", "+00:00"))
-    assert before + timedelta(seconds=3) <= eta <= datetime.now(UTC) + timedelta(seconds=3)
+    assert before + timedelta(seconds=3) <= eta <= datetime.now(timezone.utc) + timedelta(seconds=3)
     assert decode(retry.body).retry_timeout == fibonacci_next(2) == 3
 
 

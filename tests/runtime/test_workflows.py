@@ -4,7 +4,7 @@ immutability rule), error callbacks, chains that stop on failure, retries, group
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -163,7 +163,7 @@ def test_eta_delays_the_task(app: App) -> None:
     register_test_tasks(app)
     with running(app):
         started = time.monotonic()
-        sig = Signature("add", [1], eta=datetime.now(UTC) + timedelta(seconds=0.6))
+        sig = Signature("add", [1], eta=datetime.now(timezone.utc) + timedelta(seconds=0.6))
         assert app.send_task(sig).get(timeout=TIMEOUT) == 1.0
         assert time.monotonic() - started >= 0.5
 

@@ -4,8 +4,9 @@ each ``reveal_type`` must show the type written after its R comment."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import assert_type, reveal_type
+from datetime import datetime, timezone
+
+from typing_extensions import assert_type, reveal_type
 
 from machinery import JSON, AsyncResult, ChainResult, ChordResult, GroupResult, Signature, chain, chord, group
 
@@ -38,7 +39,7 @@ def use() -> None:
     by_keyword = add.s(1, y=2)
     all_keywords = add.s(x=1, y=2)
     partial_keyword = multiply.partial(y=4)
-    options = add.signature(retry_count=3, retry_timeout=5, eta=datetime.now(UTC), priority=2, routing_key="q")
+    options = add.signature(retry_count=3, retry_timeout=5, eta=datetime.now(timezone.utc), priority=2, routing_key="q")
     sent: AsyncResult[float] = options.delay(1, 2)
     later = add.s(1, 1).set(retry_count=2, headers={"trace": "abc"})
     linked = add.s(1, 1).link(multiply.partial(2)).link_error(shout.partial())

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from machinery import JSONValue, Signature, Task, chain, decode, encode, group, parse_number_args
 
@@ -15,7 +15,7 @@ class AddTask:
 
 task: Task = AddTask()
 total: object = task.run((1, 2))
-sig = Signature("add", [1, 1], routing_key="machinery_tasks", priority=3, eta=datetime.now(UTC))
+sig = Signature("add", [1, 1], routing_key="machinery_tasks", priority=3, eta=datetime.now(timezone.utc))
 steps = chain(sig, Signature("add", [5, 6]), Signature("multiply", [4]))
 last_name: str = steps.last.name
 members = group(Signature("a"), Signature("b"))
