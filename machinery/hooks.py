@@ -86,7 +86,7 @@ class Outcome:
     """``SUCCESS``, ``FAILURE``, ``RETRY``, the state a ``Skip`` recorded, or ``PENDING`` when the
     message went back to its queue (a ``Delay``, or an outcome that could not be stored)."""
     duration: float
-    """Seconds from the start of the run to its outcome being stored (for a decision: from
+    """Seconds from the start of the run to its outcome being handed over for storing (for a decision: from
     ``before_run`` to the decision being carried out)."""
     result: JSONValue = None
     error: str = ""

@@ -23,6 +23,7 @@ def test_a_state_shows_and_stores_as_its_bare_name(state: TaskState) -> None:
     assert TaskState(name) is state
 
 
-def test_only_success_and_failure_are_final() -> None:
-    assert {TaskState.SUCCESS, TaskState.FAILURE} == FINAL_STATES
-    assert [s for s in TaskState if s.is_final] == [TaskState.SUCCESS, TaskState.FAILURE]
+def test_only_success_failure_and_revoked_are_final() -> None:
+    final = [TaskState.SUCCESS, TaskState.FAILURE, TaskState.REVOKED]
+    assert set(final) == FINAL_STATES
+    assert [s for s in TaskState if s.is_final] == final
