@@ -105,7 +105,8 @@ class RabbitNode:
                  client_certs: bool = False, conf: str = "", advanced: str = "[].") -> None:
         need_program(str(_RABBIT_BIN / "rabbitmq-server"))
         self.directory = directory
-        self.name = f"{name}@localhost"
+        # The process id in the node name: two test runs on one machine must not clash in epmd.
+        self.name = f"{name}-{os.getpid()}@localhost"
         self.port = free_port()
         self.dist_port = free_port()
         directory.mkdir(parents=True, exist_ok=True)
