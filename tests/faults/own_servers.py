@@ -142,6 +142,7 @@ class RabbitNode:
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
             "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
             "RABBITMQ_PID_FILE": str(directory / "node.pid"),
+            "ERL_CRASH_DUMP": str(directory / "erl_crash.dump"),
             "RABBITMQ_PLUGINS_EXPAND_DIR": str(directory / "plugins-expand"),
         }
         self.process: subprocess.Popen[bytes] | None = None
@@ -151,7 +152,7 @@ class RabbitNode:
         """Start the node and wait until it accepts AMQP connections."""
         with self.log.open("ab") as out:
             self.process = subprocess.Popen([str(_RABBIT_BIN / "rabbitmq-server")], env=self.env, stdout=out,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+                                            stderr=subprocess.STDOUT, start_new_session=True, cwd=self.directory)
         try:
             _wait_port(self.port, timeout, self.process, self.log)
         except BaseException:
