@@ -25,17 +25,35 @@ correctness never depends on a wake-up.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from machinery.brokers import sqlite_dead
 from machinery.brokers.base import Broker, Delivery, OutgoingMessage, QueueDepth, dead_letter_queue
 from machinery.brokers.dead_letters import DeadMessage, dead_letter_headers
+from machinery.brokers.sqlite_table import (
+    ACKED,
+    ADD_TASK_COLUMN,
+    INSERT,
+    NEVER,
+    NEXT_DUE,
+    PROMOTE,
+    PROMOTE_EVERY,
+    PURGE_BATCH,
+    SCHEMA,
+    SETTLE_WHERE,
+    TABLE,
+    check_queue,
+    claim_sql,
+    decode_headers,
+    delete_acked,
+    encode_headers,
+    message_rows,
+)
 from machinery.config import Config
 from machinery.errors import BrokerError
 from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, TransactionPart, file_options, parse_sqlite_url
@@ -45,122 +63,6 @@ __all__ = ["SQLiteBroker"]
 
 log = logging.getLogger("machinery.brokers.sqlite")
 
-TABLE = "machinery_messages"
-
-SCHEMA = (
-    f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-        id INTEGER PRIMARY KEY,
-        queue TEXT NOT NULL,
-        held INTEGER NOT NULL DEFAULT 0,
-        priority INTEGER NOT NULL DEFAULT 0,
-        visible_at REAL NOT NULL,
-        lease_owner TEXT,
-        delivery_count INTEGER NOT NULL DEFAULT 0,
-        published_at REAL NOT NULL,
-        headers TEXT,
-        body BLOB NOT NULL,
-        task TEXT
-    )""",
-    # Rows of a queue in delivery order (the rowid, i.e. publish order, is the implicit last column).
-    # Delayed rows (held = 1) sit in their own range of it, so claims never read past them.
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_order ON {TABLE} (queue, held, priority DESC)",
-    # Delayed rows by due time; a partial index, so other rows never pay for it.
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (visible_at) WHERE held = 1",
-)
-
-_INSERT = (
-    f"INSERT INTO {TABLE} (queue, held, priority, visible_at, published_at, headers, body, task) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def _message_rows(messages: Sequence[OutgoingMessage]) -> list[tuple[object, ...]]:
-    """The rows that store ``messages`` (checked: queue names, bytes bodies)."""
-    now = time.time()
-    rows: list[tuple[object, ...]] = []
-    for m in messages:
-        _check_queue(m.queue)
-        if not isinstance(m.body, (bytes, bytearray, memoryview)):
-            raise BrokerError(f"a message body must be bytes, got {type(m.body).__name__}")
-        delay = m.delay if m.delay > 0 else 0.0
-        rows.append((m.queue, int(delay > 0), int(m.priority), now + delay, now, _encode_headers(m.headers),
-                     bytes(m.body), m.task or None))
-    return rows
-
-
-_RETURNING = "RETURNING id, queue, body, priority, headers, delivery_count, published_at"
-#: A file made before messages named their task gets the column (NULL: any consumer may claim it).
-_ADD_TASK_COLUMN = f"ALTER TABLE {TABLE} ADD COLUMN task TEXT"
-_SETTLE_WHERE = "WHERE id = ? AND lease_owner = ? AND delivery_count = ?"
-
-#: An acknowledged row is first marked (owner ``ACKED``, never visible): that rewrites one table page,
-#: where a DELETE would also rewrite the index. The broker that marked it deletes its marked rows in
-#: batches inside its next claim transaction (any leftovers of a killed process at a consumer's start).
-ACKED = ""
-NEVER = 9e18
-_PURGE_CHUNK = 500
-#: Marked rows are deleted once this many have gathered (a claim skips the few still marked).
-_PURGE_BATCH = 16
-#: Claims release due delayed rows (held = 1 -> 0) at least this often (seconds), and whenever a
-#: wake-up arrived, so a delay set by another process is honoured within this time by a busy consumer.
-_PROMOTE_EVERY = 0.1
-_PROMOTE = f"UPDATE {TABLE} SET held = 0 WHERE held = 1 AND visible_at <= ?"
-_NEXT_DUE = f"SELECT MIN(visible_at) FROM {TABLE} WHERE held = 1"
-
-
-def _candidates(n_queues: int, n_tasks: int | None = None) -> str:
-    """SQL selecting the ids of up to N deliverable rows of ``n_queues`` queues, in delivery order.
-    Each queue is read through the index separately, so a large backlog is never sorted. With
-    ``n_tasks``, only rows for those task names, rows of unknown task and rows published before a
-    given time qualify."""
-    only = ""
-    if n_tasks is not None:
-        names = ", ".join("?" * n_tasks)
-        only = f"AND (task IS NULL OR task = '' OR task IN ({names}) OR published_at <= ?) "
-    one = (
-        f"SELECT id, priority FROM {TABLE} WHERE queue = ? AND held = 0 AND visible_at <= ? {only}"
-        "ORDER BY priority DESC, id LIMIT ?"
-    )
-    if n_queues == 1:
-        return one.replace("SELECT id, priority", "SELECT id", 1)
-    union = " UNION ALL ".join([f"SELECT * FROM ({one})"] * n_queues)
-    return f"SELECT id FROM ({union}) ORDER BY priority DESC, id LIMIT ?"
-
-
-def _claim_sql(n_queues: int, n_tasks: int | None = None) -> str:
-    return (
-        f"UPDATE {TABLE} SET visible_at = ?, lease_owner = ?, delivery_count = delivery_count + 1 "
-        f"WHERE id IN ({_candidates(n_queues, n_tasks)}) {_RETURNING}"
-    )
-
-
-def _delete_acked(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
-    """Delete rows that were acknowledged (marked), by id; rows not marked are left alone."""
-    for start in range(0, len(ids), _PURGE_CHUNK):
-        chunk = ids[start : start + _PURGE_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        conn.execute(f"DELETE FROM {TABLE} WHERE id IN ({marks}) AND lease_owner = '{ACKED}'", chunk)
-
-
-def _encode_headers(headers: Mapping[str, str] | None) -> str | None:
-    if not headers:
-        return None
-    for key, value in headers.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise BrokerError(f"message headers must map str to str, got {key!r}: {value!r}")
-    return json.dumps(dict(headers), separators=(",", ":"))
-
-
-def _decode_headers(text: str | None) -> dict[str, str]:
-    if not text:
-        return {}
-    value = json.loads(text)
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-def _check_queue(queue: str) -> None:
-    if not isinstance(queue, str) or not queue:
-        raise BrokerError(f"a queue name must be a non-empty str, got {queue!r}")
 
 
 class SQLiteBroker(Broker):
@@ -201,7 +103,7 @@ class SQLiteBroker(Broker):
         columns = {row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})")}
         if "task" not in columns:
             try:
-                conn.execute(_ADD_TASK_COLUMN)
+                conn.execute(ADD_TASK_COLUMN)
             except sqlite3.OperationalError:  # another process added it first
                 pass
 
@@ -223,7 +125,7 @@ class SQLiteBroker(Broker):
     def declare(self, queues: Sequence[str]) -> None:
         """Queues need no declaring here (rows name their queue); only the names are checked."""
         for queue in queues:
-            _check_queue(queue)
+            check_queue(queue)
         self._check_open()
 
     def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
@@ -231,16 +133,16 @@ class SQLiteBroker(Broker):
         if not messages:
             return
         self._check_open()
-        rows = _message_rows(messages)
+        rows = message_rows(messages)
 
         if len(rows) == 1:
             row = rows[0]
-            self._pool.run(lambda conn: conn.execute(_INSERT, row))
+            self._pool.run(lambda conn: conn.execute(INSERT, row))
         else:
 
             def insert_all(conn: sqlite3.Connection) -> None:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(_INSERT, rows)
+                conn.executemany(INSERT, rows)
                 conn.execute("COMMIT")
 
             self._pool.run(insert_all)
@@ -254,7 +156,7 @@ class SQLiteBroker(Broker):
         if not queues or max_messages <= 0:
             return []
         for queue in queues:
-            _check_queue(queue)
+            check_queue(queue)
         self._check_open()
         queue_list = list(dict.fromkeys(queues))
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -291,7 +193,7 @@ class SQLiteBroker(Broker):
 
     def pending(self, queue: str, limit: int) -> list[bytes]:
         """Up to ``limit`` bodies deliverable now in ``queue``, in delivery order (nothing is claimed)."""
-        _check_queue(queue)
+        check_queue(queue)
         self._check_open()
         sql = (f"SELECT body FROM {TABLE} WHERE queue = ? AND held = 0 AND visible_at <= ? "
                "ORDER BY priority DESC, id LIMIT ?")
@@ -323,20 +225,20 @@ class SQLiteBroker(Broker):
             params.append(max_messages)
         if len(queues) > 1:
             params.append(max_messages)
-        sql = _claim_sql(len(queues), None if only is None else len(only[0]))
+        sql = claim_sql(len(queues), None if only is None else len(only[0]))
         promote = now >= self._next_due
-        if len(self._acked) < _PURGE_BATCH and not promote:
+        if len(self._acked) < PURGE_BATCH and not promote:
             rows = self._pool.run(lambda conn: conn.execute(sql, params).fetchall())
         else:
-            acked = self._take_acked() if len(self._acked) >= _PURGE_BATCH else []
+            acked = self._take_acked() if len(self._acked) >= PURGE_BATCH else []
 
             def purge_promote_claim(conn: sqlite3.Connection) -> tuple[list[sqlite3.Row], float | None]:
                 conn.execute("BEGIN IMMEDIATE")
-                _delete_acked(conn, acked)
+                delete_acked(conn, acked)
                 next_due = None
                 if promote:
-                    conn.execute(_PROMOTE, (now,))
-                    next_due = conn.execute(_NEXT_DUE).fetchone()[0]
+                    conn.execute(PROMOTE, (now,))
+                    next_due = conn.execute(NEXT_DUE).fetchone()[0]
                 claimed = conn.execute(sql, params).fetchall()
                 conn.execute("COMMIT")
                 return claimed, next_due
@@ -348,7 +250,7 @@ class SQLiteBroker(Broker):
                     self._acked.extend(acked)
                 raise
             if promote:
-                self._next_due = now + _PROMOTE_EVERY if next_due is None else min(now + _PROMOTE_EVERY, next_due)
+                self._next_due = now + PROMOTE_EVERY if next_due is None else min(now + PROMOTE_EVERY, next_due)
         if not rows:
             return []
         rows.sort(key=lambda r: (-r[3], r[0]))
@@ -359,7 +261,7 @@ class SQLiteBroker(Broker):
                 tag=tag,
                 delivery_count=count,
                 priority=priority,
-                headers=_decode_headers(headers),
+                headers=decode_headers(headers),
                 published_at=published_at,
             )
             for tag, queue, body, priority, headers, count, published_at in rows
@@ -411,7 +313,7 @@ class SQLiteBroker(Broker):
         """Remove the message for good (if this consumer still holds its lease): marked at once,
         deleted with this broker's next claim."""
         self._check_open()
-        sql = f"UPDATE {TABLE} SET lease_owner = '{ACKED}', visible_at = {NEVER} {_SETTLE_WHERE}"
+        sql = f"UPDATE {TABLE} SET lease_owner = '{ACKED}', visible_at = {NEVER} {SETTLE_WHERE}"
         if self._settle(sql, (delivery.tag, self._owner, delivery.delivery_count), delivery, "ack"):
             with self._acked_lock:
                 self._acked.append(delivery.tag)
@@ -430,14 +332,14 @@ class SQLiteBroker(Broker):
         """Publishing ``messages`` and acknowledging ``deliveries`` as a part of a transaction on
         this broker's file (``ConnectionPool.transaction``); consumers are woken after the commit."""
         self._check_open()
-        rows = _message_rows(messages)
-        sql = f"UPDATE {TABLE} SET lease_owner = '{ACKED}', visible_at = {NEVER} {_SETTLE_WHERE}"
+        rows = message_rows(messages)
+        sql = f"UPDATE {TABLE} SET lease_owner = '{ACKED}', visible_at = {NEVER} {SETTLE_WHERE}"
         owner = self._owner
         marked: list[bool] = []
 
         def work(conn: sqlite3.Connection) -> None:
             if rows:
-                conn.executemany(_INSERT, rows)
+                conn.executemany(INSERT, rows)
             marked[:] = [conn.execute(sql, (d.tag, owner, d.delivery_count)).rowcount > 0 for d in deliveries]
 
         def after() -> None:
@@ -464,7 +366,7 @@ class SQLiteBroker(Broker):
         """Release the lease; the message is deliverable again after ``delay`` seconds."""
         self._check_open()
         visible_at = time.time() + max(delay, 0.0)
-        sql = f"UPDATE {TABLE} SET lease_owner = NULL, visible_at = ?, held = ? {_SETTLE_WHERE}"
+        sql = f"UPDATE {TABLE} SET lease_owner = NULL, visible_at = ?, held = ? {SETTLE_WHERE}"
         params = (visible_at, int(delay > 0), delivery.tag, self._owner, delivery.delivery_count)
         if self._settle(sql, params, delivery, "nack"):
             self._channel.notify()
@@ -473,10 +375,10 @@ class SQLiteBroker(Broker):
         """Move the message to ``<queue>.dead`` with ``reason`` in its headers, in one statement."""
         self._check_open()
         headers = dead_letter_headers(delivery, reason)
-        sql = f"UPDATE {TABLE} SET queue = ?, headers = ?, lease_owner = NULL, visible_at = ? {_SETTLE_WHERE}"
+        sql = f"UPDATE {TABLE} SET queue = ?, headers = ?, lease_owner = NULL, visible_at = ? {SETTLE_WHERE}"
         params = (
             dead_letter_queue(delivery.queue),
-            _encode_headers(headers),
+            encode_headers(headers),
             time.time(),
             delivery.tag,
             self._owner,
@@ -492,7 +394,7 @@ class SQLiteBroker(Broker):
         self._check_open()
         visible_at = time.time() + self.visibility_timeout
         params = [(visible_at, d.tag, self._owner, d.delivery_count) for d in deliveries]
-        sql = f"UPDATE {TABLE} SET visible_at = ? {_SETTLE_WHERE}"
+        sql = f"UPDATE {TABLE} SET visible_at = ? {SETTLE_WHERE}"
 
         def renew(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
@@ -508,13 +410,13 @@ class SQLiteBroker(Broker):
 
     def dead_letters(self, queue: str, limit: int | None = None) -> list[DeadMessage]:
         """The dead letters of ``queue`` (rows of ``<queue>.dead``), oldest first; ids are row ids."""
-        _check_queue(queue)
+        check_queue(queue)
         self._check_open()
         return sqlite_dead.list_dead(self._pool, TABLE, queue, limit)
 
     def requeue_dead(self, queue: str, ids: Sequence[str] | None = None) -> list[str]:
         """Move dead letters back to ``queue`` in one transaction (atomic), then wake consumers."""
-        _check_queue(queue)
+        check_queue(queue)
         self._check_open()
         moved = sqlite_dead.requeue_dead(self._pool, TABLE, queue, ids)
         if moved:
@@ -523,7 +425,7 @@ class SQLiteBroker(Broker):
 
     def purge_dead(self, queue: str) -> int:
         """Delete the dead letters of ``queue``."""
-        _check_queue(queue)
+        check_queue(queue)
         self._check_open()
         return sqlite_dead.purge_dead(self._pool, TABLE, queue)
 
@@ -531,7 +433,7 @@ class SQLiteBroker(Broker):
 
     def depth(self, queue: str) -> QueueDepth:
         """Counts of ready (including expired leases), delayed, in-flight and dead messages."""
-        _check_queue(queue)
+        check_queue(queue)
         self._check_open()
         sql = (
             "SELECT "
@@ -563,7 +465,7 @@ class SQLiteBroker(Broker):
 
         def settle_all(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
-            _delete_acked(conn, acked)
+            delete_acked(conn, acked)
             count = conn.execute(release, (time.time(), self._owner)).rowcount
             conn.execute("COMMIT")
             return count
