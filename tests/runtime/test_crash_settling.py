@@ -24,6 +24,8 @@ PLAIN = 1000
 CHAINS = 150
 STEPS = 3
 KILLS = 5
+#: Seconds a worker process is given to import and install its signal handlers before SIGTERM.
+STARTUP_SECONDS = 3.0
 WORKERS = 2
 
 
@@ -43,9 +45,13 @@ def test_sigkilled_workers_store_every_result_and_complete_every_chain(tmp_path:
     effects_file = tmp_path / "effects.sqlite3"
     env = process_env(config, MACHINERY_TEST_EFFECTS=str(effects_file))
 
+    started_at: dict[int, float] = {}
+
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(worker_command("-c", "4"), cwd=REPO_ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(worker_command("-c", "4"), cwd=REPO_ROOT, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started_at[process.pid] = time.monotonic()
+        return process
 
     with App(config) as app:
         app.broker.declare([config.default_queue])
@@ -73,7 +79,10 @@ def test_sigkilled_workers_store_every_result_and_complete_every_chain(tmp_path:
             values = GroupResult("", plain).get(timeout=120)
             finals = [c.get(timeout=120) for c in chains]
         finally:
+            # A worker started just now may still be importing, before its SIGTERM handler exists
+            # (it would die of the signal, exit -15): give each one time to come up first.
             for w in workers:
+                time.sleep(max(0.0, started_at[w.pid] + STARTUP_SECONDS - time.monotonic()))
                 w.send_signal(signal.SIGTERM)
             codes = [w.wait(timeout=60) for w in workers]
         depth = app.broker.depth(config.default_queue)
