@@ -558,7 +558,8 @@ def celery_row(n: int, channel: SideChannel, *, stored: bool = False) -> Row | N
     queue = f"celery-bench-{uuid.uuid4().hex[:8]}"
     os.environ["BENCH_QUEUE"] = queue
     row = Row(f"Celery (acks_late, threads x4){', results in Redis' if stored else ''}")
-    capp: Any = __getattr__("celery_app")
+    # One producer app for every Celery row (a second app registering "noop" again makes Celery warn).
+    capp: Any = globals().get("celery_app") or __getattr__("celery_app")
     capp.conf.task_default_queue = queue
     task = capp.tasks["noop"]
     started = time.perf_counter()

@@ -31,6 +31,7 @@ is acknowledged without running or publishing again (see ``Executor.process``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -113,10 +114,16 @@ class Settler:
         self._writers = 0
         self._flush = False
         self._done = False
+        self._in_flight = 0
+        """Deliveries whose follow-ups' acceptance will ack them from whichever thread learns it."""
+        self._finish_by = 0.0
         self.paused = False
         """True while the result store is unreachable: start no task, fetch nothing."""
         self._joint = joint_sqlite(broker, backend)
         """Results, follow-ups and acks in one transaction (broker and store in one SQLite file)."""
+        self._ack_on_accept = backend is None
+        """Nothing to record between a follow-up's acceptance and the ack (no result store): the
+        ack follows the broker's answer directly (``_ack_when_accepted``), on no thread of ours."""
         self._thread = threading.Thread(target=self._loop, name="machinery-settler", daemon=True)
 
     def start(self) -> None:
@@ -127,6 +134,7 @@ class Settler:
         thread will ``add`` again)."""
         with self._cond:
             self._done = True
+            self._finish_by = time.monotonic() + self._stop_grace
             self._cond.notify()
         self._thread.join()
 
@@ -194,6 +202,9 @@ class Settler:
             return
         if outcome.follow_ups and not self._begin_publish([outcome]):
             return
+        if self._ack_on_accept and outcome.publishing is not None:
+            self._ack_when_accepted([outcome])
+            return
         with cond:
             self._to_ack.append(outcome)
             cond.notify()
@@ -204,10 +215,10 @@ class Settler:
         cond = self._cond
         while True:
             with cond:
-                while not self._to_write and not self._to_ack and not self._done:
-                    cond.wait()
-                if not self._to_write and not self._to_ack:
-                    return
+                while not self._to_write and not self._to_ack:
+                    if self._done and self._all_answered():
+                        return
+                    cond.wait(0.1 if self._done else None)
                 if not self._to_write and not any(o.publishing is not None for o in self._to_ack):
                     deadline = time.monotonic() + ACK_DELAY
                     while (len(self._to_ack) < self.ack_batch and not self._flush and not self._done
@@ -234,9 +245,59 @@ class Settler:
                 finally:
                     with cond:
                         self._writers -= 1
-                acks.extend(self._publish_stored(stored))
+                published = self._publish_stored(stored)
+                if self._ack_on_accept:
+                    published = self._ack_when_accepted(published)
+                acks.extend(published)
             if acks:
                 self._settle(acks)
+
+    def _all_answered(self) -> bool:
+        """(Finishing, holding the lock) No delivery waits for its follow-ups' acceptance any more,
+        or the stop grace ran out (those come back when the connection closes)."""
+        if not self._in_flight:
+            return True
+        if time.monotonic() < self._finish_by:
+            return False
+        log.warning("stopping before the broker accepted the follow-ups of %d deliveries; they will run again",
+                    self._in_flight)
+        return True
+
+    def _ack_when_accepted(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Have the outcomes whose follow-ups are being published acked as soon as the broker
+        accepted them, by whichever thread learns it (AMQP: the I/O thread reading the confirms),
+        so no settler wakes up for them; those not accepted come back to the settler thread, whose
+        ``wait`` publishes them again or gives them back. Returns the other outcomes."""
+        rest = [o for o in outcomes if o.publishing is None]
+        published = [o for o in outcomes if o.publishing is not None]
+        by_publish: dict[int, list[Outcome]] = {}
+        for o in published:
+            by_publish.setdefault(id(o.publishing), []).append(o)
+        for group in by_publish.values():
+            pending = group[0].publishing
+            assert pending is not None
+            with self._cond:
+                self._in_flight += len(group)
+            pending.when_settled(functools.partial(self._answered, group))
+        return rest
+
+    def _answered(self, outcomes: list[Outcome], accepted: bool) -> None:
+        """(Any thread; must not block) The broker answered for the outcomes' follow-ups."""
+        if accepted:
+            deliveries = [o.delivery for o in outcomes]
+            try:
+                self.broker.ack_many(deliveries)
+            except Exception:
+                log.exception("acknowledging %d deliveries failed; they come back when their leases end",
+                              len(deliveries))
+            self._release(deliveries)
+        with self._cond:
+            self._in_flight -= len(outcomes)
+            if not accepted:
+                self._to_ack.extend(outcomes)
+                self._cond.notify()
+            elif self._done and not self._in_flight:
+                self._cond.notify()
 
     def _write_once(self, outcomes: Sequence[Outcome]) -> bool | None:
         """One attempt to store the outcomes' records (with a joint transaction: and to publish

@@ -60,14 +60,20 @@ class AckCoalescer:
 
     def ack(self, tags: Sequence[int]) -> None:
         """Queue acks of the (generation-tagged) ``tags`` for the I/O thread. It is woken only when
-        it is not collecting acks on its own or when half the prefetch is waiting. (Any thread.)"""
+        it is not collecting acks on its own or when half the prefetch is waiting. (Any thread; on
+        the I/O thread itself they are sent at once.)"""
+        connection = self._connection
+        if connection.on_io_thread():  # e.g. acked as its follow-ups' confirms are read: send now
+            self._mark(tags)
+            self._flush()
+            return
         with self._lock:
             acks = self._acks
             acks.extend(tags)
             if self._scheduled or (self._polling and len(acks) < self._batch):
                 return
             self._scheduled = True
-        self._connection.submit(self.send)
+        connection.submit(self.send)
 
     def send(self) -> None:
         """(I/O thread) Take the acks queued by other threads and send them."""
@@ -80,7 +86,12 @@ class AckCoalescer:
                 self._polling = True
         if arm:
             connection.call_later(_ACK_TICK, self._tick)
-        gen = connection.generation
+        self._mark(acks)
+        self._flush()
+
+    def _mark(self, acks: Sequence[int]) -> None:
+        """(I/O thread) Count the (generation-tagged) ``acks`` as done, unless stale or repeated."""
+        gen = self._connection.generation
         for full in acks:
             tag = full & TAG_MASK
             if stale(full, gen):
@@ -89,7 +100,6 @@ class AckCoalescer:
                 log.warning("dropping a second settlement of delivery %d", tag)
             else:
                 self._done.add(tag)
-        self._flush()
 
     def _tick(self) -> None:
         """(I/O thread) Collect acks every ``_ACK_TICK`` seconds while they keep coming; stop (and

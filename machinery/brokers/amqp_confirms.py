@@ -42,9 +42,10 @@ class Resolved:
 
 
 class Waiter:
-    """Publishes waiting for RabbitMQ's confirms; settled on the I/O thread, awaited on another."""
+    """Publishes waiting for RabbitMQ's confirms; settled on the I/O thread, awaited on another
+    (``event``) or followed by a callback (``when_settled``)."""
 
-    __slots__ = ("cancelled", "error", "event", "lost", "remaining")
+    __slots__ = ("_callback", "_token", "cancelled", "error", "event", "lost", "remaining")
 
     def __init__(self, count: int) -> None:
         self.event = threading.Event()
@@ -52,8 +53,16 @@ class Waiter:
         self.error: str | None = None
         self.lost: list[int] = []
         self.cancelled = False
+        self._callback: Callable[[bool], None] | None = None
+        self._token = [True]
+        """Popped by whichever thread runs the callback (``list.pop`` is atomic): it runs once."""
         if count == 0:
             self.event.set()
+
+    @property
+    def accepted(self) -> bool:
+        """(Once settled) Every publish was confirmed: none refused, none lost."""
+        return self.error is None and not self.lost
 
     def settle(self, index: int, error: str | None, lost: bool) -> None:
         """(I/O thread) The publish at ``index`` is confirmed (``error`` None), refused, or ``lost``."""
@@ -64,6 +73,23 @@ class Waiter:
         self.remaining -= 1
         if self.remaining <= 0:
             self.event.set()
+            callback = self._callback
+            if callback is not None and self._claim():
+                callback(self.accepted)
+
+    def when_settled(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(accepted)`` once every publish is settled: on the I/O thread when its
+        confirms come, or at once on this thread when they already came."""
+        self._callback = callback
+        if self.event.is_set() and self._claim():
+            callback(self.accepted)
+
+    def _claim(self) -> bool:
+        try:
+            self._token.pop()
+        except IndexError:
+            return False
+        return True
 
 
 class AfterConfirm(Waiter):

@@ -71,6 +71,12 @@ class ConfirmedPublish:
         self._deadline = time.monotonic() + connection.timeout
         self._waiter = connection.send_attempt(outs)
 
+    def when_settled(self, then: Callable[[bool], None]) -> None:
+        """``then(True)`` once RabbitMQ confirmed every publish of the first attempt (on the I/O
+        thread, or at once here); ``then(False)`` when one was refused or lost (``wait`` then sends
+        again or raises)."""
+        self._waiter.when_settled(then)
+
     def wait(self) -> None:
         connection = self._connection
         outs = self._outs
@@ -233,6 +239,11 @@ class AMQPConnection:
         self._confirms.send(outs, waiter)
 
     # ----------------------------------------------------------------- work for the I/O thread
+
+    def on_io_thread(self) -> bool:
+        """Whether the caller is the I/O thread."""
+        thread = self._thread
+        return thread is not None and thread.ident == threading.get_ident()
 
     def start(self) -> None:
         """Start the I/O thread on first use."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -81,9 +81,17 @@ class QueueDepth:
 
 class PendingPublish(Protocol):
     """Messages being published: ``wait`` returns once the broker accepted every one of them, or
-    raises ``BrokerError`` (then some may have been stored: at-least-once)."""
+    raises ``BrokerError`` (then some may have been stored: at-least-once).
+
+    ``when_settled(then)`` asks instead for ``then(accepted)`` to be called, once, as soon as the
+    broker answered for all of them: ``True`` when it accepted every one, ``False`` when it did not
+    or the answer was lost with the connection (call ``wait`` then: it publishes again or raises).
+    ``then`` may run at once on the calling thread or later on a broker thread, so it must be quick
+    and must not block."""
 
     def wait(self) -> None: ...
+
+    def when_settled(self, then: Callable[[bool], None]) -> None: ...
 
 
 class _Published:
@@ -93,6 +101,9 @@ class _Published:
 
     def wait(self) -> None:
         return None
+
+    def when_settled(self, then: Callable[[bool], None]) -> None:
+        then(True)
 
 
 #: The ``PendingPublish`` of messages the broker has already accepted.

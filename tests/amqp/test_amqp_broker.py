@@ -20,6 +20,7 @@ from machinery.errors import BrokerError
 from tests.amqp.proxy import TCPProxy
 from tests.support.amqp import forget_at_exit, new_broker
 from tests.support.names import unique_name
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -360,3 +361,47 @@ def test_deliveries_and_confirms_split_anywhere_in_the_stream_arrive_whole(rabbi
     finally:
         broker.close()
         proxy.close()
+
+
+def test_when_settled_answers_once_confirmed_and_an_ack_made_on_the_io_thread_reaches_rabbitmq(
+    rabbitmq_url: str, broker: AMQPBroker, token: str
+) -> None:
+    queue, other = f"q-{token}", f"q2-{token}"
+    broker.declare([queue, other])
+    broker.publish(queue, b"first")
+    [delivery] = broker.fetch([queue], 1, 5.0)
+    answers: list[tuple[bool, str]] = []
+    done = threading.Event()
+
+    def settled(accepted: bool) -> None:  # the I/O thread's, unless the confirm came before this was given
+        answers.append((accepted, threading.current_thread().name))
+        done.set()
+
+    broker.publish_begin([OutgoingMessage(other, b"follow-up")]).when_settled(settled)
+    assert done.wait(5.0)
+    assert answers in ([(True, "machinery-amqp-io")], [(True, threading.current_thread().name)])
+    broker.connection.submit(lambda: broker.ack_many([delivery]))  # acked on the I/O thread: sent at once
+    eventually(lambda: broker.depth(queue).in_flight == 0)
+    broker.close()
+    fresh = new_broker(rabbitmq_url, token)
+    try:
+        assert fresh.fetch([queue], 1, 0.5) == []  # the ack reached RabbitMQ
+        assert [d.body for d in fresh.fetch([other], 1, 5.0)] == [b"follow-up"]
+    finally:
+        fresh.close()
+
+
+def test_when_settled_answers_false_for_an_unroutable_message_and_wait_says_why(
+    rabbitmq_url: str, broker: AMQPBroker, token: str
+) -> None:
+    queue = f"q-{token}"
+    broker.declare([queue])
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    connection.channel().queue_delete(queue)
+    connection.close()
+    answers: list[bool] = []
+    pending = broker.publish_begin([OutgoingMessage(queue, b"nowhere")])
+    pending.when_settled(answers.append)
+    eventually(lambda: answers == [False])
+    with pytest.raises(BrokerError, match="unroutable"):
+        pending.wait()

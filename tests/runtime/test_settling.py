@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from machinery import App, GroupResult
 from machinery.backends.base import READ_CHUNK
 from machinery.backends.memory import MemoryBackend
@@ -231,3 +233,95 @@ def test_a_redelivered_task_whose_follow_ups_were_sent_is_acked_without_running(
     repeat = executor.process(again)
     assert repeat is not None and not repeat.records and not repeat.follow_ups
     assert runs == [1]
+
+
+class Answerable:
+    """A publish the test answers for: ``when_settled``'s callback is kept; ``wait`` raises when refused."""
+
+    def __init__(self) -> None:
+        self.then: list[object] = []
+        self.waited = 0
+        self.refused = False
+
+    def wait(self) -> None:
+        self.waited += 1
+        if self.refused:
+            raise BrokerError("RabbitMQ refused a message (nack)")
+
+    def when_settled(self, then: object) -> None:
+        self.then.append(then)
+
+    def answer(self, accepted: bool) -> None:
+        self.refused = not accepted
+        [then] = self.then
+        then(accepted)  # type: ignore[operator]
+
+
+class AnsweringBroker(RecordingBroker):
+    """Publishes whose acceptance the test decides, by ``Answerable``."""
+
+    def __init__(self, events: Events) -> None:
+        super().__init__(events)
+        self.answerable: list[Answerable] = []
+        self.acked_on: list[str] = []
+
+    def publish_begin(self, messages: Sequence[OutgoingMessage]) -> PendingPublish:
+        super().publish_begin(messages)
+        self.answerable.append(Answerable())
+        return self.answerable[-1]
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        self.acked_on.append(threading.current_thread().name)
+        super().ack_many(deliveries)
+
+
+def test_without_a_store_the_ack_follows_the_brokers_acceptance_on_the_answering_thread() -> None:
+    events = Events()
+    broker = AnsweringBroker(events)
+    released: list[str] = []
+    settler = Settler(broker, None, release=lambda ds: released.extend(d.body.decode() for d in ds),
+                      on_pause=lambda _p: None, stopping=threading.Event())
+    settler.start()
+    settler.add(outcome(broker, "t"), alone=True)
+    assert [kind for kind, _ in events.log] == ["publish"]  # not acked before the broker answers
+    [pending] = broker.answerable
+    pending.answer(True)
+    assert broker.acked_on == [threading.current_thread().name] and released == ["t"]
+    assert pending.waited == 0  # no settler thread waited for it
+    settler.finish()
+    assert broker.nacked == []
+
+
+def test_without_a_store_follow_ups_refused_give_the_delivery_back() -> None:
+    events = Events()
+    broker = AnsweringBroker(events)
+    settler = settler_for(broker, None)
+    settler.start()
+    settler.add(outcome(broker, "t"), alone=True)
+    broker.answerable[0].answer(False)
+    eventually(lambda: len(broker.nacked) == 1)
+    settler.finish()
+    assert [kind for kind, _ in events.log] == ["publish"]  # never acked
+    assert broker.answerable[0].waited == 1  # the settler's wait learnt the refusal
+
+
+def test_a_finishing_settler_waits_for_the_brokers_answers_within_its_grace(caplog: pytest.LogCaptureFixture) -> None:
+    events = Events()
+    broker = AnsweringBroker(events)
+    settler = settler_for(broker, None, stop_grace=30.0)
+    settler.start()
+    settler.add(outcome(broker, "t"), alone=True)
+    finisher = threading.Thread(target=settler.finish)
+    finisher.start()
+    finisher.join(0.3)
+    assert finisher.is_alive()  # still waiting for the answer
+    broker.answerable[0].answer(True)
+    finisher.join(TIMEOUT)
+    assert not finisher.is_alive()
+    assert [kind for kind, _ in events.log] == ["publish", "ack"]
+
+    quick = settler_for(broker, None, stop_grace=0.2)
+    quick.start()
+    quick.add(outcome(broker, "u"), alone=True)
+    quick.finish()  # no answer ever: gives up after its grace
+    assert "stopping before the broker accepted the follow-ups of 1 deliveries" in caplog.text

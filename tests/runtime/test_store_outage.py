@@ -31,6 +31,19 @@ def _amqp(tmp: Path) -> Config:
     return amqp_config(tmp)
 
 
+def _once_still(path: Path, *, quiet: float, until: float) -> int:
+    """How many runs ``path`` records once none was added for ``quiet`` seconds (or at ``until``)."""
+    count, since = len(effects(path)), time.monotonic()
+    while time.monotonic() < until:
+        time.sleep(0.05)
+        now = len(effects(path))
+        if now != count:
+            count, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return count
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("make_config", [_sqlite, _amqp], ids=["sqlite", "amqp"])
 def test_a_result_store_outage_pauses_the_worker_and_loses_nothing(tmp_path: Path, make_config: object) -> None:
@@ -48,9 +61,11 @@ def test_a_result_store_outage_pauses_the_worker_and_loses_nothing(tmp_path: Pat
                 while len(effects(effects_file)) < TASKS // 5 and time.monotonic() < deadline:
                     time.sleep(0.005)
                 redis.stop()
-                time.sleep(1.0)  # what was running when Redis went away has finished by now
-                during_start = len(effects(effects_file))
-                time.sleep(OUTAGE - 1.0)
+                stopped = time.monotonic()
+                # What was running when Redis went away finishes; the worker pauses once a write
+                # fails (which takes longer on a loaded machine): wait until runs stop coming.
+                during_start = _once_still(effects_file, quiet=1.0, until=stopped + OUTAGE - 2.0)
+                time.sleep(max(1.0, stopped + OUTAGE - time.monotonic()))
                 during_end = len(effects(effects_file))
                 redis.start()
                 values = GroupResult("", results).get(timeout=120)
