@@ -162,9 +162,11 @@ class Executor:
         return (TaskResult(sig.uuid, state, sig.name, result, error, time.time()),)
 
     def _message(self, sig: Signature, delay: float = 0.0, queue: str | None = None) -> OutgoingMessage:
+        """A follow-up's message. Every follow-up is the task's own signature or one nested in it,
+        whose fan-out ``process`` checked already (unless a hook replaced it)."""
         if self.hooks.wants_publish:
-            sig = self.hooks.before_publish(sig)
-        return self.router.message(sig, delay, queue=queue)
+            return self.router.message(self.hooks.before_publish(sig), delay, queue=queue)
+        return self.router.message(sig, delay, queue=queue, nested_checked=True)
 
     def _log(self, sig: Signature, state: TaskState, started: float, detail: str = "") -> None:
         if log.isEnabledFor(logging.INFO):

@@ -49,11 +49,15 @@ class Router:
             return self.default_queue
         return key
 
-    def message(self, sig: Signature, delay: float = 0.0, *, queue: str | None = None) -> OutgoingMessage:
+    def message(
+        self, sig: Signature, delay: float = 0.0, *, queue: str | None = None, nested_checked: bool = False
+    ) -> OutgoingMessage:
         """The broker message for ``sig``: to ``queue`` (else ``queue_for(sig)``), its encoded body, a
         delay (the later of ``delay`` and its ETA) and its priority; checked against the limits and
-        signed."""
-        check_fanout(sig, self.max_fanout)
+        signed. ``nested_checked``: ``sig`` is nested in a message already held to ``max_fanout`` (a
+        follow-up of the task that ran), so its fan-out is not walked again."""
+        if not nested_checked:
+            check_fanout(sig, self.max_fanout)
         if sig.eta is not None:
             delay = max((sig.eta - datetime.now(timezone.utc)).total_seconds(), delay)
         if queue is None:

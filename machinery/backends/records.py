@@ -8,7 +8,10 @@ infinities) are refused with ``ResultBackendError`` rather than stored as invali
 from __future__ import annotations
 
 import json
+import math
 import time
+
+import msgspec
 
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue, freeze, thaw
@@ -19,6 +22,7 @@ __all__ = ["decode_record", "decode_value", "encode_record", "encode_value", "st
 #: One encoder for every record (``json.dumps`` with options builds a new one per call).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _encode = _ENCODER.encode
+_fast_encode = msgspec.json.Encoder().encode
 
 
 def encode_value(value: JSONValue, task_uuid: str = "") -> str:
@@ -52,6 +56,15 @@ def stamped(result: TaskResult, now: float | None = None) -> TaskResult:
 
 def encode_record(result: TaskResult) -> str:
     """A whole TaskResult as one JSON object (Redis stores it as one value)."""
+    value = result.result
+    kind = type(value)
+    if kind is int or kind is str or kind is bool or value is None or (kind is float and math.isfinite(value)):  # type: ignore[arg-type]
+        # Nothing in it that JSON cannot carry: msgspec writes it several times faster than json.
+        try:
+            return _fast_encode({"task_uuid": result.task_uuid, "state": result.state.value, "name": result.name,
+                                 "result": value, "error": result.error, "updated_at": result.updated_at}).decode()
+        except (TypeError, ValueError):
+            pass  # e.g. a lone surrogate: the json module's error below
     record = {
         "task_uuid": result.task_uuid,
         "state": str(result.state),

@@ -133,6 +133,26 @@ class ScannedFrames:
         self.on_confirms = on_confirms
 
 
+def _delivery_incomplete(data: bytes, at: int, stop: int, end: int, channel: int) -> bool:
+    """Whether the complete frame from ``at`` to ``stop`` is a ``Basic.Deliver`` on ``channel``
+    whose content header or body frames have not all arrived by ``end`` (so ``scan_frames``
+    stopped for want of bytes, not because it cannot read the delivery)."""
+    if data[at] != 1 or int.from_bytes(data[at + 1:at + 3], "big") != channel or stop - at < 12:
+        return False
+    if data[at + 7:at + 11] != b"\x00\x3c\x00\x3c":  # Basic (60) . Deliver (60)
+        return False
+    if end - stop < 7:
+        return True  # not even the content header's frame header yet
+    header_stop = stop + 8 + int.from_bytes(data[stop + 3:stop + 7], "big")
+    if header_stop > end:
+        return True
+    if header_stop - stop < 22 or data[stop] != 2:
+        return False
+    body_size = int.from_bytes(data[stop + 11:stop + 19], "big")
+    # Body frames carry at least one byte each; all of them need at least body_size + 8 bytes.
+    return end - header_stop < body_size + 8
+
+
 class FastPathConnection(pika.SelectConnection):
     """``SelectConnection`` whose outgoing frames are joined and sent once per I/O loop pass, and
     whose deliveries and confirms are read by ``scan_frames`` once ``scanned`` is set. Use it only
@@ -140,6 +160,8 @@ class FastPathConnection(pika.SelectConnection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._outgoing: list[bytes] = []
+        self.direct = False
+        """Set while a thread holding the loop's lock publishes, then calls ``flush`` itself."""
         self.scanned: ScannedFrames | None = None
         """Set by the owner once its consuming and confirming channels are open; None hands every
         frame to pika."""
@@ -175,6 +197,11 @@ class FastPathConnection(pika.SelectConnection):
                 stop = at + 8 + int.from_bytes(data[at + 3:at + 7], "big")
                 if stop > end:
                     break
+                if _delivery_incomplete(data, at, stop, end, scanned.deliver_channel):
+                    # The rest of this delivery is in the next read: keep it for the scanner
+                    # rather than let pika read the delivery frame by frame.
+                    state._frame_buffer = data[at:]
+                    return
                 consumed, value = frame.decode_frame(data[at:stop])
                 if value is None:  # pika reads it as incomplete: leave it to pika's own loop
                     break
@@ -198,7 +225,7 @@ class FastPathConnection(pika.SelectConnection):
         """(I/O thread; overrides pika) Collect ``data``; the first frame of a pass schedules ``flush``."""
         out = self._outgoing
         out.append(data)
-        if len(out) == 1:
+        if len(out) == 1 and not self.direct:
             self.ioloop.call_later(0, self.flush)
 
     def emit_built(self, data: bytes) -> None:

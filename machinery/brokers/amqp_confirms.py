@@ -43,12 +43,15 @@ class Resolved:
 
 class Waiter:
     """Publishes waiting for RabbitMQ's confirms; settled on the I/O thread, awaited on another
-    (``event``) or followed by a callback (``when_settled``)."""
+    (``wait_settled``) or followed by a callback (``when_settled``)."""
 
-    __slots__ = ("_callback", "_token", "cancelled", "error", "event", "lost", "remaining")
+    __slots__ = ("_callback", "_settled", "_token", "cancelled", "done", "error", "lost", "remaining")
 
     def __init__(self, count: int) -> None:
-        self.event = threading.Event()
+        self._settled = threading.Lock()
+        """Held until every publish is settled (a lock is far cheaper to make than an Event)."""
+        self._settled.acquire()
+        self.done = False
         self.remaining = count
         self.error: str | None = None
         self.lost: list[int] = []
@@ -57,7 +60,21 @@ class Waiter:
         self._token = [True]
         """Popped by whichever thread runs the callback (``list.pop`` is atomic): it runs once."""
         if count == 0:
-            self.event.set()
+            self._set_done()
+
+    def _set_done(self) -> None:
+        if not self.done:
+            self.done = True
+            self._settled.release()
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every publish to be settled; whether they are."""
+        if self.done:
+            return True
+        if self._settled.acquire(timeout=timeout):
+            self._settled.release()
+            return True
+        return self.done
 
     @property
     def accepted(self) -> bool:
@@ -72,7 +89,7 @@ class Waiter:
             self.error = error
         self.remaining -= 1
         if self.remaining <= 0:
-            self.event.set()
+            self._set_done()
             callback = self._callback
             if callback is not None and self._claim():
                 callback(self.accepted)
@@ -81,7 +98,7 @@ class Waiter:
         """Call ``callback(accepted)`` once every publish is settled: on the I/O thread when its
         confirms come, or at once on this thread when they already came."""
         self._callback = callback
-        if self.event.is_set() and self._claim():
+        if self.done and self._claim():
             callback(self.accepted)
 
     def _claim(self) -> bool:

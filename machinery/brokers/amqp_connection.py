@@ -85,7 +85,7 @@ class ConfirmedPublish:
         for attempt in range(retries + 1):
             if attempt:
                 waiter = connection.send_attempt(outs)
-            while not waiter.event.wait(0.05):
+            while not waiter.wait_settled(0.05):
                 why = connection.failing(time.monotonic() > self._deadline)
                 if why is not None:
                     waiter.cancelled = True
@@ -223,13 +223,16 @@ class AMQPConnection:
                 if self._ops:
                     return False
             before = len(self._confirms)
+            fast.direct = True  # flushed just below: no flush scheduled on the loop
             try:
                 self.publish_now(outs, waiter)
             except Exception:  # e.g. the channel is closing: the I/O thread's path reports it
                 if len(self._confirms) != before:
                     raise
                 return False
-            fast.flush()
+            finally:
+                fast.direct = False
+                fast.flush()
             return True
         finally:
             self.loop_lock.release()

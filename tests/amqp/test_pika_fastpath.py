@@ -180,3 +180,55 @@ def test_a_pika_without_an_internal_is_reported_once_and_the_public_path_used(
         broker.close()
         monkeypatch.undo()
         original.cache_clear()
+
+
+def _deliver(body: bytes, channel: int = 1) -> bytes:
+    """A Basic.Deliver on ``channel`` with a content header (no properties) and one body frame."""
+    def frame(kind: int, payload: bytes) -> bytes:
+        return bytes([kind]) + channel.to_bytes(2, "big") + len(payload).to_bytes(4, "big") + payload + b"\xce"
+
+    method = (b"\x00\x3c\x00\x3c" + b"\x03ctg" + (7).to_bytes(8, "big") + b"\x00" + b"\x00" + b"\x01q")
+    header = b"\x00\x3c\x00\x00" + len(body).to_bytes(8, "big") + b"\x00\x00"
+    return frame(1, method) + frame(2, header) + frame(3, body)
+
+
+def test_a_delivery_cut_short_is_recognised_as_waiting_for_more_bytes() -> None:
+    whole = _deliver(b"x" * 50)
+    method_end = 7 + int.from_bytes(whole[3:7], "big") + 1
+    for cut in range(method_end, len(whole)):  # every cut after the method frame
+        assert _pika_fastpath._delivery_incomplete(whole[:cut], 0, method_end, cut, 1), cut
+    assert not _pika_fastpath._delivery_incomplete(whole, 0, method_end, len(whole), 2)  # another channel
+    heartbeat = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+    assert not _pika_fastpath._delivery_incomplete(heartbeat + whole, 0, 8, 8 + len(whole), 1)
+
+
+def test_deliveries_split_between_reads_are_still_read_by_the_scanner(rabbitmq_url: str) -> None:
+    """What RabbitMQ sends arrives in random pieces (a proxy splits it): a delivery whose end is in
+    the next read waits for it and is read by the frame scanner, never by pika frame by frame."""
+    from tests.amqp.proxy import TCPProxy
+
+    proxy = TCPProxy(chunks=11)
+    token = unique_name("split")
+    broker = new_broker(proxy.url(), token, prefetch_count=50)
+    slow: list[int] = []
+    original = broker.consumers.on_message
+
+    def counting(*args: Any) -> None:
+        slow.append(1)
+        original(*args)
+
+    broker.consumers.__dict__["on_message"] = counting
+    queue = broker.default_queue
+    try:
+        broker.publish_many([OutgoingMessage(queue, b"%04d" % i + b"y" * (i * 37 % 900)) for i in range(200)])
+        got: list[bytes] = []
+        while len(got) < 200:
+            batch = broker.fetch([queue], 50, 5.0)
+            assert batch, f"only {len(got)} of 200 delivered"
+            got += [d.body[:4] for d in batch]
+            broker.ack_many(batch)
+        assert sorted(got) == [b"%04d" % i for i in range(200)]
+        assert slow == []
+    finally:
+        broker.close()
+        proxy.close()
