@@ -444,7 +444,7 @@ class Executor:
         is passed on); else the one ``result`` (none for ``None``)."""
         if each is None and self.go:
             each = () if result is None else (result,)
-        ignoring = ignoring_uuids(delivery.body)
+        ignoring = ignoring_uuids(delivery.body) if sig.on_success or sig.chord_callback is not None else frozenset()
         follow_ups = [
             self._message(cb if sig.immutable else self._with_result(cb, result, each), ignoring=ignoring)
             for cb in sig.on_success

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from machinery import App, Config, Signature
+from machinery import App, AsyncResult, Config, Signature
 from machinery.backends.redis_go import GoRedisBackend
 from machinery.brokers.base import Delivery, OutgoingMessage
 from machinery.brokers.memory import MemoryBroker
@@ -244,5 +244,7 @@ def test_get_reads_a_go_task_s_results_as_none_one_value_or_a_tuple(
         raw.close()
     with App(config) as app:
         values = [app.result(u).get(timeout=TIMEOUT) for u in uuids]
+        typed = AsyncResult[tuple[int, str]](uuids[3], app.backend, result_type=tuple[int, str])
+        assert typed.get(timeout=TIMEOUT) == (1, "a")
     assert values == [expected for _, expected in cases]
     assert [type(v) for v in values] == [type(expected) for _, expected in cases]
