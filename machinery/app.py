@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from machinery._speedups import decode
 from machinery.backends import open_backend
-from machinery.backends.base import ResultBackend
+from machinery.backends.base import GoResults, ResultBackend
 from machinery.backends.control import control_store
 from machinery.brokers import open_broker
 from machinery.brokers.base import Broker, OutgoingMessage
@@ -25,6 +26,7 @@ from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
 from machinery.revoke import DEFAULT_EXPIRY, Revoker, revoke
 from machinery.routing import Router
 from machinery.signature import Signature
+from machinery.states import TaskResult, TaskState
 from machinery.task import Task
 from machinery.task_function import TaskDecorator, TaskFunction
 from machinery.urls import masked_url
@@ -221,7 +223,7 @@ class App:
         """Builds messages under this App's config (limits, signing); follows ``self.config``."""
         routed = self._routed
         if routed is None or routed[0] is not self.config:
-            routed = self._routed = (self.config, Router(self.config))
+            routed = self._routed = (self.config, Router(self.config, self.registry))
         return routed[1]
 
     def _declare(self, queues: Sequence[str]) -> None:
@@ -295,6 +297,11 @@ class App:
         messages = [self._outgoing(s) for s in grp.tasks]
         if backend is not None:
             backend.group_start(grp.group_uuid, [s.uuid for s in grp.tasks])
+            if self._router.go and isinstance(backend, GoResults):
+                # As Go's SendGroup: every member PENDING before any is sent (a Go worker's group
+                # check reads every member's state, and fails on one that has none).
+                now = time.time()
+                backend.set_many([TaskResult(s.uuid, TaskState.PENDING, s.name, updated_at=now) for s in grp.tasks])
         self._publish(messages)
         types = grp.result_types or (None,) * len(grp.tasks)
         members = zip(grp.tasks, types, strict=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from machinery._speedups import decode
-from machinery.backends.base import ResultBackend
+from machinery.backends.base import GoResults, ResultBackend
 from machinery.brokers.base import Broker, Delivery, OutgoingMessage, PendingPublish
 from machinery.config import Config
 from machinery.errors import ArgumentError, DecodeError, LimitExceeded, Retry, TaskNotRegistered
@@ -31,7 +31,7 @@ from machinery.registry import Registry
 from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.states import TaskResult, TaskState
-from machinery.unregistered import UnregisteredPolicy, ignored_by_sender
+from machinery.unregistered import UnregisteredPolicy, ignored_by_sender, ignoring_uuids
 from machinery.watchdog import Abandoned, Watchdog
 
 __all__ = ["RETRIES_HEADER", "Executor", "Outcome", "error_text"]
@@ -137,12 +137,13 @@ class Executor:
         self.broker = broker
         self.backend = backend
         self.default_queue = config.default_queue
-        self.router = Router(config)
+        self.router = Router(config, registry)
         self._running: dict[str, int] = {}
         """Task UUIDs running in this executor (how many runs of each)."""
         self._running_lock = threading.Lock()
         self.unregistered = UnregisteredPolicy(config)
         self.go = self.router.go
+        self._go_results = backend if self.go and isinstance(backend, GoResults) else None  # Go's Redis layout
         self.progress = progress
         """Writes RECEIVED/STARTED for slow tasks; without it (and with track_started) every task
         gets them written here, synchronously."""
@@ -161,12 +162,16 @@ class Executor:
             return ()
         return (TaskResult(sig.uuid, state, sig.name, result, error, time.time()),)
 
-    def _message(self, sig: Signature, delay: float = 0.0, queue: str | None = None) -> OutgoingMessage:
-        """A follow-up's message. Every follow-up is the task's own signature or one nested in it,
-        whose fan-out ``process`` checked already (unless a hook replaced it)."""
+    def _message(
+        self, sig: Signature, delay: float = 0.0, queue: str | None = None, ignoring: frozenset[str] = frozenset()
+    ) -> OutgoingMessage:
+        """``sig``'s message; the signatures whose UUIDs are in ``ignoring`` (those of the message
+        being processed that set ``IgnoreWhenTaskNotRegistered``) keep that flag. Every follow-up is
+        the task's own signature or one nested in it, whose fan-out ``process`` checked already
+        (unless a hook replaced it)."""
         if self.hooks.wants_publish:
-            return self.router.message(self.hooks.before_publish(sig), delay, queue=queue)
-        return self.router.message(sig, delay, queue=queue, nested_checked=True)
+            return self.router.message(self.hooks.before_publish(sig), delay, queue=queue, ignoring=ignoring)
+        return self.router.message(sig, delay, queue=queue, ignoring=ignoring, nested_checked=True)
 
     def _log(self, sig: Signature, state: TaskState, started: float, detail: str = "") -> None:
         if log.isEnabledFor(logging.INFO):
@@ -269,10 +274,13 @@ class Executor:
             self.progress.finish(delivery)
         try:
             if record.state is TaskState.SUCCESS:
-                outcome = self._succeeded(delivery, sig, record.result, started)
+                each = self._go_results.results_of(sig.uuid) if self._go_results is not None else None
+                outcome = self._succeeded(delivery, sig, record.result, started, each=each)
                 outcome.records = ()  # already stored
                 return outcome
-            return Outcome(delivery, sig.uuid, (), [self._message(cb.with_result(record.error)) for cb in sig.on_error])
+            ignoring = ignoring_uuids(delivery.body)
+            return Outcome(delivery, sig.uuid, (), [self._message(cb.with_result(record.error), ignoring=ignoring)
+                                                    for cb in sig.on_error])
         except LimitExceeded as exc:
             log.error("task %s[%s]: its follow-ups are refused by a limit (%s); acked", sig.name, sig.uuid, exc)
             return Outcome(delivery, sig.uuid)
@@ -431,21 +439,34 @@ class Executor:
                        state=TaskState.FAILURE, error=error)
 
     def _succeeded(
-        self, delivery: Delivery, sig: Signature, result: JSONValue, started: float, call: TaskCall | None = None
+        self, delivery: Delivery, sig: Signature, result: JSONValue, started: float, call: TaskCall | None = None,
+        *, each: tuple[JSONValue, ...] | None = None,
     ) -> Outcome:
+        """``each``: the task's results as Go's list, when a Go worker stored them (go mode: each one
+        is passed on); else the one ``result`` (none for ``None``)."""
+        if each is None and self.go:
+            each = () if result is None else (result,)
+        ignoring = ignoring_uuids(delivery.body) if sig.on_success or sig.chord_callback is not None else frozenset()
         follow_ups = [
-            self._message(cb if sig.immutable else self._with_result(cb, result)) for cb in sig.on_success
+            self._message(cb if sig.immutable else self._with_result(cb, result, each), ignoring=ignoring)
+            for cb in sig.on_success
         ] if sig.on_success else []
         chord_group = ""
         callback = sig.chord_callback
         if callback is not None and sig.group_uuid and self.backend is not None:
-            results = self.backend.group_add_result(sig.group_uuid, sig.uuid, result)
+            if self._go_results is not None and each is not None:
+                members = self._go_results.group_add_results(sig.group_uuid, sig.uuid, each)
+                results = None if members is None else [value for values in members for value in values]
+            else:
+                results = self.backend.group_add_result(sig.group_uuid, sig.uuid, result)
+                if results is not None and self.go:
+                    results = [r for r in results if r is not None]
             if results is not None:
-                if not callback.immutable and self.go:  # Go appends the members' results, skipping none
-                    callback = callback.with_args((*callback.args, *[r for r in results if r is not None]))
+                if not callback.immutable and self.go:  # Go appends each result of each member
+                    callback = callback.with_args((*callback.args, *results))
                 elif not callback.immutable:
                     callback = callback.with_args((*results, *callback.args))
-                follow_ups.append(self._message(callback))
+                follow_ups.append(self._message(callback, ignoring=ignoring))
                 chord_group = sig.group_uuid
         self._log(sig, TaskState.SUCCESS, started)
         return Outcome(delivery, sig.uuid, self._final(sig, TaskState.SUCCESS, result), follow_ups, chord_group,
@@ -460,17 +481,18 @@ class Executor:
         error = f"TimeLimitExceeded: task {sig.name} ran past its time limit of {limit:g}s"
         self._log(sig, TaskState.FAILURE, started, error)
         try:
-            follow_ups = [self._message(cb.with_result(error)) for cb in sig.on_error]
+            ignoring = ignoring_uuids(delivery.body)
+            follow_ups = [self._message(cb.with_result(error), ignoring=ignoring) for cb in sig.on_error]
         except LimitExceeded as exc:
             return self._over_limit(delivery, sig, exc, started)
         return Outcome(delivery, sig.uuid, self._final(sig, TaskState.FAILURE, error=error), follow_ups)
 
-    def _with_result(self, callback: Signature, result: JSONValue) -> Signature:
+    def _with_result(self, callback: Signature, result: JSONValue, each: tuple[JSONValue, ...] | None) -> Signature:
         """A success callback with the result added: prepended (this project's rule) or, in Go
-        mode, appended as Go Machinery v1's worker does (a ``None`` result adds nothing there)."""
-        if not self.go:
+        mode, ``each`` result appended as Go Machinery v1's worker does (none for a ``None`` result)."""
+        if each is None:
             return callback.with_result(result)
-        return callback if result is None else callback.with_args((*callback.args, result))
+        return callback.with_args((*callback.args, *each)) if each else callback
 
     def _retry(self, sig: Signature, exc: BaseException) -> tuple[Signature, float]:
         """The signature to publish again and its delay: the ``Retry`` countdown, else (Go mode) the
@@ -506,9 +528,11 @@ class Executor:
                 self.hooks.on_retry(call, error, delay)
             # Back to the queue it came from, whatever its routing key names (Go writes its binding key there).
             return Outcome(delivery, sig.uuid, self._final(sig, TaskState.RETRY, error=error),
-                           [self._message(again, delay, delivery.queue)], state=TaskState.RETRY, error=error)
+                           [self._message(again, delay, delivery.queue, ignoring_uuids(delivery.body))],
+                           state=TaskState.RETRY, error=error)
         self._log(sig, TaskState.FAILURE, started, error)
-        follow_ups = [self._message(cb.with_result(error)) for cb in sig.on_error]
+        ignoring = ignoring_uuids(delivery.body)
+        follow_ups = [self._message(cb.with_result(error), ignoring=ignoring) for cb in sig.on_error]
         if call is not None:
             self.hooks.on_failure(call, error)
         return Outcome(delivery, sig.uuid, self._final(sig, TaskState.FAILURE, error=error), follow_ups,

@@ -7,6 +7,12 @@ Go decodes a message into its ``Signature`` struct: every argument must be an ob
 them). A value Go cannot carry (``None``, an object, a nested or mixed list) raises ``EncodeError``
 naming its position, so nothing is published that a Go worker would reject.
 
+Each argument's ``Name`` is the name of the task's parameter at its position when the sender
+knows it (``arg_names``: the sending app's registered function), else ``""``; Go's worker binds
+arguments by position and ignores names, and so does this project's decoder. A signature whose
+UUID is in ``ignoring`` is written with ``IgnoreWhenTaskNotRegistered`` set, so a message that
+arrived with it keeps it when it is sent again.
+
 Used when ``Config.wire_format`` is ``"go"`` (``Router`` picks it); decoding needs nothing of this
 module, since the codec reads typed arguments in every mode.
 """
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence, Set
 
 from machinery._speedups._codec_py import bytes_arg, format_eta
 from machinery.errors import EncodeError
@@ -24,11 +30,15 @@ from machinery.signature import Signature
 
 __all__ = [
     "EMPTY_LIST_TYPE",
+    "ArgNames",
     "encode_go",
     "fibonacci_next",
     "go_typed",
     "go_typed_results",
 ]
+
+#: Task name -> the names of its positional parameters, in order (those it does not name: "").
+ArgNames = Callable[[str], Sequence[str]]
 
 #: The Go type written for an empty list, whose element type Python does not know.
 EMPTY_LIST_TYPE = "[]string"
@@ -74,22 +84,24 @@ def _list_type(items: tuple[JSONValue, ...]) -> str | None:
     return None
 
 
-def go_typed(value: JSONValue, where: str) -> dict[str, object]:
-    """``value`` as a Go Machinery v1 typed argument; ``EncodeError`` naming ``where`` when Go
-    Machinery v1 has no type for it."""
+def go_typed(value: JSONValue, where: str, name: str = "") -> dict[str, object]:
+    """``value`` as a Go Machinery v1 typed argument named ``name``; ``EncodeError`` naming
+    ``where`` when Go Machinery v1 has no type for it."""
     if type(value) is bytes:
-        return bytes_arg(value)
+        typed = bytes_arg(value)
+        typed["Name"] = name
+        return typed
     kind = _scalar_type(value)
     if kind is None and type(value) is tuple:
         kind = _list_type(value)
         if kind is not None:
-            return {"Name": "", "Type": kind, "Value": list(value)}
+            return {"Name": name, "Type": kind, "Value": list(value)}
     if kind is None:
         raise EncodeError(
             f"{where}: {_describe(value)} has no Go Machinery v1 type (Go's typed arguments carry "
             "bool, integers, floats, strings, bytes and flat lists of one of them)"
         )
-    return {"Name": "", "Type": kind, "Value": value}
+    return {"Name": name, "Type": kind, "Value": value}
 
 
 def go_typed_results(result: JSONValue, where: str = "result") -> list[dict[str, object]]:
@@ -112,36 +124,51 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-def _signatures(sigs: Sequence[Signature], where: str) -> list[object] | None:
-    if not sigs:
-        return None
-    return [_signature(s, f"{where}[{i}]", "") for i, s in enumerate(sigs)]
+class _Writer:
+    """Writes signatures as Go's ``Signature`` objects under one message's settings."""
 
+    __slots__ = ("arg_names", "ignoring")
 
-def _signature(sig: Signature, where: str, routing_key: str) -> dict[str, object]:
-    chord = sig.chord_callback
-    return {
-        "UUID": sig.uuid,
-        "Name": sig.name,
-        "RoutingKey": routing_key or sig.routing_key,
-        "ETA": None if sig.eta is None else format_eta(sig.eta),
-        "GroupUUID": sig.group_uuid,
-        "GroupTaskCount": sig.group_task_count,
-        "Args": [go_typed(a, f"{where}.Args[{i}]") for i, a in enumerate(sig.args)] or None,
-        "Headers": _plain(sig.headers) if sig.headers else None,
-        "Priority": sig.priority,
-        "Immutable": sig.immutable,
-        "RetryCount": sig.retry_count,
-        "RetryTimeout": sig.retry_timeout,
-        "OnSuccess": _signatures(sig.on_success, f"{where}.OnSuccess"),
-        "OnError": _signatures(sig.on_error, f"{where}.OnError"),
-        "ChordCallback": None if chord is None else _signature(chord, f"{where}.ChordCallback", ""),
-        "ChordErrorCallback": None,
-        "BrokerMessageGroupId": "",
-        "SQSReceiptHandle": "",
-        "StopTaskDeletionOnError": False,
-        "IgnoreWhenTaskNotRegistered": False,
-    }
+    def __init__(self, arg_names: ArgNames | None, ignoring: Set[str]) -> None:
+        self.arg_names = arg_names
+        self.ignoring = ignoring
+
+    def args(self, sig: Signature, where: str) -> list[object] | None:
+        if not sig.args:
+            return None
+        names = self.arg_names(sig.name) if self.arg_names is not None else ()
+        known = len(names)
+        return [go_typed(a, f"{where}.Args[{i}]", names[i] if i < known else "") for i, a in enumerate(sig.args)]
+
+    def signatures(self, sigs: Sequence[Signature], where: str) -> list[object] | None:
+        if not sigs:
+            return None
+        return [self.signature(s, f"{where}[{i}]", "") for i, s in enumerate(sigs)]
+
+    def signature(self, sig: Signature, where: str, routing_key: str) -> dict[str, object]:
+        chord = sig.chord_callback
+        return {
+            "UUID": sig.uuid,
+            "Name": sig.name,
+            "RoutingKey": routing_key or sig.routing_key,
+            "ETA": None if sig.eta is None else format_eta(sig.eta),
+            "GroupUUID": sig.group_uuid,
+            "GroupTaskCount": sig.group_task_count,
+            "Args": self.args(sig, where),
+            "Headers": _plain(sig.headers) if sig.headers else None,
+            "Priority": sig.priority,
+            "Immutable": sig.immutable,
+            "RetryCount": sig.retry_count,
+            "RetryTimeout": sig.retry_timeout,
+            "OnSuccess": self.signatures(sig.on_success, f"{where}.OnSuccess"),
+            "OnError": self.signatures(sig.on_error, f"{where}.OnError"),
+            "ChordCallback": None if chord is None else self.signature(chord, f"{where}.ChordCallback", ""),
+            "ChordErrorCallback": None,
+            "BrokerMessageGroupId": "",
+            "SQSReceiptHandle": "",
+            "StopTaskDeletionOnError": False,
+            "IgnoreWhenTaskNotRegistered": sig.uuid in self.ignoring,
+        }
 
 
 def _plain(value: object) -> object:
@@ -152,10 +179,14 @@ def _plain(value: object) -> object:
     return value
 
 
-def encode_go(sig: Signature, routing_key: str) -> bytes:
+def encode_go(
+    sig: Signature, routing_key: str, arg_names: ArgNames | None = None, ignoring: Set[str] = frozenset()
+) -> bytes:
     """``sig`` as Go Machinery v1's JSON message, its ``RoutingKey`` set to ``routing_key`` (the AMQP
-    routing key it is published with, as Go's broker sets it); nested callbacks keep theirs."""
-    obj = _signature(sig, "message", routing_key)
+    routing key it is published with, as Go's broker sets it); nested callbacks keep theirs. Each
+    argument is named after the parameter at its position by ``arg_names`` (none: ``""``); the
+    signatures whose UUIDs are in ``ignoring`` are written with ``IgnoreWhenTaskNotRegistered``."""
+    obj = _Writer(arg_names, ignoring).signature(sig, "message", routing_key)
     try:
         return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
     except UnicodeEncodeError:

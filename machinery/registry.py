@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from machinery.errors import TaskNotRegistered
-from machinery.task import Task, as_task
+from machinery.task import Task, as_task, positional_names
 from machinery.timelimits import NO_LIMITS, TimeLimits
 
 __all__ = ["Registry"]
@@ -15,11 +15,12 @@ class Registry:
     """Task names to Tasks. Names are unique; registering a name twice replaces the first task
     only when ``replace=True`` is given, so a typo cannot silently shadow a task."""
 
-    __slots__ = ("_limits", "_tasks")
+    __slots__ = ("_limits", "_names", "_tasks")
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
         self._limits: dict[str, TimeLimits] = {}
+        self._names: dict[str, tuple[str, ...]] = {}
 
     def register(
         self,
@@ -46,6 +47,7 @@ class Registry:
             soft_time_limit = getattr(task, "soft_time_limit", None)
         limits = TimeLimits(soft_time_limit, time_limit)
         self._tasks[name] = wrapped
+        self._names.pop(name, None)
         if limits.any:
             self._limits[name] = limits
         else:
@@ -65,6 +67,8 @@ class Registry:
                 raise ValueError(f"task {name!r} is already registered")
         self._tasks.update(staged._tasks)
         self._limits.update(staged._limits)
+        for name in staged._tasks:
+            self._names.pop(name, None)
 
     def get(self, name: str) -> Task:
         """The Task registered as ``name``; ``TaskNotRegistered`` if there is none."""
@@ -72,6 +76,17 @@ class Registry:
             return self._tasks[name]
         except KeyError:
             raise TaskNotRegistered(name) from None
+
+    def arg_names(self, name: str) -> tuple[str, ...]:
+        """The names of the positional parameters of task ``name``, in order (``positional_names``):
+        none for a task not registered here or one that does not name them."""
+        names = self._names.get(name)
+        if names is None:
+            task = self._tasks.get(name)
+            names = () if task is None else positional_names(task)
+            if task is not None:
+                self._names[name] = names
+        return names
 
     def __contains__(self, name: object) -> bool:
         return name in self._tasks

@@ -5,7 +5,8 @@ PENDING (sending writes nothing, so absence means "not started yet").
 
 ``get()`` gives plain values (``dict``, ``list``, as ``json.loads`` would), or, for a typed task,
 its declared return type (``AsyncResult[R].get() -> R``: a dataclass comes back as that dataclass).
-The frozen values of the stored record stay inside ``info()``."""
+The frozen values of the stored record stay inside ``info()``. A Go task that returned several
+values (Go's Redis layout, ``GoResults``) gives them as a tuple, where one list value gives a list."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any, Generic, cast
 
 from typing_extensions import TypeVar
 
-from machinery.backends.base import ResultBackend
+from machinery.backends.base import GoResults, ResultBackend
 from machinery.conversion import convert_result
 from machinery.errors import ResultBackendError, ResultTimeout, TaskFailed
 from machinery.heartbeat import silence_hint
@@ -96,6 +97,10 @@ class AsyncResult(Generic[R_co]):
             raise TaskFailed(self.task_uuid, f"revoked: {record.error}", name=record.name or self.name)
         value = plain(record.result)
         if self.result_type is None:
+            if type(record.result) is tuple and isinstance(self._backend, GoResults):
+                several = self._backend.results_of(self.task_uuid)  # several results, or one list?
+                if several is not None and len(several) > 1:
+                    return cast(R_co, tuple([plain(v) for v in several]))
             return cast(R_co, value)
         return cast(R_co, convert_result(value, self.result_type, self.task_uuid))
 

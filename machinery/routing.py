@@ -5,34 +5,43 @@ A signature's ``routing_key`` names its queue; an empty one, or the configured `
 (the AMQP routing key of the default queue, which is what Go Machinery writes there), means the
 default queue. A message that goes back where it came from (a retry) is given its queue
 explicitly, whatever its ``routing_key`` says.
+
+In Go's format each typed argument is named after the task's parameter at its position, from the
+registry given (the sending app's registered functions); a task it does not know gets ``""``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from datetime import datetime, timezone
 
 from machinery._speedups import encode
 from machinery.brokers.base import OutgoingMessage
 from machinery.config import Config
-from machinery.gowire import encode_go
+from machinery.gowire import ArgNames, encode_go
 from machinery.limits import check_fanout, check_size
+from machinery.registry import Registry
 from machinery.signature import Signature
 from machinery.signing import Signer
+from machinery.unregistered import with_ignore_flags
 
 __all__ = ["Router"]
 
 _NO_HEADERS: dict[str, str] = {}
+_NONE: frozenset[str] = frozenset()
 
 
 class Router:
     """Turns signatures into broker messages under one config: its default queue, binding key and
     wire format (``"go"``: Go Machinery v1's JSON with ``RoutingKey`` set as Go's broker sets it),
     ``max_fanout`` and ``max_message_bytes`` (``LimitExceeded`` before anything is sent) and, with
-    ``signing_keys``, the signature header."""
+    ``signing_keys``, the signature header. In Go's format, arguments are named from ``registry``'s
+    functions (none given: every ``Name`` is ``""``)."""
 
-    __slots__ = ("_default_key", "binding_key", "default_queue", "go", "max_fanout", "max_message_bytes", "signer")
+    __slots__ = ("_arg_names", "_default_key", "binding_key", "default_queue", "go", "max_fanout",
+                 "max_message_bytes", "signer")
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, registry: Registry | None = None) -> None:
         self.default_queue = config.default_queue
         self.binding_key = config.binding_key
         self.go = config.wire_format == "go"
@@ -41,6 +50,7 @@ class Router:
         self.max_fanout = config.max_fanout
         self.max_message_bytes = config.max_message_bytes
         self.signer = Signer(config.signing_keys) if config.signing_keys else None
+        self._arg_names: ArgNames | None = registry.arg_names if registry is not None and self.go else None
 
     def queue_for(self, sig: Signature) -> str:
         """The queue ``sig`` is sent to: its routing key, or the default queue for none or the binding key."""
@@ -50,12 +60,15 @@ class Router:
         return key
 
     def message(
-        self, sig: Signature, delay: float = 0.0, *, queue: str | None = None, nested_checked: bool = False
+        self, sig: Signature, delay: float = 0.0, *, queue: str | None = None, ignoring: Set[str] = _NONE,
+        nested_checked: bool = False,
     ) -> OutgoingMessage:
         """The broker message for ``sig``: to ``queue`` (else ``queue_for(sig)``), its encoded body, a
         delay (the later of ``delay`` and its ETA) and its priority; checked against the limits and
-        signed. ``nested_checked``: ``sig`` is nested in a message already held to ``max_fanout`` (a
-        follow-up of the task that ran), so its fan-out is not walked again."""
+        signed. The signatures whose UUIDs are in ``ignoring`` (those of a received message that set
+        it) are written with ``IgnoreWhenTaskNotRegistered``. ``nested_checked``: ``sig`` is nested in
+        a message already held to ``max_fanout`` (a follow-up of the task that ran), so its fan-out
+        is not walked again."""
         if not nested_checked:
             check_fanout(sig, self.max_fanout)
         if sig.eta is not None:
@@ -64,8 +77,11 @@ class Router:
             queue = self.queue_for(sig)
         if not self.go:
             body = encode(sig)
+            if ignoring:
+                body = with_ignore_flags(body, ignoring)
         else:
-            body = encode_go(sig, self._default_key if queue == self.default_queue else queue)
+            key = self._default_key if queue == self.default_queue else queue
+            body = encode_go(sig, key, self._arg_names, ignoring)
         check_size(len(body), self.max_message_bytes, sig.name)
         signer = self.signer
         headers = signer.headers(body) if signer is not None else _NO_HEADERS

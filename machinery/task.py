@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from machinery.conversion import ArgumentConverter, result_to_wire
 from machinery.jsonvalues import JSONValue
 
-__all__ = ["FunctionTask", "Task", "as_task"]
+__all__ = ["FunctionTask", "Task", "as_task", "positional_names"]
 
 
 @runtime_checkable
@@ -69,3 +70,25 @@ def as_task(obj: Task | Callable[..., object], name: str) -> Task:
     raise TypeError(f"task {name!r}: {type(obj).__name__} has no run(args) method and is not callable")
 
 
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def positional_names(task: Task) -> tuple[str, ...]:
+    """The names of the positional parameters a task's args fill, in order: a function task's
+    parameters up to its first ``*args``, keyword-only or ``**kwargs`` one (a bound method's
+    ``self`` is already left out); none for a Task object, whose ``run(args)`` takes them all as
+    one tuple, or a callable without a signature."""
+    if not isinstance(task, FunctionTask):
+        return ()
+    try:
+        params = inspect.signature(task.function).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    names: list[str] = []
+    for param in params:
+        if param.kind not in _POSITIONAL:
+            break
+        names.append(param.name)
+    return tuple(names)

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 from machinery.jsonvalues import JSONValue
 from machinery.states import TaskResult
 
-__all__ = ["READ_CHUNK", "ResultBackend", "wait_all_final", "wait_until_final"]
+__all__ = ["READ_CHUNK", "GoResults", "ResultBackend", "wait_all_final", "wait_until_final"]
 
 #: Most task UUIDs read in one round trip or query by ``get_many`` and ``wait_many``.
 READ_CHUNK = 1000
@@ -76,6 +76,25 @@ class ResultBackend(Protocol):
 
     def close(self) -> None:
         """Release connections and files."""
+        ...
+
+
+@runtime_checkable
+class GoResults(ResultBackend, Protocol):
+    """A result backend that keeps a task's results as Go Machinery v1 does: a list of typed
+    values (none, one, or several for a Go task that returns several), which ``get`` reads as one
+    value (None, the value, a tuple). A worker in Go mode passes each value of the list to callbacks
+    as its own argument, as Go's worker does."""
+
+    def results_of(self, task_uuid: str) -> tuple[JSONValue, ...] | None:
+        """The stored results of a task that succeeded, each as a value; None when it has no
+        stored success."""
+        ...
+
+    def group_add_results(
+        self, group_uuid: str, task_uuid: str, results: tuple[JSONValue, ...]
+    ) -> list[tuple[JSONValue, ...]] | None:
+        """``group_add_result`` with a member's results as a list: each member's results, in group order."""
         ...
 
 

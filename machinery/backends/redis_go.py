@@ -12,8 +12,14 @@ finds ``ChordTriggered`` false sets it and sends the callback. As in Go, a callb
 fails after the flag was set is not sent again.
 
 Results Go wrote are read as Python values: no result is ``None``, one is its value (typed values
-converted as the codec converts arguments), several are a tuple. A final state is also announced on
-``machinery:done:<uuid>`` (Go does not announce its own; waiters poll every ``poll_interval``).
+converted as the codec converts arguments), several are a tuple. A worker reads them as Go's list
+too (``GoResults``: ``results_of``, ``group_add_results``), so that a chord callback gets each
+result of each member as its own argument, as Go's worker appends them.
+
+A ``REVOKED`` state, which Go does not know as final (its ``AsyncResult`` would wait for ever), is
+written as Go's ``FAILURE`` with the error ``revoked: <reason>``, and read back as ``REVOKED``. A
+final state is also announced on ``machinery:done:<uuid>`` (Go does not announce its own; waiters
+poll every ``poll_interval``).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from machinery.backends.redis import RedisBatches, call_redis, connect_redis, wa
 from machinery.backends.redis_control import RedisControl
 from machinery.config import Config
 from machinery.errors import DecodeError, EncodeError, ResultBackendError
-from machinery.gowire import go_typed_results
+from machinery.gowire import go_typed
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze, thaw
 from machinery.states import TaskResult, TaskState
 from machinery.tls import TLSSettings
@@ -44,6 +50,9 @@ T = TypeVar("T")
 #: The redsync mutex Go Machinery v1's Redis backend takes around ``TriggerChord``.
 CHORD_LOCK = "TriggerChordMutex"
 _LOCK_EXPIRY_MS = 8000  # redsync's default expiry
+#: How a REVOKED state is written in Go's layout: FAILURE, its error text after this.
+_REVOKED = "revoked: "
+_FINAL = frozenset(s.value for s in TaskState if s.is_final)
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
@@ -51,10 +60,11 @@ def _now_text() -> str:
     return format_eta(datetime.now(timezone.utc))
 
 
-def go_result_value(results: object, where: str) -> JSONValue:
-    """Go's ``Results`` list as one Python value (None, the only value, or a tuple of them)."""
+def go_results(results: object, where: str) -> tuple[JSONValue, ...]:
+    """Go's ``Results`` list as Python values, one per typed result (typed values converted as the
+    codec converts arguments; a Go type it does not convert, a map or a struct, gives its JSON as is)."""
     if not results:
-        return None
+        return ()
     if not isinstance(results, list):
         raise ResultBackendError(f"{where}: Results is not a list")
     values: list[JSONValue] = []
@@ -68,45 +78,75 @@ def go_result_value(results: object, where: str) -> JSONValue:
         if value is None:  # a Go type the codec does not convert (a map, a struct): its JSON as is
             value = freeze(item["Value"], f"{where}[{i}]")
         values.append(value)
-    return values[0] if len(values) == 1 else tuple(values)
+    return tuple(values)
 
 
-def _typed_results(value: JSONValue) -> list[dict[str, object]]:
-    """A result as Go's typed results; a value Go has no argument type for is stored with the type
-    Go's ``encoding/json`` gives such JSON (a worker in Go mode never produces one)."""
+def one_value(results: tuple[JSONValue, ...]) -> JSONValue:
+    """A task's results as one value: None for none, the value for one, a tuple for several."""
+    if not results:
+        return None
+    return results[0] if len(results) == 1 else results
+
+
+def _typed_result(value: JSONValue) -> dict[str, object]:
+    """One result as Go's typed result; a value Go has no argument type for is stored with the
+    type Go's ``encoding/json`` gives such JSON (a worker in Go mode never produces one)."""
     try:
-        return go_typed_results(value)
+        return go_typed(value, "result")
     except EncodeError:
         kind = "map[string]interface {}" if isinstance(value, FrozenDict) else "[]interface {}"
-        return [{"Type": kind, "Value": thaw(value)}]
+        return {"Type": kind, "Value": thaw(value)}
 
 
-def task_state_document(result: TaskResult) -> bytes:
-    """``result`` as Go Machinery v1's ``TaskState`` JSON (``CreatedAt`` its time, else now)."""
-    results = _typed_results(result.result) if result.state is TaskState.SUCCESS else []
+def _as_results(value: JSONValue) -> tuple[JSONValue, ...]:
+    """A Python task's result as Go's list of results: none for ``None``, else one."""
+    return () if value is None else (value,)
+
+
+def task_state_document(result: TaskResult, results: tuple[JSONValue, ...] | None = None) -> bytes:
+    """``result`` as Go Machinery v1's ``TaskState`` JSON (``CreatedAt`` its time, else now), its
+    ``Results`` the list ``results`` when given, else ``result.result`` as none or one result."""
+    if result.state is not TaskState.SUCCESS:
+        typed: list[dict[str, object]] = []
+    else:
+        values = _as_results(result.result) if results is None else results
+        typed = [{"Type": t["Type"], "Value": t["Value"]} for t in map(_typed_result, values)]
     created = format_eta(datetime.fromtimestamp(result.updated_at, timezone.utc)) if result.updated_at else _now_text()
+    state, error = result.state.value, result.error
+    if result.state is TaskState.REVOKED:  # a state Go does not know as final: a failure, named
+        state, error = TaskState.FAILURE.value, f"{_REVOKED}{error}"
     return json.dumps({
-        "TaskUUID": result.task_uuid, "TaskName": result.name, "State": result.state.value,
-        "Results": results, "Error": result.error, "CreatedAt": created, "TTL": 0,
+        "TaskUUID": result.task_uuid, "TaskName": result.name, "State": state,
+        "Results": typed, "Error": error, "CreatedAt": created, "TTL": 0,
     }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def read_task_state(task_uuid: str, text: bytes) -> TaskResult | None:
-    """A Go ``TaskState`` document as a TaskResult (None for something else under that key)."""
+def _state_document(text: bytes) -> dict[str, Any] | None:
     try:
         doc = json.loads(text)
     except ValueError:
         return None
     if not isinstance(doc, dict) or doc.get("State") not in TaskState.__members__:
         return None
+    return doc
+
+
+def read_task_state(task_uuid: str, text: bytes) -> TaskResult | None:
+    """A Go ``TaskState`` document as a TaskResult (None for something else under that key)."""
+    doc = _state_document(text)
+    if doc is None:
+        return None
     created = doc.get("CreatedAt")
     try:
         updated = parse_eta(created).timestamp() if isinstance(created, str) else 0.0
     except DecodeError:
         updated = 0.0
+    state, error = TaskState(doc["State"]), str(doc.get("Error") or "")
+    if state is TaskState.FAILURE and error.startswith(_REVOKED):
+        state, error = TaskState.REVOKED, error[len(_REVOKED):]
     return TaskResult(
-        task_uuid, TaskState(doc["State"]), str(doc.get("TaskName") or ""),
-        go_result_value(doc.get("Results"), f"result of {task_uuid}"), str(doc.get("Error") or ""), updated,
+        task_uuid, state, str(doc.get("TaskName") or ""),
+        one_value(go_results(doc.get("Results"), f"result of {task_uuid}")), error, updated,
     )
 
 
@@ -215,25 +255,46 @@ class GoRedisBackend:
             return None
         return meta
 
+    def results_of(self, task_uuid: str) -> tuple[JSONValue, ...] | None:
+        """The results of a task that succeeded as Go keeps them, each a value; None otherwise."""
+        text = cast(bytes | None, self._call(lambda: self._redis.get(self._key(task_uuid))))
+        doc = None if text is None else _state_document(text)
+        if doc is None or doc["State"] != TaskState.SUCCESS.value:
+            return None
+        return go_results(doc.get("Results"), f"result of {task_uuid}")
+
     def group_add_result(self, group_uuid: str, task_uuid: str, result: JSONValue) -> list[JSONValue] | None:
         """Record this member's success, then, when every member's state is final, trigger the
         chord as Go does: the one caller that flips ``ChordTriggered`` under Go's lock gets the
-        results in group order (None when a member failed, for everyone else, and for an unknown group)."""
-        self.set(TaskResult(task_uuid, TaskState.SUCCESS, "", result, "", time.time()))
+        results in group order (None when a member failed, for everyone else, and for an unknown
+        group); a member's several Go results are one tuple."""
+        each = self.group_add_results(group_uuid, task_uuid, _as_results(result))
+        return None if each is None else [one_value(r) for r in each]
+
+    def group_add_results(
+        self, group_uuid: str, task_uuid: str, results: tuple[JSONValue, ...]
+    ) -> list[tuple[JSONValue, ...]] | None:
+        """``group_add_result`` with the member's results as Go's list (stored as they are) and
+        each member's list returned, in group order."""
+        member = TaskResult(task_uuid, TaskState.SUCCESS, "", one_value(results), "", time.time())
+        self._batches.write([self._key(task_uuid)], [task_state_document(member, results)],
+                            [self._done_channel(task_uuid)])
         meta = self._meta(group_uuid)
         if meta is None or meta.get("ChordTriggered"):
             return None
         members = [str(u) for u in meta["TaskUUIDs"]]
         keys = [self._key(u) for u in members]
         texts = cast(list[bytes | None], self._call(lambda: self._redis.mget(keys))) if members else []
-        states = [None if t is None else read_task_state(u, t) for u, t in zip(members, texts, strict=True)]
-        if not all(s is not None and s.ready for s in states):
+        docs = [None if t is None else _state_document(t) for t in texts]
+        states = [None if d is None else d["State"] for d in docs]
+        if not all(s in _FINAL for s in states):
             return None
         if not self._trigger(group_uuid):
             return None
-        if not all(s is not None and s.state is TaskState.SUCCESS for s in states):
+        if not all(s == TaskState.SUCCESS.value for s in states):
             return None
-        return [s.result for s in states if s is not None]
+        return [go_results(d.get("Results"), f"result of {u}") for u, d in zip(members, docs, strict=True)
+                if d is not None]
 
     def _trigger(self, group_uuid: str) -> bool:
         """Flip the group's ``ChordTriggered`` under Go's chord lock; True for the caller that did."""

@@ -21,7 +21,7 @@ from machinery.backends.redis_go import GoRedisBackend
 from machinery.jsonvalues import JSONValue
 from machinery.states import TaskResult, TaskState
 from machinery.workflows import chord
-from tests.support.amqp import amqp_config
+from tests.support.amqp import amqp_config, forget_at_exit
 from tests.support.gointerop import GoProgram
 from tests.support.names import unique_name
 from tests.support.waiting import TIMEOUT
@@ -92,6 +92,17 @@ def test_a_failure_and_a_none_result_are_read_by_go(go: GoProgram, backend: GoRe
     assert (states[1]["State"], states[1]["Results"]) == ("SUCCESS", [])
 
 
+def test_a_revoked_task_reads_in_go_as_a_failure_and_here_as_revoked(
+    go: GoProgram, backend: GoRedisBackend, raw: redis.Redis
+) -> None:
+    uuid = f"task_{unique_name()}"
+    backend.set(TaskResult(uuid, TaskState.REVOKED, "slow", None, "not wanted"))
+    [state] = go.read_states([_stored(raw, uuid)])
+    assert (state["State"], state["Error"]) == ("FAILURE", "revoked: not wanted")  # final for Go's AsyncResult
+    stored = backend.get(uuid)
+    assert stored is not None and (stored.state, stored.error) == (TaskState.REVOKED, "not wanted")
+
+
 @pytest.mark.parametrize(
     ("results", "expected"),
     [
@@ -131,6 +142,7 @@ def test_a_chord_fires_exactly_once_when_go_and_python_finish_its_members_togeth
     uuids = {g: [f"task_{unique_name()}" for _ in range(members)] for g in groups}
     for g in groups:
         backend.group_start(g, uuids[g])
+        backend.set_many([TaskResult(u, TaskState.PENDING, "m") for u in uuids[g]])  # as App and Go's SendGroup do
     fired: dict[str, list[tuple[str, list[object]]]] = {g: [] for g in groups}
     lock = threading.Lock()
     # Even members finish in Go, odd ones here, all chords at once.
@@ -237,3 +249,34 @@ def test_a_group_sent_from_go_runs_here_and_go_reads_every_member_s_state(
     assert [(s["State"], s["TaskName"], s["Results"]) for s in states] == [
         ("SUCCESS", "halve", [{"Type": "float64", "GoType": "float64", "Value": v}]) for v in (0.5, 1.5, 2.5)
     ]
+
+
+def test_a_chord_sent_here_lets_a_go_worker_check_the_group_before_the_other_members_ran(
+    go: GoProgram, tmp_path: Path, redis_url: str
+) -> None:
+    """Go's group check reads every member's state and fails on one with none, so sending a group
+    in Go's layout writes each member PENDING first (with its task name), as Go's SendGroup does: a
+    Go worker that finishes the first member then sees an incomplete group, and the chord fires
+    once when the last member finishes here."""
+    config: Config = amqp_config(tmp_path).replace(result_backend=redis_url, wire_format="go")
+    go_queue = f"{config.default_queue}-go"
+    forget_at_exit(config.broker_url, config.exchange, (go_queue,))
+    with App(config) as app:
+        app.register_task("double", lambda x: x * 2)
+        app.register_task("total", lambda *xs: sum(xs))
+        members = [Signature("double", [0], routing_key=go_queue), Signature("double", [1]), Signature("double", [2])]
+        work = chord(members, Signature("total", [100]))
+        handle = app.send_task(work)
+        raw = redis.Redis.from_url(redis_url)
+        try:
+            pending = go.read_states([_stored(raw, m.uuid) for m in members])
+        finally:
+            raw.close()
+        assert [(s["State"], s["TaskName"]) for s in pending] == [("PENDING", "double")] * 3
+        # A Go worker consuming go_queue runs the first member before the others ran.
+        [outcome] = go._run("member", [json.dumps({**_go_redis(redis_url), "TaskUUID": members[0].uuid,
+                                                   "TaskName": "double", "GroupUUID": work.group.group_uuid,
+                                                   "Results": [{"Type": "int64", "Value": 0}]}).encode()])
+        assert outcome == {"ok": True, "triggered": False, "completed": False}
+        with running(app):
+            assert handle.get(timeout=TIMEOUT) == 100 + 0 + 2 + 4

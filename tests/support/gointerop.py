@@ -59,6 +59,15 @@ class GoProgram:
         """Go Machinery v1 ``GroupMeta`` documents read into Go's struct and written back."""
         return self._run("group", documents)
 
+    def succeed(self, message: bytes, results: Sequence[dict[str, Any]]) -> list[bytes]:
+        """The success callbacks a Go worker sends after the task of ``message`` returned the typed
+        ``results`` (each appended to each callback's args unless the task is immutable), each as
+        Go's ``json.Marshal`` writes it."""
+        line = b'{"Message":' + message + b',"Results":' + json.dumps(list(results)).encode() + b"}"
+        [out] = self._run("succeed", [line])
+        assert out["ok"], out
+        return [json.dumps(cb, separators=(",", ":")).encode() for cb in out["callbacks"]]
+
 
 _built: dict[str, GoProgram] = {}
 

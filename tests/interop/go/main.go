@@ -8,8 +8,9 @@
 // Modes (one JSON document per input line, one per output line):
 //
 //	interop decode    message bodies in; for each, every argument of it and of its callbacks
-//	                  converted to Go values: {"ok":true,"tasks":[{"Name":..,"Args":[{"Type":..,"GoType":..,"Value":..}]}]}
-//	                  or {"ok":false,"error":".."}
+//	                  converted to Go values: {"ok":true,"tasks":[{"Name":..,"Args":[{"Name":..,"Type":..,
+//	                  "GoType":..,"Value":..}],"IgnoreWhenTaskNotRegistered":..}]} or {"ok":false,"error":".."}
+//	                  (an argument's Name is left out when it is empty; the worker binds by position)
 //	interop encode    signatures in (typed args, Values as JSON); each Value is made a real Go value
 //	                  of its Type (int64, []byte from base64, ...) and the Signature is written by
 //	                  json.Marshal, as Go Machinery's broker writes it
@@ -17,6 +18,8 @@
 //	interop group     GroupMeta documents in; written back by json.Marshal (a round trip through the struct)
 //	interop writestate  TaskState documents in (typed Results, Values as JSON); written with real Go values
 //	interop member    a chord member's success done as Go's worker and Redis backend do it (redis.go)
+//	interop succeed   {"Message": signature, "Results": typed results} in; the OnSuccess callbacks
+//	                  Go's worker sends, each result appended as its own argument (worker.go)
 package main
 
 import (
@@ -195,6 +198,7 @@ func convert(typeName string, value interface{}) (interface{}, error) {
 }
 
 type convertedArg struct {
+	Name   string `json:",omitempty"`
 	Type   string
 	GoType string
 	Value  interface{}
@@ -209,6 +213,8 @@ type convertedTask struct {
 	Immutable  bool
 	RetryCount int
 	Args       []convertedArg
+	// IgnoreWhenTaskNotRegistered as the message carries it for this signature.
+	IgnoreWhenTaskNotRegistered bool
 }
 
 func convertArgs(args []Arg) ([]convertedArg, error) {
@@ -218,7 +224,7 @@ func convertArgs(args []Arg) ([]convertedArg, error) {
 		if err != nil {
 			return nil, fmt.Errorf("Args[%d]: %v", i, err)
 		}
-		out = append(out, convertedArg{arg.Type, fmt.Sprintf("%T", v), v})
+		out = append(out, convertedArg{arg.Name, arg.Type, fmt.Sprintf("%T", v), v})
 	}
 	return out, nil
 }
@@ -229,7 +235,8 @@ func walk(sig *Signature, path string, out *[]convertedTask) error {
 	if err != nil {
 		return fmt.Errorf("%s.%v", path, err)
 	}
-	*out = append(*out, convertedTask{path, sig.UUID, sig.Name, sig.RoutingKey, sig.ETA, sig.Immutable, sig.RetryCount, args})
+	*out = append(*out, convertedTask{path, sig.UUID, sig.Name, sig.RoutingKey, sig.ETA, sig.Immutable, sig.RetryCount,
+		args, sig.IgnoreWhenTaskNotRegistered})
 	for i, cb := range sig.OnSuccess {
 		if err := walk(cb, fmt.Sprintf("%s.OnSuccess[%d]", path, i), out); err != nil {
 			return err
@@ -308,7 +315,7 @@ func decodeState(line []byte) interface{} {
 		if err != nil {
 			return map[string]interface{}{"ok": false, "error": fmt.Sprintf("Results[%d]: %v", i, err)}
 		}
-		results = append(results, convertedArg{r.Type, fmt.Sprintf("%T", v), v})
+		results = append(results, convertedArg{"", r.Type, fmt.Sprintf("%T", v), v})
 	}
 	return map[string]interface{}{"ok": true, "TaskUUID": state.TaskUUID, "TaskName": state.TaskName,
 		"State": state.State, "Error": state.Error, "Results": results, "CreatedAt": state.CreatedAt}
@@ -325,10 +332,10 @@ func decodeGroup(line []byte) interface{} {
 func main() {
 	modes := map[string]func([]byte) interface{}{
 		"decode": decodeMessage, "encode": encodeMessage, "state": decodeState, "group": decodeGroup,
-		"writestate": writeState, "member": completeMember,
+		"writestate": writeState, "member": completeMember, "succeed": succeed,
 	}
 	if len(os.Args) != 2 || modes[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: interop decode|encode|state|group|writestate|member < lines")
+		fmt.Fprintln(os.Stderr, "usage: interop decode|encode|state|group|writestate|member|succeed < lines")
 		os.Exit(2)
 	}
 	handle := modes[os.Args[1]]

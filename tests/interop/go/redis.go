@@ -135,7 +135,7 @@ func completeMember(line []byte) interface{} {
 		return fail(err)
 	}
 	for _, s := range states {
-		if s == nil || (s.State != "SUCCESS" && s.State != "FAILURE") {
+		if s.State != "SUCCESS" && s.State != "FAILURE" {
 			return map[string]interface{}{"ok": true, "triggered": false, "completed": false}
 		}
 	}
@@ -173,7 +173,7 @@ func completeMember(line []byte) interface{} {
 				if err != nil {
 					return fail(err)
 				}
-				appended = append(appended, convertedArg{r.Type, fmt.Sprintf("%T", v), v})
+				appended = append(appended, convertedArg{"", r.Type, fmt.Sprintf("%T", v), v})
 			}
 		}
 	}
@@ -202,8 +202,8 @@ func readStates(c *respConn, uuids []string) ([]*TaskState, error) {
 	states := make([]*TaskState, len(items))
 	for i, item := range items {
 		raw, ok := item.([]byte)
-		if !ok {
-			continue
+		if !ok { // as Go's Redis backend: a member with no state at all fails the group check
+			return nil, fmt.Errorf("Expected byte array, instead got: %v", item)
 		}
 		states[i] = new(TaskState)
 		if err := decodeStrict(raw, states[i]); err != nil {
