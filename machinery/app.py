@@ -22,7 +22,7 @@ from machinery.limits import check_members
 from machinery.periodic import Periodic, PeriodicWork, Schedule, from_config, schedule
 from machinery.rate_limits import RateLimit, RateLimiter, parse_rate_limit
 from machinery.registry import Registry
-from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult
+from machinery.result import AsyncResult, ChainResult, ChordResult, GroupResult, Siblings
 from machinery.revoke import DEFAULT_EXPIRY, Revoker, revoke
 from machinery.routing import Router
 from machinery.signature import Signature
@@ -316,6 +316,8 @@ class App:
         backend = self.backend
         messages: list[OutgoingMessage] = []
         results: list[AsyncResult[Any]] = []
+        siblings = Siblings([w.signature.uuid if isinstance(w, TypedSignature) else w.uuid
+                             for w in works if isinstance(w, TypedSignature | Signature)])
         for work in works:
             if isinstance(work, Chain):
                 messages.append(self._outgoing(work.head))
@@ -323,10 +325,11 @@ class App:
             elif isinstance(work, TypedSignature):
                 sig = work.signature
                 messages.append(self._outgoing(sig))
-                results.append(AsyncResult(sig.uuid, backend, name=sig.name, result_type=work.result_type))
+                results.append(AsyncResult(sig.uuid, backend, name=sig.name, result_type=work.result_type,
+                                           siblings=siblings))
             elif isinstance(work, Signature):
                 messages.append(self._outgoing(work))
-                results.append(AsyncResult(work.uuid, backend, name=work.name))
+                results.append(AsyncResult(work.uuid, backend, name=work.name, siblings=siblings))
             else:
                 raise TypeError(f"send_tasks() takes Signatures and Chains, got {type(work).__name__}")
         if messages:

@@ -16,14 +16,14 @@ from typing import Any, Generic, cast
 
 from typing_extensions import TypeVar
 
-from machinery.backends.base import GoResults, ResultBackend
+from machinery.backends.base import READ_CHUNK, GoResults, ResultBackend
 from machinery.conversion import convert_result
 from machinery.errors import ResultBackendError, ResultTimeout, TaskFailed
 from machinery.heartbeat import silence_hint
 from machinery.jsonvalues import JSON, plain
 from machinery.states import TaskResult, TaskState
 
-__all__ = ["AsyncResult", "ChainResult", "ChordResult", "GroupResult", "wait_all"]
+__all__ = ["AsyncResult", "ChainResult", "ChordResult", "GroupResult", "Siblings", "wait_all"]
 
 R_co = TypeVar("R_co", covariant=True, default=JSON)
 
@@ -40,20 +40,55 @@ def _require(backend: ResultBackend | None) -> ResultBackend:
     return backend
 
 
+class Siblings:
+    """The tasks sent together by one ``send_tasks`` call. When one handle's ``get()`` finds its
+    task unfinished in what was read before, the states of it and of up to ``READ_CHUNK`` - 1
+    siblings sent after it are read in one ``get_many``, and those found final are kept: looping
+    over the handles costs one read per ``READ_CHUNK`` finished tasks, not one per task."""
+
+    __slots__ = ("_final", "_position", "_uuids")
+
+    def __init__(self, task_uuids: Sequence[str]) -> None:
+        self._uuids = list(task_uuids)
+        self._position = {uuid: i for i, uuid in enumerate(self._uuids)}
+        self._final: dict[str, TaskResult] = {}
+
+    def final(self, backend: ResultBackend, task_uuid: str) -> TaskResult | None:
+        """``task_uuid``'s final record, reading it with the next siblings when not known yet."""
+        known = self._final.pop(task_uuid, None)
+        if known is not None:
+            return known
+        start = self._position.get(task_uuid)
+        if start is None:
+            return None
+        chunk = [u for u in self._uuids[start:start + READ_CHUNK] if u not in self._final]
+        mine: TaskResult | None = None
+        for uuid, record in zip(chunk, backend.get_many(chunk), strict=True):
+            if record is not None and record.ready:
+                if uuid == task_uuid:
+                    mine = record
+                else:
+                    self._final[uuid] = record
+        return mine
+
+
 class AsyncResult(Generic[R_co]):
     """The state and eventual value of one sent task, read from the result backend. ``R`` is what
     ``get()`` returns: the typed task's return type, or plain JSON."""
 
-    __slots__ = ("_backend", "name", "result_type", "task_uuid")
+    __slots__ = ("_backend", "_siblings", "name", "result_type", "task_uuid")
 
     def __init__(
-        self, task_uuid: str, backend: ResultBackend | None, *, name: str = "", result_type: object = None
+        self, task_uuid: str, backend: ResultBackend | None, *, name: str = "", result_type: object = None,
+        siblings: Siblings | None = None,
     ) -> None:
         self.task_uuid = task_uuid
         self.name = name
         self.result_type = result_type
         """The return annotation ``get()`` converts the stored value to (None: plain JSON)."""
         self._backend = backend
+        self._siblings = siblings
+        """The tasks sent with this one (``send_tasks``), whose states ``get()`` reads together."""
 
     def __repr__(self) -> str:
         label = f" {self.name}" if self.name else ""
@@ -76,6 +111,11 @@ class AsyncResult(Generic[R_co]):
     def wait_final(self, deadline: float | None, timeout: float | None) -> TaskResult:
         """Block until the task is final or ``deadline`` (monotonic) passes (``ResultTimeout``)."""
         backend = _require(self._backend)
+        siblings = self._siblings
+        if siblings is not None:
+            known = siblings.final(backend, self.task_uuid)
+            if known is not None:
+                return known
         while True:
             if deadline is None:
                 slice_ = _WAIT_SLICE

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from machinery import App, GroupResult
+from machinery import App, GroupResult, Signature
 from machinery.backends.base import READ_CHUNK
 from machinery.backends.memory import MemoryBackend
 from machinery.brokers.base import Delivery, OutgoingMessage, PendingPublish
@@ -208,6 +208,23 @@ def test_group_get_of_ten_thousand_reads_in_batches() -> None:
     assert group.get(timeout=TIMEOUT) == list(range(10_000))
     assert backend.reads["get"] == 0
     assert backend.reads["get_many"] == -(-10_000 // READ_CHUNK)
+
+
+def test_send_tasks_handles_read_their_results_together(tmp_path: Path) -> None:
+    events = Events()
+    backend = RecordingBackend(events)
+    app = App(memory_config(tmp_path), backend=backend)
+    handles = app.send_tasks([Signature("add", [i, i]) for i in range(2500)])
+    backend.set_many([TaskResult(h.task_uuid, TaskState.SUCCESS, result=2 * i) for i, h in enumerate(handles)
+                      if i != 1700])
+    backend.reads.clear()
+    assert [h.get(timeout=TIMEOUT) for h in handles[:1700]] == [2 * i for i in range(1700)]
+    assert backend.reads["get"] == 0 and backend.reads["get_many"] == 2  # 1,000 at a time
+    late = threading.Timer(0.2, lambda: backend.set(TaskResult(handles[1700].task_uuid, TaskState.SUCCESS, result=0)))
+    late.start()
+    assert handles[1700].get(timeout=TIMEOUT) == 0  # not read as final before: waited for
+    assert [h.get(timeout=TIMEOUT) for h in handles[1701:]] == [2 * i for i in range(1701, 2500)]
+    assert backend.reads["get_many"] <= 5
 
 
 def test_a_redelivered_task_whose_follow_ups_were_sent_is_acked_without_running(tmp_path: Path) -> None:
