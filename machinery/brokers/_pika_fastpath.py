@@ -8,7 +8,8 @@ one), and reads every incoming frame into method and property objects. The fast 
   take them all, or pika still holds unsent data, so order is kept); frames built outside pika
   (``amqp_publish_frames``) join them;
 - it reads runs of deliveries and publisher confirms with the hot path's ``scan_frames`` and hands
-  them to ``ScannedFrames``' callbacks in batches, every other frame through pika, in order;
+  them to ``ScannedFrames``' callbacks in batches, every other frame through pika, in order; a
+  delivery cut by the end of a read is kept until the next read completes it;
 - ``hold_while_running`` makes a lock held by the I/O thread except while it waits in ``poll``, so
   that another thread holding it may drive pika while the loop sleeps.
 
