@@ -1,5 +1,6 @@
-"""Handling one delivery: decode, run the task, and say what must be stored, published and
-acknowledged (an ``Outcome``); the worker's settler (``settling.py``) does that, in batches.
+"""Handling one delivery: check and decode it, hold back a copy delivered again, run its task, and
+hand what must follow (an ``Outcome``, built by ``outcomes.py``) to the worker's settler
+(``settling.py``), which stores, publishes and acknowledges it, in batches.
 
 The order is what makes delivery at-least-once: the result, then every follow-up message
 (callbacks, retry, chord callback), are stored before the delivery is acknowledged. If any of that
@@ -12,76 +13,36 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
 
 from machinery._speedups import decode
-from machinery.backends.base import GoResults, ResultBackend
-from machinery.brokers.base import Broker, Delivery, OutgoingMessage, PendingPublish
+from machinery.backends.base import ResultBackend
+from machinery.brokers.base import Broker, Delivery
 from machinery.config import Config
-from machinery.errors import ArgumentError, DecodeError, LimitExceeded, Retry, TaskNotRegistered
-from machinery.gowire import fibonacci_next, go_typed_results
+from machinery.errors import DecodeError, LimitExceeded, TaskNotRegistered
+from machinery.gowire import go_typed_results
 from machinery.hooks import Delay, Hooks, RunDecision, TaskCall
 from machinery.hooks import Outcome as RunOutcome
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
 from machinery.limits import check_fanout, check_size
+from machinery.outcomes import Outcome, Outcomes, error_text, log_run
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
 from machinery.routing import Router
 from machinery.signature import Signature
 from machinery.states import TaskResult, TaskState
-from machinery.unregistered import UnregisteredPolicy, ignored_by_sender, ignoring_uuids
+from machinery.unregistered import UnregisteredPolicy, ignored_by_sender
 from machinery.watchdog import Abandoned, Watchdog
 
-__all__ = ["RETRIES_HEADER", "Executor", "Outcome", "error_text"]
+__all__ = ["Executor", "Outcome"]
 
 log = logging.getLogger("machinery.worker")
-
-#: Signature header counting the retries so far (drives the back-off when retry_timeout is 0).
-RETRIES_HEADER = "machinery_retries"
 
 #: Seconds before a message delivered again while its first delivery still runs here is offered again.
 RUNNING_ELSEWHERE_DELAY = 1.0
 
 #: Seconds before a delivery whose outcome could not be settled is tried again.
 _SETTLE_RETRY_DELAY = 1.0
-
-
-def error_text(exc: BaseException) -> str:
-    """The text recorded for a failed task and prepended to its error callbacks' args:
-    ``str(exc)``, or the exception's class name when that is empty. A ``BaseException`` that is not
-    an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``...) is always named: ``SystemExit: 3``.
-    Lone surrogates, which no store can encode, are escaped."""
-    text = str(exc)
-    if not isinstance(exc, Exception):
-        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    else:
-        text = text or type(exc).__name__
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What settling a processed delivery takes, in this order: store ``records`` (the task's
-    final or RETRY state), publish ``follow_ups`` and wait until the broker accepted them, forget
-    ``chord_group``'s bookkeeping (its callback is among the follow-ups), then ack ``delivery``."""
-
-    delivery: Delivery
-    task_uuid: str = ""
-    records: Sequence[TaskResult] = ()
-    follow_ups: Sequence[OutgoingMessage] = ()
-    chord_group: str = ""
-    publishing: PendingPublish | None = None
-    """The follow-ups' publish once begun (its ``wait`` precedes the ack)."""
-    state: TaskState = TaskState.PENDING
-    """How the run ended (for the hooks' ``after_run``; PENDING when nothing ran)."""
-    result: JSONValue = None
-    error: str = ""
 
 
 class NotJSONResult(TypeError):
@@ -143,7 +104,8 @@ class Executor:
         self._running_lock = threading.Lock()
         self.unregistered = UnregisteredPolicy(config)
         self.go = self.router.go
-        self._go_results = backend if self.go and isinstance(backend, GoResults) else None  # Go's Redis layout
+        self.outcomes = Outcomes(config, self.router, backend, self.hooks)
+        """Builds the ``Outcome`` of each run that ended."""
         self.progress = progress
         """Writes RECEIVED/STARTED for slow tasks; without it (and with track_started) every task
         gets them written here, synchronously."""
@@ -154,30 +116,6 @@ class Executor:
     def _record(self, sig: Signature, state: TaskState, result: JSONValue = None, error: str = "") -> None:
         if self.backend is not None:
             self.backend.set(TaskResult(sig.uuid, state, sig.name, result, error, time.time()))
-
-    def _final(
-        self, sig: Signature, state: TaskState, result: JSONValue = None, error: str = ""
-    ) -> tuple[TaskResult, ...]:
-        if self.backend is None:
-            return ()
-        return (TaskResult(sig.uuid, state, sig.name, result, error, time.time()),)
-
-    def _message(
-        self, sig: Signature, delay: float = 0.0, queue: str | None = None, ignoring: frozenset[str] = frozenset()
-    ) -> OutgoingMessage:
-        """``sig``'s message; the signatures whose UUIDs are in ``ignoring`` (those of the message
-        being processed that set ``IgnoreWhenTaskNotRegistered``) keep that flag. Every follow-up is
-        the task's own signature or one nested in it, whose fan-out ``process`` checked already
-        (unless a hook replaced it)."""
-        if self.hooks.wants_publish:
-            return self.router.message(self.hooks.before_publish(sig), delay, queue=queue, ignoring=ignoring)
-        return self.router.message(sig, delay, queue=queue, ignoring=ignoring, nested_checked=True)
-
-    def _log(self, sig: Signature, state: TaskState, started: float, detail: str = "") -> None:
-        if log.isEnabledFor(logging.INFO):
-            ms = (time.perf_counter() - started) * 1000.0
-            extra = f": {detail}" if detail else ""
-            log.info("task %s[%s] %s in %.1f ms%s", sig.name, sig.uuid, state, ms, extra)
 
     # -- one delivery -------------------------------------------------------------------------
 
@@ -273,14 +211,7 @@ class Executor:
         if self.progress is not None:
             self.progress.finish(delivery)
         try:
-            if record.state is TaskState.SUCCESS:
-                each = self._go_results.results_of(sig.uuid) if self._go_results is not None else None
-                outcome = self._succeeded(delivery, sig, record.result, started, each=each)
-                outcome.records = ()  # already stored
-                return outcome
-            ignoring = ignoring_uuids(delivery.body)
-            return Outcome(delivery, sig.uuid, (), [self._message(cb.with_result(record.error), ignoring=ignoring)
-                                                    for cb in sig.on_error])
+            return self.outcomes.stored(delivery, sig, record, started)
         except LimitExceeded as exc:
             log.error("task %s[%s]: its follow-ups are refused by a limit (%s); acked", sig.name, sig.uuid, exc)
             return Outcome(delivery, sig.uuid)
@@ -333,13 +264,11 @@ class Executor:
             if self.progress is not None:
                 self.progress.give_back(delivery)
             self.broker.nack(delivery, delay=max(decision.seconds, 0.0))
-            self._log(sig, TaskState.PENDING, started, f"delayed {decision.seconds:g}s by a hook")
+            log_run(sig, TaskState.PENDING, started, f"delayed {decision.seconds:g}s by a hook")
             return None, RunOutcome(TaskState.PENDING, time.perf_counter() - started, ran=False)
         if self.progress is not None:
             self.progress.finish(delivery)
-        self._log(sig, decision.state, started, decision.reason)
-        outcome = Outcome(delivery, sig.uuid, self._final(sig, decision.state, error=decision.reason),
-                          state=decision.state, error=decision.reason)
+        outcome = self.outcomes.skipped(delivery, sig, decision.state, decision.reason, started)
         return outcome, RunOutcome(decision.state, time.perf_counter() - started, error=decision.reason, ran=False)
 
     def _give_back(self, delivery: Delivery) -> None:
@@ -416,61 +345,15 @@ class Executor:
             if progress is not None:
                 progress.finish(delivery)
             try:
-                return self._failed(delivery, sig, exc, started, call)
+                return self.outcomes.failed(delivery, sig, exc, started, call)
             except LimitExceeded as limit:
-                return self._over_limit(delivery, sig, limit, started, call)
+                return self.outcomes.over_limit(delivery, sig, limit, started, call)
         if progress is not None:
             progress.finish(delivery)
         try:
-            return self._succeeded(delivery, sig, result, started, call)
+            return self.outcomes.succeeded(delivery, sig, result, started, call)
         except LimitExceeded as limit:
-            return self._over_limit(delivery, sig, limit, started, call)
-
-    def _over_limit(
-        self, delivery: Delivery, sig: Signature, exc: LimitExceeded, started: float, call: TaskCall | None = None
-    ) -> Outcome:
-        """A follow-up (a callback with the result or error prepended) was refused by a limit:
-        the task fails for good; nothing is sent."""
-        error = f"LimitExceeded: {exc}"
-        self._log(sig, TaskState.FAILURE, started, error)
-        if call is not None:
-            self.hooks.on_failure(call, error)
-        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.FAILURE, error=error),
-                       state=TaskState.FAILURE, error=error)
-
-    def _succeeded(
-        self, delivery: Delivery, sig: Signature, result: JSONValue, started: float, call: TaskCall | None = None,
-        *, each: tuple[JSONValue, ...] | None = None,
-    ) -> Outcome:
-        """``each``: the task's results as Go's list, when a Go worker stored them (go mode: each one
-        is passed on); else the one ``result`` (none for ``None``)."""
-        if each is None and self.go:
-            each = () if result is None else (result,)
-        ignoring = ignoring_uuids(delivery.body) if sig.on_success or sig.chord_callback is not None else frozenset()
-        follow_ups = [
-            self._message(cb if sig.immutable else self._with_result(cb, result, each), ignoring=ignoring)
-            for cb in sig.on_success
-        ] if sig.on_success else []
-        chord_group = ""
-        callback = sig.chord_callback
-        if callback is not None and sig.group_uuid and self.backend is not None:
-            if self._go_results is not None and each is not None:
-                members = self._go_results.group_add_results(sig.group_uuid, sig.uuid, each)
-                results = None if members is None else [value for values in members for value in values]
-            else:
-                results = self.backend.group_add_result(sig.group_uuid, sig.uuid, result)
-                if results is not None and self.go:
-                    results = [r for r in results if r is not None]
-            if results is not None:
-                if not callback.immutable and self.go:  # Go appends each result of each member
-                    callback = callback.with_args((*callback.args, *results))
-                elif not callback.immutable:
-                    callback = callback.with_args((*results, *callback.args))
-                follow_ups.append(self._message(callback, ignoring=ignoring))
-                chord_group = sig.group_uuid
-        self._log(sig, TaskState.SUCCESS, started)
-        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.SUCCESS, result), follow_ups, chord_group,
-                       state=TaskState.SUCCESS, result=result)
+            return self.outcomes.over_limit(delivery, sig, limit, started, call)
 
     def time_limit_exceeded(self, delivery: Delivery, sig: Signature, limit: float, started: float) -> Outcome:
         """A call given up at its hard time limit: its ``FAILURE`` record and its error callbacks
@@ -478,62 +361,4 @@ class Executor:
         then ack."""
         if self.progress is not None:
             self.progress.finish(delivery)
-        error = f"TimeLimitExceeded: task {sig.name} ran past its time limit of {limit:g}s"
-        self._log(sig, TaskState.FAILURE, started, error)
-        try:
-            ignoring = ignoring_uuids(delivery.body)
-            follow_ups = [self._message(cb.with_result(error), ignoring=ignoring) for cb in sig.on_error]
-        except LimitExceeded as exc:
-            return self._over_limit(delivery, sig, exc, started)
-        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.FAILURE, error=error), follow_ups)
-
-    def _with_result(self, callback: Signature, result: JSONValue, each: tuple[JSONValue, ...] | None) -> Signature:
-        """A success callback with the result added: prepended (this project's rule) or, in Go
-        mode, ``each`` result appended as Go Machinery v1's worker does (none for a ``None`` result)."""
-        if each is None:
-            return callback.with_result(result)
-        return callback.with_args((*callback.args, *each)) if each else callback
-
-    def _retry(self, sig: Signature, exc: BaseException) -> tuple[Signature, float]:
-        """The signature to publish again and its delay: the ``Retry`` countdown, else (Go mode) the
-        next Fibonacci ``retry_timeout`` as Go does, else ``retry_timeout``, else an exponential back-off."""
-        countdown = exc.countdown if isinstance(exc, Retry) else None
-        if self.go:
-            timeout = fibonacci_next(sig.retry_timeout)
-            delay = max(countdown, 0.0) if countdown is not None else float(timeout)
-            eta = datetime.now(timezone.utc) + timedelta(seconds=delay)
-            return sig.replace(retry_count=sig.retry_count - 1, retry_timeout=timeout, eta=eta), delay
-        retries = sig.headers.get(RETRIES_HEADER, 0)
-        done = retries if isinstance(retries, int) and not isinstance(retries, bool) else 0
-        if countdown is not None:
-            delay = max(countdown, 0.0)
-        elif sig.retry_timeout > 0:
-            delay = float(sig.retry_timeout)
-        else:
-            delay = min(2.0 ** min(done, 32), self.config.retry_backoff_max)
-        again = sig.replace(
-            retry_count=sig.retry_count - 1, headers={**sig.headers, RETRIES_HEADER: done + 1}, eta=None
-        )
-        return again, delay
-
-    def _failed(
-        self, delivery: Delivery, sig: Signature, exc: BaseException, started: float, call: TaskCall | None = None
-    ) -> Outcome:
-        error = error_text(exc)
-        # Arguments that do not fit the task fail the same way every time: never retried.
-        if sig.retry_count > 0 and not isinstance(exc, ArgumentError):
-            again, delay = self._retry(sig, exc)
-            self._log(sig, TaskState.RETRY, started, f"{error} (again in {delay:g}s, {again.retry_count} left)")
-            if call is not None:
-                self.hooks.on_retry(call, error, delay)
-            # Back to the queue it came from, whatever its routing key names (Go writes its binding key there).
-            return Outcome(delivery, sig.uuid, self._final(sig, TaskState.RETRY, error=error),
-                           [self._message(again, delay, delivery.queue, ignoring_uuids(delivery.body))],
-                           state=TaskState.RETRY, error=error)
-        self._log(sig, TaskState.FAILURE, started, error)
-        ignoring = ignoring_uuids(delivery.body)
-        follow_ups = [self._message(cb.with_result(error), ignoring=ignoring) for cb in sig.on_error]
-        if call is not None:
-            self.hooks.on_failure(call, error)
-        return Outcome(delivery, sig.uuid, self._final(sig, TaskState.FAILURE, error=error), follow_ups,
-                       state=TaskState.FAILURE, error=error)
+        return self.outcomes.time_limit_exceeded(delivery, sig, limit, started)

@@ -19,8 +19,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
              "conversion", "urls", "timelimits", "limits", "signing"),
     "hot path": ("_speedups/", "gowire"),
     "transport": ("schemes", "sqlite/", "tls", "brokers/", "backends/"),
-    "runtime": ("hooks", "app", "task_function", "routing", "unregistered", "worker", "execution", "settling",
-                "watchdog", "progress", "result", "cli", "supervisor", "demo", "demo_tasks", "demo_run", "__main__",
-                "heartbeat", "locations", "version", "metrics", "events/", "dashboard/", "cli_args", "cli_observe",
-                "tracing", "dead_letters", "cli_dead", "revoke", "cli_control", "rate_limits", "periodic", "beat"),
+    "runtime": ("hooks", "app", "task_function", "routing", "unregistered", "worker", "execution", "outcomes",
+                "settling", "watchdog", "progress", "result", "cli", "supervisor", "demo", "demo_tasks", "demo_run",
+                "__main__", "heartbeat", "locations", "version", "metrics", "events/", "dashboard/", "cli_args",
+                "cli_observe", "tracing", "dead_letters", "cli_dead", "revoke", "cli_control", "rate_limits",
+                "periodic", "beat"),
 }

@@ -4,8 +4,8 @@ RabbitMQ and reconnection.
 ``AMQPBroker`` implements the ``Broker`` protocol with parts it owns, one module each:
 
 - ``connection`` (``amqp_connection``): the I/O thread, its channels, publishing with confirms
-  (``amqp_confirms``) and declaring RPCs; the pika internals of its fast path are all in
-  ``_pika_fastpath``;
+  (``amqp_confirms``) and declaring RPCs (``connection.declaring``, ``amqp_declaring``); the pika
+  internals of its fast path are all in ``_pika_fastpath``;
 - ``topology`` (``amqp_topology``): what is declared and where each message is published;
 - ``consumers`` (``amqp_consuming``): which queues are consumed, and each delivery read into a
   ``Delivery``;
@@ -216,7 +216,7 @@ class AMQPBroker(Broker):
         steps = topology.queue_steps(queue)
         for bucket in range(DELAY_BUCKETS):
             steps.extend(topology.bucket_steps(bucket)[1:2])
-        frames = self.connection.admin(steps)
+        frames = self.connection.declaring.call(steps)
         counts = [getattr(f.method, "message_count", 0) for f in frames]
         if queue.endswith(".dead"):
             ready, dead, delayed = counts[0], 0, sum(counts[1:])

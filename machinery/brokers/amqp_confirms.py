@@ -5,13 +5,16 @@ RabbitMQ numbers the publishes of a confirm channel 1, 2, 3, ... and acks (or na
 number, singly or ``multiple`` up to one. ``Confirms`` remembers each publish under its number with
 its ``Waiter`` until then; an unroutable publish is returned first (``Basic.Return``) and fails its
 waiter when its confirm comes. A lost connection settles every waiting publish as lost, so that the
-publisher sends it again on the next one. Everything here runs on the I/O thread, except ``Waiter``'s
-event, which the publishing thread waits on.
+publisher sends it again on the next one. ``Confirms`` runs on the I/O thread; a ``Waiter`` is settled
+there and awaited (or followed by a callback) on the publishing thread, and ``ConfirmedPublish`` is
+the publisher's handle: it waits for its publishes' confirms, sending those lost again.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -19,14 +22,18 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from machinery._speedups import Confirmed
+from machinery.errors import BrokerError
 
 if TYPE_CHECKING:
     from pika.frame import Method
 
     from machinery.brokers._pika_fastpath import FastPathConnection
+    from machinery.brokers.amqp_connection import AMQPConnection
     from machinery.brokers.amqp_publish_frames import PublishFrames
 
-__all__ = ["AfterConfirm", "Confirms", "Resolved", "Waiter"]
+__all__ = ["AfterConfirm", "ConfirmedPublish", "Confirms", "Resolved", "Waiter"]
+
+log = logging.getLogger("machinery.brokers.amqp")
 
 
 class Resolved:
@@ -227,3 +234,45 @@ class Confirms:
         self._seq = 0
         for waiter, index, _out in pending.values():
             waiter.settle(index, None, True)
+
+
+class ConfirmedPublish:
+    """Publishes sent and waiting for RabbitMQ's confirms; ``wait`` (any thread but the I/O thread)
+    returns once all were confirmed, sending again those lost with a dropped connection a bounded
+    number of times, or raises ``BrokerError``."""
+
+    __slots__ = ("_connection", "_deadline", "_outs", "_waiter")
+
+    def __init__(self, connection: AMQPConnection, outs: list[Resolved]) -> None:
+        self._connection = connection
+        self._outs = outs
+        self._deadline = time.monotonic() + connection.timeout
+        self._waiter = connection.send_attempt(outs)
+
+    def when_settled(self, then: Callable[[bool], None]) -> None:
+        """``then(True)`` once RabbitMQ confirmed every publish of the first attempt (on the I/O
+        thread, or at once here); ``then(False)`` when one was refused or lost (``wait`` then sends
+        again or raises)."""
+        self._waiter.when_settled(then)
+
+    def wait(self) -> None:
+        connection = self._connection
+        outs = self._outs
+        waiter = self._waiter
+        retries = connection.publish_retries
+        for attempt in range(retries + 1):
+            if attempt:
+                waiter = connection.send_attempt(outs)
+            while not waiter.wait_settled(0.05):
+                why = connection.failing(time.monotonic() > self._deadline)
+                if why is not None:
+                    waiter.cancelled = True
+                    raise BrokerError(why)
+            if waiter.error is not None:
+                raise BrokerError(waiter.error)
+            if not waiter.lost:
+                return
+            outs = [outs[i] for i in sorted(waiter.lost)]
+            log.warning("connection lost before %d confirms; publishing them again", len(outs))
+            time.sleep(min(2.0, 0.05 * 2**attempt))
+        raise BrokerError(f"could not publish to {connection.safe_url}: connection lost {retries + 1} times")

@@ -1,7 +1,8 @@
 """The AMQP broker's connection: one background thread owning a pika ``SelectConnection`` with three
 channels (publishing in confirm mode, consuming with QoS prefetch, declaring), reconnection with
-capped back-off, pipelined publisher confirms (``amqp_confirms``) and declaring RPCs that other
-threads wait for.
+capped back-off, and publishing with pipelined publisher confirms (``amqp_confirms``: the confirms
+awaited, ``ConfirmedPublish`` the publisher's handle). The declaring channel and its RPCs, which
+other threads wait for, are ``declaring`` (``amqp_declaring``).
 
 Heartbeats flow while tasks run for minutes on other threads, since only this thread touches pika;
 other threads hand it work with ``submit`` (marshalled through ``add_callback_threadsafe``). With
@@ -16,10 +17,8 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 import pika
 from pika.adapters.select_connection import IOLoop
@@ -27,18 +26,15 @@ from pika.channel import Channel
 
 from machinery._speedups import Delivered
 from machinery.brokers import _pika_fastpath as fastpath
-from machinery.brokers.amqp_confirms import Confirms, Resolved, Waiter
+from machinery.brokers.amqp_confirms import ConfirmedPublish, Confirms, Resolved, Waiter
+from machinery.brokers.amqp_declaring import Declaring
 from machinery.brokers.amqp_errors import connect_failure
 from machinery.brokers.amqp_publish_frames import PublishFrames
 from machinery.brokers.amqp_servers import AMQPServers
-from machinery.brokers.amqp_topology import Step
 from machinery.errors import BrokerError
 from machinery.tls import TLSSettings, describe_tls_error
 
-if TYPE_CHECKING:
-    from pika.frame import Method
-
-__all__ = ["AMQPConnection", "ConfirmedPublish"]
+__all__ = ["AMQPConnection"]
 
 log = logging.getLogger("machinery.brokers.amqp")
 
@@ -56,48 +52,6 @@ _LOOP_ERRORS_FORGIVEN = 3
 
 def _nothing() -> None:
     pass
-
-
-class ConfirmedPublish:
-    """Publishes sent and waiting for RabbitMQ's confirms; ``wait`` (any thread but the I/O thread)
-    returns once all were confirmed, sending again those lost with a dropped connection a bounded
-    number of times, or raises ``BrokerError``."""
-
-    __slots__ = ("_connection", "_deadline", "_outs", "_waiter")
-
-    def __init__(self, connection: AMQPConnection, outs: list[Resolved]) -> None:
-        self._connection = connection
-        self._outs = outs
-        self._deadline = time.monotonic() + connection.timeout
-        self._waiter = connection.send_attempt(outs)
-
-    def when_settled(self, then: Callable[[bool], None]) -> None:
-        """``then(True)`` once RabbitMQ confirmed every publish of the first attempt (on the I/O
-        thread, or at once here); ``then(False)`` when one was refused or lost (``wait`` then sends
-        again or raises)."""
-        self._waiter.when_settled(then)
-
-    def wait(self) -> None:
-        connection = self._connection
-        outs = self._outs
-        waiter = self._waiter
-        retries = connection.publish_retries
-        for attempt in range(retries + 1):
-            if attempt:
-                waiter = connection.send_attempt(outs)
-            while not waiter.wait_settled(0.05):
-                why = connection.failing(time.monotonic() > self._deadline)
-                if why is not None:
-                    waiter.cancelled = True
-                    raise BrokerError(why)
-            if waiter.error is not None:
-                raise BrokerError(waiter.error)
-            if not waiter.lost:
-                return
-            outs = [outs[i] for i in sorted(waiter.lost)]
-            log.warning("connection lost before %d confirms; publishing them again", len(outs))
-            time.sleep(min(2.0, 0.05 * 2**attempt))
-        raise BrokerError(f"could not publish to {connection.safe_url}: connection lost {retries + 1} times")
 
 
 class AMQPConnection:
@@ -142,7 +96,6 @@ class AMQPConnection:
         """Held by the I/O thread except while it waits in ``poll`` (with the fast path; see ``publish``)."""
         self._direct = False
         self._ops: deque[Callable[[], None]] = deque()
-        self._admin_ops: deque[Callable[[], None]] = deque()
         self._thread: threading.Thread | None = None
         self._ioloop: IOLoop | None = None
         self.closing = False
@@ -163,11 +116,11 @@ class AMQPConnection:
         self._publishing: Channel | None = None
         self.consuming: Channel | None = None
         """The consuming channel while it is open (I/O thread)."""
-        self._declaring: Channel | None = None
+        self.declaring = Declaring(self)
+        """The declaring channel: ``declaring.call(steps)`` runs declaring RPCs and waits for their replies."""
         self._publishing_ok = False
         self._consuming_ok = False
         self._confirms = Confirms()
-        self._admin_pending: list[Callable[[str | None], None]] = []
 
     @property
     def direct_publishing(self) -> bool:
@@ -200,11 +153,13 @@ class AMQPConnection:
             self.submit(functools.partial(self.publish_now, outs, waiter))
         return waiter
 
-    def failing(self, timed_out: bool) -> str | None:
-        """Why a publish waiting for its confirms must give up now (the connection failed too
-        often, or ``timed_out``), else None."""
+    def failing(
+        self, timed_out: bool, doing: str = "could not publish to", otherwise: str = "no confirm in time"
+    ) -> str | None:
+        """Why a caller waiting for RabbitMQ (a publish for its confirms, by default) must give up
+        now (the connection failed too often, or ``timed_out``), else None."""
         if self._gave_up() or timed_out:
-            return self._failure_text("could not publish to", "no confirm in time")
+            return self._failure_text(doing, otherwise)
         return None
 
     def _publish_directly(self, outs: Sequence[Resolved], waiter: Waiter) -> bool:
@@ -306,6 +261,19 @@ class AMQPConnection:
         assert ioloop is not None
         ioloop.add_callback_threadsafe(self._drain_ops)
 
+    def call_soon(self, op: Callable[[], None]) -> None:
+        """Run ``op`` on the I/O thread at its next pass, whether or not the channels are open."""
+        self.start()
+        ioloop = self._ioloop
+        assert ioloop is not None
+        ioloop.add_callback_threadsafe(op)
+
+    def open_channel(self, on_open: Callable[[Channel], None]) -> None:
+        """(I/O thread) Open one more channel on the connection, unless it is gone or closing."""
+        conn = self._conn
+        if conn is not None and conn.is_open and not self.closing:
+            conn.channel(on_open_callback=on_open)
+
     def call_later(self, delay: float, op: Callable[[], None]) -> None:
         """(I/O thread) Run ``op`` on the I/O thread in ``delay`` seconds."""
         assert self._ioloop is not None
@@ -320,30 +288,6 @@ class AMQPConnection:
             except Exception:
                 log.exception("AMQP operation failed")
 
-    def admin(self, steps: list[Step]) -> list[Method[Any]]:
-        """Run declaring RPCs in order on the declaring channel and wait for their replies."""
-        self.start()
-        done = threading.Event()
-        result: list[Method[Any]] = []
-        errors: list[str] = []
-
-        def finish(error: str | None) -> None:
-            if error is not None:
-                errors.append(error)
-            done.set()
-
-        self._admin_ops.append(lambda: self.run_steps(steps, finish, result))
-        ioloop = self._ioloop
-        assert ioloop is not None
-        ioloop.add_callback_threadsafe(self._drain_admin)
-        deadline = time.monotonic() + self.timeout
-        while not done.wait(0.05):
-            if self._gave_up() or time.monotonic() > deadline:
-                raise BrokerError(self._failure_text("could not declare on", "no reply in time"))
-        if errors:
-            raise BrokerError(errors[0])
-        return result
-
     def _gave_up(self) -> bool:
         """True once connecting failed too often: once before any connection was opened (the URL
         is wrong or nothing listens) on each server of the list, ``connect_attempts`` times in a row
@@ -354,31 +298,6 @@ class AMQPConnection:
         if not self._ever_ready and self._last_error:
             return f"cannot open the AMQP broker {self.safe_url}: {self._last_error}"
         return f"{doing} {self.safe_url}: {self._last_error or otherwise}"
-
-    def _drain_admin(self) -> None:
-        ops = self._admin_ops
-        while self._declaring is not None and self._declaring.is_open and ops:
-            ops.popleft()()
-
-    def run_steps(self, steps: list[Step], finish: Callable[[str | None], None], result: list[Method[Any]]) -> None:
-        """(I/O thread) Chain ``steps`` through their reply callbacks, appending the replies to
-        ``result``; ``finish`` gets None, or the first error."""
-        declaring = self._declaring
-        if not steps:
-            finish(None)
-            return
-        if declaring is None or not declaring.is_open:
-            self._admin_ops.append(lambda: self.run_steps(steps, finish, result))
-            return
-        self._admin_pending.append(finish)
-
-        def reply(frame: Method[Any]) -> None:
-            if finish in self._admin_pending:
-                self._admin_pending.remove(finish)
-            result.append(frame)
-            self.run_steps(steps[1:], finish, result)
-
-        steps[0](declaring, reply)
 
     # ----------------------------------------------------------------- closing
 
@@ -425,7 +344,7 @@ class AMQPConnection:
     def _on_open(self, conn: pika.SelectConnection) -> None:
         conn.channel(on_open_callback=self._on_publishing_open)
         conn.channel(on_open_callback=self._on_consuming_open)
-        conn.channel(on_open_callback=self._on_declaring_open)
+        conn.channel(on_open_callback=self.declaring.opened)
 
     def _on_open_error(self, conn: pika.SelectConnection | None, exc: BaseException, counted: bool = True) -> None:
         if conn is not None and conn is not self._conn:
@@ -456,13 +375,11 @@ class AMQPConnection:
         if conn is not self._conn:
             return  # an attempt given up by _loop_failed, reporting late
         self.ready = self._publishing_ok = self._consuming_ok = False
-        self._publishing = self.consuming = self._declaring = None
+        self._publishing = self.consuming = None
         self.generation += 1
         self._on_lost()
         self._confirms.lost()
-        failed, self._admin_pending = self._admin_pending, []
-        for finish in failed:
-            finish(f"connection lost: {exc}")
+        self.declaring.lost(f"connection lost: {exc}")
         if self.closing:
             assert self._ioloop is not None
             self._ioloop.stop()
@@ -483,11 +400,6 @@ class AMQPConnection:
         self.consuming = ch
         ch.add_on_close_callback(self._on_channel_closed)
         ch.basic_qos(prefetch_count=self.prefetch_count, callback=lambda _f: self._check_ready(consuming=True))
-
-    def _on_declaring_open(self, ch: Channel) -> None:
-        self._declaring = ch
-        ch.add_on_close_callback(self._on_declaring_closed)
-        self._drain_admin()
 
     def _check_ready(self, *, publishing: bool = False, consuming: bool = False) -> None:
         """(I/O thread) Once publishing and consuming channels are set up, resume consumers and ops."""
@@ -514,13 +426,3 @@ class AMQPConnection:
         if conn is not None and conn.is_open and not self.closing:
             log.error("AMQP channel %s closed (%s); reconnecting", ch.channel_number, exc)
             conn.close(320, "channel closed")
-
-    def _on_declaring_closed(self, ch: Channel, exc: Exception) -> None:
-        """(I/O thread) A declare failed (or a passive one found nothing): report it, reopen."""
-        self._declaring = None
-        failed, self._admin_pending = self._admin_pending, []
-        for finish in failed:
-            finish(f"declare failed: {exc}")
-        conn = self._conn
-        if conn is not None and conn.is_open and not self.closing:
-            conn.channel(on_open_callback=self._on_declaring_open)

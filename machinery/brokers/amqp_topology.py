@@ -146,7 +146,7 @@ class Topology:
         ]
         for queue in missing:
             steps.extend(self.queue_steps(queue))
-        self._connection.admin(steps)
+        self._connection.declaring.call(steps)
         self._declared.update(missing)
 
     def queue_steps(self, queue: str) -> list[Step]:
@@ -175,7 +175,7 @@ class Topology:
 
     def _ensure_bucket(self, bucket: int) -> None:
         if bucket not in self._buckets:
-            self._connection.admin(self.bucket_steps(bucket))
+            self._connection.declaring.call(self.bucket_steps(bucket))
             self._buckets.add(bucket)
 
     def ensure_bucket_then(self, bucket: int, then: Callable[[str | None], None]) -> None:
@@ -189,7 +189,7 @@ class Topology:
                 self._buckets.add(bucket)
             then(error)
 
-        self._connection.run_steps(self.bucket_steps(bucket), declared, [])
+        self._connection.declaring.run_steps(self.bucket_steps(bucket), declared, [])
 
     def lost(self) -> None:
         """(I/O thread) The connection is gone: declare again on the next one."""
@@ -243,7 +243,7 @@ class Topology:
         if ms < MIN_QUEUE_MS:
             time.sleep(ms / 1000.0)
             return Resolved(self.exchange, key, body, props)
-        self._connection.admin(go_delay_steps(self.exchange, key, ms))
+        self._connection.declaring.call(go_delay_steps(self.exchange, key, ms))
         return Resolved(self.exchange, go_delay_queue(self.exchange, key, ms), body, props)
 
     def delayed_again(

@@ -16,7 +16,8 @@ from machinery.backends.memory import MemoryBackend
 from machinery.brokers.base import Delivery
 from machinery.brokers.memory import MemoryBroker
 from machinery.errors import Retry
-from machinery.execution import RETRIES_HEADER, Executor, as_json_result, error_text
+from machinery.execution import Executor, as_json_result
+from machinery.outcomes import RETRIES_HEADER, error_text
 from machinery.registry import Registry
 from machinery.settling import Settler
 from machinery.states import TaskResult, TaskState
