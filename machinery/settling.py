@@ -42,7 +42,7 @@ from machinery.backends.sqlite import SQLiteBackend
 from machinery.brokers.base import Broker, Delivery, PendingPublish
 from machinery.brokers.sqlite import SQLiteBroker
 from machinery.errors import BrokerError, ResultBackendError
-from machinery.execution import Outcome
+from machinery.outcomes import Outcome
 
 __all__ = ["ACK_BATCH", "ACK_DELAY", "STOP_GRACE", "STORE_RETRY_FIRST", "STORE_RETRY_MAX", "Settler"]
 
