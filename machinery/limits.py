@@ -16,7 +16,10 @@ from __future__ import annotations
 from machinery.errors import LimitExceeded
 from machinery.signature import Signature
 
-__all__ = ["DEFAULT_MAX_FANOUT", "DEFAULT_MAX_MESSAGE_BYTES", "check_fanout", "check_members", "check_size", "fanout"]
+__all__ = [
+    "DEFAULT_MAX_FANOUT", "DEFAULT_MAX_MESSAGE_BYTES", "check_fanout", "check_members", "check_size", "fanout",
+    "fanout_possible",
+]
 
 #: Default ``max_message_bytes``: 16 MiB (RabbitMQ refuses more than 128 MiB by default).
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -40,6 +43,13 @@ def check_fanout(sig: Signature, max_fanout: int) -> None:
                 f"task {s.name}[{s.uuid}] would create {n} messages (callbacks + chord callback), "
                 f"more than max_fanout={max_fanout}"
             )
+
+
+def fanout_possible(body_size: int, max_fanout: int) -> bool:
+    """Whether a message of ``body_size`` bytes can hold a signature past ``max_fanout`` at all: in
+    JSON each callback takes at least three bytes (``{}`` and a comma), so a body under twice
+    ``max_fanout`` bytes cannot, and its signatures need not be walked."""
+    return body_size >= 2 * max_fanout
 
 
 def check_members(count: int, max_fanout: int, what: str = "group") -> None:

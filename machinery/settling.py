@@ -202,8 +202,11 @@ class Settler:
             return
         if outcome.follow_ups and not self._begin_publish([outcome]):
             return
-        if self._ack_on_accept and outcome.publishing is not None:
-            self._ack_when_accepted([outcome])
+        pending = outcome.publishing
+        if self._ack_on_accept and pending is not None:
+            with cond:
+                self._in_flight += 1
+            pending.when_settled(functools.partial(self._answered, [outcome]))
             return
         with cond:
             self._to_ack.append(outcome)

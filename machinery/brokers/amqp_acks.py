@@ -139,10 +139,11 @@ class AckCoalescer:
                 break
             floor = nxt
         self._floor = floor
+        send = self._connection.send_ack
         if highest:
-            channel.basic_ack(highest, multiple=True)
+            send(channel, highest, True)
         for tag in done:
-            channel.basic_ack(tag)
+            send(channel, tag, False)
             above.add(tag)
         done.clear()
 

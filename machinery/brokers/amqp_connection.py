@@ -29,7 +29,7 @@ from machinery.brokers import _pika_fastpath as fastpath
 from machinery.brokers.amqp_confirms import ConfirmedPublish, Confirms, Resolved, Waiter
 from machinery.brokers.amqp_declaring import Declaring
 from machinery.brokers.amqp_errors import connect_failure
-from machinery.brokers.amqp_publish_frames import PublishFrames
+from machinery.brokers.amqp_publish_frames import PublishFrames, ack_frame
 from machinery.brokers.amqp_servers import AMQPServers
 from machinery.errors import BrokerError
 from machinery.tls import TLSSettings, describe_tls_error
@@ -197,6 +197,15 @@ class AMQPConnection:
         self._confirms.send(outs, waiter)
 
     # ----------------------------------------------------------------- work for the I/O thread
+
+    def send_ack(self, channel: Channel, delivery_tag: int, multiple: bool) -> None:
+        """(I/O thread) ``Basic.Ack`` on the open ``channel``: as bytes built here through the fast
+        path when it is active, else through pika."""
+        fast = self._fast
+        if fast is not None and fast.scanned is not None:
+            fast.emit_built(ack_frame(channel.channel_number, delivery_tag, multiple))
+        else:
+            channel.basic_ack(delivery_tag, multiple=multiple)
 
     def on_io_thread(self) -> bool:
         """Whether the caller is the I/O thread."""

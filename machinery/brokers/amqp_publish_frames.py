@@ -1,5 +1,6 @@
-"""The wire bytes of a publish (method, content header and body frames), built without pika's
-per-call objects: the fast path (``_pika_fastpath``) sends them in place of ``Channel.basic_publish``.
+"""The wire bytes of a publish (method, content header and body frames) and of an ack, built
+without pika's per-call objects: the fast path (``_pika_fastpath``) sends them in place of
+``Channel.basic_publish`` and ``Channel.basic_ack``.
 
 Only pika's public frame and property encoders are used here.
 """
@@ -11,7 +12,7 @@ import struct
 from pika import frame
 from pika.spec import Basic, BasicProperties
 
-__all__ = ["CONTENT_TYPE", "PERSISTENT", "PublishFrames"]
+__all__ = ["CONTENT_TYPE", "PERSISTENT", "PublishFrames", "ack_frame"]
 
 #: Every message is JSON and says so, as Go Machinery's messages do.
 CONTENT_TYPE = "application/json"
@@ -24,6 +25,14 @@ _FRAME_END = b"\xce"
 _FRAME_HEADER = 2
 _FRAME_BODY = 3
 _MAX_CACHED = 1024
+#: A Basic.Ack method frame: type 1, channel, payload size 13, class 60, method 80, delivery tag,
+#: the ``multiple`` bit, frame end.
+_ACK = struct.Struct(">BHIHHQBB")
+
+
+def ack_frame(channel_number: int, delivery_tag: int, multiple: bool) -> bytes:
+    """The wire bytes of ``Basic.Ack(delivery_tag, multiple)`` on channel ``channel_number``."""
+    return _ACK.pack(1, channel_number, 13, 60, 80, delivery_tag, 1 if multiple else 0, 0xCE)
 
 
 class PublishFrames:

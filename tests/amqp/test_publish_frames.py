@@ -55,3 +55,15 @@ def test_a_routing_key_too_long_for_amqp_raises_as_pika_does() -> None:
     with pytest.raises(Exception) as theirs:
         pika_frames(1, "ex", "k" * 300, b"x", PERSISTENT)
     assert type(ours.value) is type(theirs.value)
+
+
+@pytest.mark.parametrize(
+    ("channel", "tag", "multiple"), [(1, 1, False), (3, 2**40 + 7, True), (65535, 2**64 - 1, False)]
+)
+def test_an_ack_frame_is_the_bytes_pika_would_send(channel: int, tag: int, multiple: bool) -> None:
+    from pika import frame
+    from pika.spec import Basic
+
+    from machinery.brokers.amqp_publish_frames import ack_frame
+
+    assert ack_frame(channel, tag, multiple) == frame.Method(channel, Basic.Ack(tag, multiple)).marshal()

@@ -117,3 +117,21 @@ def test_a_follow_up_over_a_limit_fails_the_task_instead_of_looping(tmp_path: Pa
     depth = app.broker.depth(app.config.default_queue)
     assert (depth.ready, depth.in_flight, depth.dead) == (0, 0, 0)
     app.close()
+
+
+@pytest.mark.parametrize("wire_format", ["machinery", "go"])
+def test_a_body_too_small_to_pass_max_fanout_cannot_hold_such_a_signature(wire_format: str) -> None:
+    """The worker walks a received signature for ``max_fanout`` only when its body could hold one
+    past it (``fanout_possible``): every body whose signatures fan out to n is at least 2n bytes."""
+    from machinery.limits import fanout, fanout_possible
+
+    router = Router(Config(wire_format=wire_format, max_fanout=10**6))
+    smallest = Signature("a", [], uuid="u")
+    for n in (1, 2, 3, 10, 57, 400):
+        for sig in (smallest.replace(on_success=[smallest] * n),
+                    smallest.replace(on_error=[smallest] * n),
+                    smallest.replace(on_success=[smallest.replace(on_success=[smallest] * n)])):
+            body = router.message(sig).body
+            deepest = max(fanout(s) for s in sig.walk())
+            assert fanout_possible(len(body), deepest), (n, len(body))
+            assert not fanout_possible(len(body), len(body) // 2 + 1)
