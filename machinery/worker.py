@@ -106,6 +106,12 @@ class Worker:
         self._busy = 0
         self._fetching = False
         self._waiting = 0
+        self._lazy_fetch = False
+        """The broker reports arrivals nobody fetches (``Broker.on_arrival``): a thread that takes
+        what it fetched leaves no other thread fetching meanwhile (a chain's next step then wakes
+        nobody but the thread that runs it); an arrival wakes an idle thread to fetch it."""
+        self._arrived = False
+        """(Lazy fetching) Deliveries arrived while a fetch was ending: the fetcher wakes another."""
         self._starved = 0
         """Task threads waiting because as many deliveries are held as allowed."""
         self._settler: Settler | None = None
@@ -239,6 +245,7 @@ class Worker:
             broker.declare(self.queues)
             # Where the broker can choose by task (SQLite), take only the tasks registered here.
             broker.claim_only(app.registry.names(), unclaimed_after=config.unregistered_timeout)
+            self._lazy_fetch = broker.on_arrival(self._on_arrival)
             if heartbeat is not None:
                 heartbeat.start()  # the result store's first write: raises when it cannot be reached
         except BaseException:
@@ -449,6 +456,7 @@ class Worker:
                     self._starved -= 1
                     continue
                 self._fetching = True
+                self._arrived = False
                 work.release()
                 try:
                     deliveries = self._fetch(free)
@@ -461,8 +469,22 @@ class Worker:
                         held[d.tag] = d
                     ready.extend(deliveries)
                     if self._waiting:
-                        # One waiting thread per message left over, and one to fetch next.
-                        work.notify(len(deliveries))
+                        # One waiting thread per message left over, and one to fetch next (with
+                        # lazy fetching, only when something arrived meanwhile: the broker wakes
+                        # one when something arrives later, through _on_arrival).
+                        lazy = self._lazy_fetch and not self._arrived
+                        n = len(deliveries) - 1 if lazy else len(deliveries)
+                        if n:
+                            work.notify(n)
+
+    def _on_arrival(self) -> None:
+        """(Broker thread) Deliveries arrived and no fetch waits for them: wake an idle thread to
+        fetch them, or, when a fetch is just ending, have its thread wake one."""
+        with self._work:
+            if self._fetching:
+                self._arrived = True
+            elif self._waiting:
+                self._work.notify()
 
     def _fetch(self, free: int) -> list[Delivery]:
         try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from machinery.brokers.amqp_acks import AckCoalescer
@@ -234,6 +234,12 @@ class AMQPBroker(Broker):
     def wake(self) -> None:
         """Make a blocked ``fetch`` return now."""
         self.buffer.wake()
+
+    def on_arrival(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` on the I/O thread whenever deliveries reach the buffer while no
+        ``fetch`` waits for them."""
+        self.buffer.on_arrival.append(callback)
+        return True
 
     # ----------------------------------------------------------------- the connection's callbacks
 

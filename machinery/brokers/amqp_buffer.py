@@ -13,7 +13,7 @@ import bisect
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 
 from machinery.brokers.amqp_acks import stale
 from machinery.brokers.base import Delivery
@@ -34,6 +34,9 @@ class DeliveryBuffer:
         self._woken = False
         self._sleepers = 0
         self._held: dict[str, int] = {}
+        self.on_arrival: list[Callable[[], None]] = []
+        """Each is called (I/O thread, outside the lock) when deliveries are handed over while no
+        fetcher waits."""
         # Owned by the I/O thread.
         self._incoming: list[Delivery] = []
         """Deliveries read in the current pass of the I/O loop, handed over at its end."""
@@ -70,9 +73,13 @@ class DeliveryBuffer:
                         bisect.insort(self._priorities, -priority)
                 line.append(delivery)
             self._count += len(incoming)
-            if self._sleepers:
+            waited = self._sleepers
+            if waited:
                 self._cond.notify_all()
         incoming.clear()
+        if not waited:
+            for callback in self.on_arrival:
+                callback()
 
     def give_back(self, queue: str) -> list[Delivery]:
         """(I/O thread) Remove and return the buffered deliveries of ``queue`` (no longer consumed)."""

@@ -154,6 +154,12 @@ class Broker(Protocol):
         that cannot choose by task (AMQP, in-memory) ignore it; this default does."""
         return None
 
+    def on_arrival(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (quick, non-blocking, from a broker thread) whenever messages arrive
+        while no ``fetch`` waits for them, so that a consumer need not keep a fetch waiting at all
+        times. False when this broker cannot tell (this default): keep a fetch waiting."""
+        return False
+
     def pending(self, queue: str, limit: int) -> list[bytes]:
         """Up to ``limit`` message bodies ready in ``queue``, in delivery order, without consuming
         them. Brokers that cannot list without consuming (AMQP) raise ``BrokerError``: this default."""
