@@ -287,13 +287,7 @@ class Settler:
     def _answered(self, outcomes: list[Outcome], accepted: bool) -> None:
         """(Any thread; must not block) The broker answered for the outcomes' follow-ups."""
         if accepted:
-            deliveries = [o.delivery for o in outcomes]
-            try:
-                self.broker.ack_many(deliveries)
-            except Exception:
-                log.exception("acknowledging %d deliveries failed; they come back when their leases end",
-                              len(deliveries))
-            self._release(deliveries)
+            self._ack([o.delivery for o in outcomes])
         with self._cond:
             self._in_flight -= len(outcomes)
             if not accepted:
@@ -447,13 +441,15 @@ class Settler:
                     except Exception:
                         log.exception("could not forget the bookkeeping of chord group %s", o.chord_group)
         if ok:
-            deliveries = [o.delivery for o in ok]
-            try:
-                self.broker.ack_many(deliveries)
-            except Exception:
-                log.exception("acknowledging %d deliveries failed; they come back when their leases end",
-                              len(deliveries))
-            self._release(deliveries)
+            self._ack([o.delivery for o in ok])
+
+    def _ack(self, deliveries: list[Delivery]) -> None:
+        """Acknowledge ``deliveries`` together and stop holding them."""
+        try:
+            self.broker.ack_many(deliveries)
+        except Exception:
+            log.exception("acknowledging %d deliveries failed; they come back when their leases end", len(deliveries))
+        self._release(deliveries)
 
     def _give_back(self, outcomes: Sequence[Outcome]) -> None:
         broker = self.broker

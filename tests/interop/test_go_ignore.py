@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,7 @@ import pytest
 from machinery import App, Config, Signature
 from machinery._speedups import _codec_py, decode
 from machinery.backends.memory import MemoryBackend
-from machinery.brokers.base import Delivery, OutgoingMessage
-from machinery.brokers.memory import MemoryBroker
+from machinery.brokers.base import Delivery
 from machinery.brokers.sqlite import SQLiteBroker
 from machinery.execution import Executor
 from machinery.registry import Registry
@@ -26,6 +24,7 @@ from machinery.routing import Router
 from machinery.settling import Settler
 from machinery.states import TaskState
 from machinery.unregistered import ignored_by_sender, ignoring_uuids, with_ignore_flags
+from tests.interop.capture import Capture as BaseCapture
 from tests.support.amqp import amqp_config
 from tests.support.gointerop import GoProgram
 from tests.support.names import unique_name
@@ -38,18 +37,13 @@ DEFAULT = GO.replace(wire_format="machinery")
 QUEUE = "machinery_tasks"
 
 
-class Capture(MemoryBroker):
+class Capture(BaseCapture):
     """An in-memory broker that keeps every message published, acked and given back."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.published: list[OutgoingMessage] = []
         self.acked: list[Delivery] = []
         self.nacked: list[Delivery] = []
-
-    def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
-        self.published.extend(messages)
-        super().publish_many(messages)
 
     def ack(self, delivery: Delivery) -> None:
         self.acked.append(delivery)

@@ -7,7 +7,6 @@ the compiled codec and the pure twin alike. The default format is unchanged."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -15,8 +14,7 @@ import pytest
 from machinery import App, Config, Signature
 from machinery._speedups import _codec_py, decode, encode
 from machinery.backends.memory import MemoryBackend
-from machinery.brokers.base import Delivery, OutgoingMessage
-from machinery.brokers.memory import MemoryBroker
+from machinery.brokers.base import Delivery
 from machinery.execution import Executor
 from machinery.jsonvalues import JSONValue
 from machinery.registry import Registry
@@ -24,6 +22,7 @@ from machinery.routing import Router
 from machinery.settling import Settler
 from machinery.task import positional_names
 from machinery.workflows import chain, chord
+from tests.interop.capture import Capture
 from tests.support.gointerop import GoProgram
 
 GO = Config(broker_url="memory://go-names", result_backend="memory://go-names", wire_format="go",
@@ -125,18 +124,6 @@ def test_an_app_names_the_arguments_of_its_registered_tasks_and_not_of_others(go
         {"message": ["value", "factor"], "message.OnSuccess[0]": ["value"]},
         {"message": [""]},
     ]
-
-
-class Capture(MemoryBroker):
-    """An in-memory broker that keeps every message published to it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.published: list[OutgoingMessage] = []
-
-    def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
-        self.published.extend(messages)
-        super().publish_many(messages)
 
 
 def _process(sig: Signature, broker: Capture, backend: MemoryBackend) -> None:

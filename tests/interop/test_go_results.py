@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,14 +17,14 @@ import redis
 
 from machinery import App, AsyncResult, Config, Signature
 from machinery.backends.redis_go import GoRedisBackend
-from machinery.brokers.base import Delivery, OutgoingMessage
-from machinery.brokers.memory import MemoryBroker
+from machinery.brokers.base import Delivery
 from machinery.execution import Executor
 from machinery.registry import Registry
 from machinery.routing import Router
 from machinery.settling import Settler
 from machinery.states import TaskResult, TaskState
 from machinery.workflows import chord
+from tests.interop.capture import Capture
 from tests.support.amqp import amqp_config
 from tests.support.gointerop import GoProgram
 from tests.support.names import unique_name
@@ -42,18 +42,6 @@ def backend(redis_url: str) -> Iterator[GoRedisBackend]:
     b = GoRedisBackend(redis_url, expires_in=600)
     yield b
     b.close()
-
-
-class Capture(MemoryBroker):
-    """An in-memory broker that keeps every message published to it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.published: list[OutgoingMessage] = []
-
-    def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
-        self.published.extend(messages)
-        super().publish_many(messages)
 
 
 def _go_redis(redis_url: str) -> dict[str, object]:

@@ -6,7 +6,6 @@ Go's ``json.Marshal`` writes decode here to the right Python values."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,8 +14,7 @@ import pytest
 from machinery import App, Config, Signature
 from machinery._speedups import _codec_py, decode
 from machinery.backends.memory import MemoryBackend
-from machinery.brokers.base import Delivery, OutgoingMessage
-from machinery.brokers.memory import MemoryBroker
+from machinery.brokers.base import Delivery
 from machinery.errors import EncodeError
 from machinery.execution import Executor
 from machinery.gowire import fibonacci_next
@@ -26,6 +24,7 @@ from machinery.routing import Router
 from machinery.settling import Settler
 from machinery.states import TaskState
 from machinery.workflows import chain, chord, group
+from tests.interop.capture import Capture
 from tests.support.gointerop import GoProgram
 
 GO = Config(broker_url="memory://go-wire", result_backend="memory://go-wire", wire_format="go",
@@ -99,18 +98,6 @@ def test_an_eta_and_nested_callbacks_reach_go(go: GoProgram) -> None:
 def test_a_value_go_has_no_type_for_is_an_encode_error_naming_its_position(value: object) -> None:
     with pytest.raises(EncodeError, match=r"Args\[1\]"):
         Router(GO).message(Signature("a", [1, value]))  # type: ignore[list-item]
-
-
-class Capture(MemoryBroker):
-    """An in-memory broker that keeps every message published to it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.published: list[OutgoingMessage] = []
-
-    def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
-        self.published.extend(messages)
-        super().publish_many(messages)
 
 
 def _process(sig: Signature, registry: Registry, broker: Capture, backend: MemoryBackend,
