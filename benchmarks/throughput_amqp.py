@@ -218,11 +218,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def _delete_queues(*names: str) -> None:
+def _delete_queues(*names: str, exchanges: Sequence[str] = ()) -> None:
+    """Delete what a run declared on the shared RabbitMQ: its queues and exchanges."""
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     channel = connection.channel()
     for name in names:
         channel.queue_delete(name)
+    for name in exchanges:
+        channel.exchange_delete(name)
     connection.close()
 
 
@@ -396,7 +399,7 @@ def machinery_memory(n: int, channel: SideChannel, *, prefetch: int, batch: int)
             _stop(worker)
     finally:
         app.close()
-        _delete_queues(queue, f"{queue}.dead")
+        _delete_queues(queue, f"{queue}.dead", exchanges=(config.exchange, f"{config.exchange}.delay"))
     return f"worker RSS after {n:,} tasks with results in Redis: {after:.1f} MB ({first:.1f} MB after its first task)"
 
 
@@ -532,7 +535,7 @@ def machinery_rows(n: int, samples: int, channel: SideChannel, *, stored: bool, 
             _stop(worker)
     finally:
         app.close()
-        _delete_queues(queue, f"{queue}.dead")
+        _delete_queues(queue, f"{queue}.dead", exchanges=(config.exchange, f"{config.exchange}.delay"))
     return row
 
 
@@ -712,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--quick", action="store_true", help="2,000 tasks and 50 latency samples")
     parser.add_argument("--prefetch", type=int, default=100,
-                        help="machinery's prefetch_count, as raw pika's (default 100; config default is 16)")
+                        help="machinery's prefetch_count, as raw pika's (default 100; config default is 32)")
     parser.add_argument("--batch", type=int, default=1000, help="tasks per send_tasks call (default 1,000)")
     parser.add_argument("--skip-peers", action="store_true", help="leave out Celery and Dramatiq")
     parser.add_argument("--skip-stored", action="store_true", help="leave out every row with results stored")

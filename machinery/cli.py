@@ -25,7 +25,7 @@ from machinery.cli_control import add_commands as add_control_commands
 from machinery.cli_dead import add_commands as add_dead_commands
 from machinery.cli_observe import add_commands
 from machinery.config import Config, load_config
-from machinery.errors import BrokerError, MachineryError, ResultTimeout, TaskFailed
+from machinery.errors import BrokerError, ConfigError, EncodeError, MachineryError, ResultTimeout, TaskFailed
 from machinery.heartbeat import HEARTBEAT_ID, silence_hint
 from machinery.jsonvalues import JSONInput, thaw
 from machinery.locations import describe_url
@@ -254,7 +254,10 @@ def cmd_send(args: argparse.Namespace) -> int:
             sig = Signature(args.name, task_args, routing_key=args.queue or "")
         except (TypeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
-        result = app.send_task(sig)
+        try:
+            result = app.send_task(sig)
+        except EncodeError as exc:  # e.g. a value Go Machinery's typed arguments cannot carry
+            raise CommandError(str(exc)) from None
         print(result.task_uuid, flush=True)
         if not args.wait:
             return 0
@@ -303,27 +306,31 @@ def cmd_queues(args: argparse.Namespace) -> int:
         if unknown:
             print("in flight ?: RabbitMQ tells a client only its own unacknowledged messages; "
                   "`machinery inspect` shows what each worker runs (with events on)", file=sys.stderr)
-        if args.list:
-            _list_tasks(app, names)
+        status = _list_tasks(app, names) if args.list else 0
         backend = app.backend
         if backend is not None:
             print(silence_hint(backend))  # whether a worker serves this result store, and where
-    return 0
+    return status
 
 
-def _list_tasks(app: App, queues: list[str]) -> None:
-    """Print the tasks waiting in ``queues`` and the delayed ones (where the broker can list them)."""
+def _list_tasks(app: App, queues: list[str]) -> int:
+    """Print the tasks waiting in ``queues`` and the delayed ones; 1 (and one line on stderr) where
+    the broker cannot list them (RabbitMQ)."""
     try:
-        for name in queues:
-            print(f"\npending in {name}:")
-            for sig in app.pending_tasks(name):
-                print(f"  {sig.uuid}  {sig.name}{_show_args(sig)}")
-        print("\ndelayed:")
-        for sig in app.delayed_tasks():
-            eta = sig.eta.isoformat() if sig.eta is not None else "(given back, no ETA)"
-            print(f"  {sig.uuid}  {sig.name}{_show_args(sig)}  due {eta}")
+        pending = {name: app.pending_tasks(name) for name in queues}
+        delayed = app.delayed_tasks()
     except BrokerError as exc:
-        print(f"\ncannot list tasks: {exc}", file=sys.stderr)
+        print(f"machinery queues: error: cannot list tasks: {exc}", file=sys.stderr)
+        return 1
+    for name, sigs in pending.items():
+        print(f"\npending in {name}:")
+        for sig in sigs:
+            print(f"  {sig.uuid}  {sig.name}{_show_args(sig)}")
+    print("\ndelayed:")
+    for sig in delayed:
+        eta = sig.eta.isoformat() if sig.eta is not None else "(given back, no ETA)"
+        print(f"  {sig.uuid}  {sig.name}{_show_args(sig)}  due {eta}")
+    return 0
 
 
 def _show_args(sig: Signature) -> str:
@@ -442,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        if isinstance(exc, CommandError):
+        if isinstance(exc, CommandError | ConfigError):  # bad input: the command line or the configuration
             print(f"machinery {args.command}: error: {exc}", file=sys.stderr)
             return 2
         text = str(exc) if isinstance(exc, MachineryError) else _describe(exc)

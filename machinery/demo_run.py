@@ -58,6 +58,9 @@ def run_demo(*, timeout: float = 30.0, concurrency: int = 2) -> int:
             [sys.executable, "-m", "machinery", "--log-level", "WARNING", "worker", "-A", "machinery.demo:app",
              "-c", str(concurrency)],
             env=env,
+            # Not the caller's directory: `python -m` puts it first on sys.path, and run from a
+            # source checkout that would import the checkout (not built) instead of the installed package.
+            cwd=tmp,
         )
         status = 0
         try:

@@ -95,7 +95,7 @@ def test_a_yaml_error_names_its_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "bad.yml"
     path.write_text("broker: sqlite:///x.db\ndefault_queue: [unclosed\nconcurrency: 2\n")
     done = run_machinery(sqlite_config(tmp_path), "--config", str(path), "queues")
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert error_line(done) == (
         f"machinery queues: error: config file (from {path}): expected valid YAML "
         "(line 3, column 12: expected ',' or ']', but got ':')"

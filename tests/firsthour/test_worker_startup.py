@@ -32,10 +32,10 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_an_unknown_broker_scheme_is_one_line_and_status_1(tmp_path: Path) -> None:
+def test_an_unknown_broker_scheme_is_one_line_and_status_2(tmp_path: Path) -> None:
     config = sqlite_config(tmp_path).replace(broker_url="foo://somewhere")
     done = run_machinery(config, "worker", "-A", APP)
-    assert done.returncode == 1
+    assert done.returncode == 2  # bad input: the configuration
     assert one_error_line(done) == (
         "machinery worker: error: config broker_url: expected a memory://, sqlite://, amqp:// or amqps:// URL, "
         "got 'foo://somewhere'"
@@ -84,7 +84,7 @@ def test_rabbitmq_port_with_nothing_listening_fails_at_once_naming_the_cause(tmp
 def test_debug_log_level_shows_the_traceback(tmp_path: Path) -> None:
     config = sqlite_config(tmp_path).replace(broker_url="foo://somewhere")
     done = run_machinery(config, "--log-level", "DEBUG", "worker", "-A", APP)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "Traceback" in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("machinery worker: error: config broker_url")
 

@@ -63,6 +63,13 @@ def test_the_wheel_installs_into_a_fresh_environment_with_its_compiled_hot_path(
                           text=True, timeout=180, check=False)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "= 52" in demo.stdout
+    # Run from a source checkout (not built), as the README's first command is: the demo's worker
+    # must still import the installed package, not the checkout's (which would warn and be slow).
+    tree = copy_sources(tmp_path / "checkout")
+    demo = subprocess.run([env_dir / "bin" / "machinery", "demo"], cwd=tree, capture_output=True,
+                          text=True, timeout=180, check=False)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "compiled hot path is not available" not in demo.stderr
 
 
 def test_the_sdist_carries_the_cython_sources_and_the_licence(tmp_path: Path) -> None:
