@@ -24,7 +24,7 @@ from machinery.gowire import go_typed_results
 from machinery.hooks import Delay, Hooks, RunDecision, TaskCall
 from machinery.hooks import Outcome as RunOutcome
 from machinery.jsonvalues import FrozenDict, JSONValue, freeze
-from machinery.limits import check_fanout, check_size, fanout_possible
+from machinery.limits import check_message_fanout, check_size
 from machinery.outcomes import Outcome, Outcomes, error_text, log_run
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
@@ -141,8 +141,7 @@ class Executor:
             self._refuse(delivery, f"undecodable message: {exc}")
             return None
         try:
-            if fanout_possible(len(body), router.max_fanout):
-                check_fanout(sig, router.max_fanout)
+            check_message_fanout(sig, len(body), router.max_fanout)
         except LimitExceeded as exc:
             if self.progress is not None:
                 self.progress.finish(delivery)  # first: no RECEIVED may land after the FAILURE

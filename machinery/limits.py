@@ -17,8 +17,8 @@ from machinery.errors import LimitExceeded
 from machinery.signature import Signature
 
 __all__ = [
-    "DEFAULT_MAX_FANOUT", "DEFAULT_MAX_MESSAGE_BYTES", "check_fanout", "check_members", "check_size", "fanout",
-    "fanout_possible",
+    "DEFAULT_MAX_FANOUT", "DEFAULT_MAX_MESSAGE_BYTES", "check_fanout", "check_members", "check_message_fanout",
+    "check_size", "fanout", "fanout_possible",
 ]
 
 #: Default ``max_message_bytes``: 16 MiB (RabbitMQ refuses more than 128 MiB by default).
@@ -50,6 +50,13 @@ def fanout_possible(body_size: int, max_fanout: int) -> bool:
     JSON each callback takes at least three bytes (``{}`` and a comma), so a body under twice
     ``max_fanout`` bytes cannot, and its signatures need not be walked."""
     return body_size >= 2 * max_fanout
+
+
+def check_message_fanout(sig: Signature, body_size: int, max_fanout: int) -> None:
+    """``check_fanout`` for ``sig`` encoded in ``body_size`` bytes; a body too small to hold a
+    signature past ``max_fanout`` (``fanout_possible``) is not walked."""
+    if fanout_possible(body_size, max_fanout):
+        check_fanout(sig, max_fanout)
 
 
 def check_members(count: int, max_fanout: int, what: str = "group") -> None:

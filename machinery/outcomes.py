@@ -107,12 +107,10 @@ class Outcomes:
         self, sig: Signature, delay: float = 0.0, queue: str | None = None, ignoring: frozenset[str] = frozenset()
     ) -> OutgoingMessage:
         """``sig``'s message; the signatures whose UUIDs are in ``ignoring`` (those of the message
-        being processed that set ``IgnoreWhenTaskNotRegistered``) keep that flag. Every follow-up is
-        the task's own signature or one nested in it, whose fan-out ``Executor.process`` checked
-        already (unless a hook replaced it)."""
+        being processed that set ``IgnoreWhenTaskNotRegistered``) keep that flag."""
         if self.hooks.wants_publish:
-            return self.router.message(self.hooks.before_publish(sig), delay, queue=queue, ignoring=ignoring)
-        return self.router.message(sig, delay, queue=queue, ignoring=ignoring, nested_checked=True)
+            sig = self.hooks.before_publish(sig)
+        return self.router.message(sig, delay, queue=queue, ignoring=ignoring)
 
     def skipped(self, delivery: Delivery, sig: Signature, state: TaskState, reason: str, started: float) -> Outcome:
         """A task a hook decided not to run (``Skip``): its ``state`` recorded, with no follow-ups."""

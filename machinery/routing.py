@@ -19,7 +19,7 @@ from machinery._speedups import encode
 from machinery.brokers.base import OutgoingMessage
 from machinery.config import Config
 from machinery.gowire import ArgNames, encode_go
-from machinery.limits import check_fanout, check_size
+from machinery.limits import check_message_fanout, check_size
 from machinery.registry import Registry
 from machinery.signature import Signature
 from machinery.signing import Signer
@@ -60,17 +60,13 @@ class Router:
         return key
 
     def message(
-        self, sig: Signature, delay: float = 0.0, *, queue: str | None = None, ignoring: Set[str] = _NONE,
-        nested_checked: bool = False,
+        self, sig: Signature, delay: float = 0.0, *, queue: str | None = None, ignoring: Set[str] = _NONE
     ) -> OutgoingMessage:
         """The broker message for ``sig``: to ``queue`` (else ``queue_for(sig)``), its encoded body, a
         delay (the later of ``delay`` and its ETA) and its priority; checked against the limits and
         signed. The signatures whose UUIDs are in ``ignoring`` (those of a received message that set
-        it) are written with ``IgnoreWhenTaskNotRegistered``. ``nested_checked``: ``sig`` is nested in
-        a message already held to ``max_fanout`` (a follow-up of the task that ran), so its fan-out
-        is not walked again."""
-        if not nested_checked:
-            check_fanout(sig, self.max_fanout)
+        it) are written with ``IgnoreWhenTaskNotRegistered``. Fan-out is checked on the encoded body
+        (``check_message_fanout``: a small one is not walked)."""
         if sig.eta is not None:
             delay = max((sig.eta - datetime.now(timezone.utc)).total_seconds(), delay)
         if queue is None:
@@ -82,6 +78,7 @@ class Router:
         else:
             key = self._default_key if queue == self.default_queue else queue
             body = encode_go(sig, key, self._arg_names, ignoring)
+        check_message_fanout(sig, len(body), self.max_fanout)
         check_size(len(body), self.max_message_bytes, sig.name)
         signer = self.signer
         headers = signer.headers(body) if signer is not None else _NO_HEADERS
