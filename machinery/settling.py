@@ -123,7 +123,7 @@ class Settler:
         """Results, follow-ups and acks in one transaction (broker and store in one SQLite file)."""
         self._ack_on_accept = backend is None
         """Nothing to record between a follow-up's acceptance and the ack (no result store): the
-        ack follows the broker's answer directly (``_ack_when_accepted``), on no thread of ours."""
+        ack follows the broker's answer directly (``_ack_when_answered``), on no thread of ours."""
         self._thread = threading.Thread(target=self._loop, name="machinery-settler", daemon=True)
 
     def start(self) -> None:
@@ -202,11 +202,8 @@ class Settler:
             return
         if outcome.follow_ups and not self._begin_publish([outcome]):
             return
-        pending = outcome.publishing
-        if self._ack_on_accept and pending is not None:
-            with cond:
-                self._in_flight += 1
-            pending.when_settled(functools.partial(self._answered, [outcome]))
+        if self._ack_on_accept and outcome.publishing is not None:
+            self._ack_when_answered([outcome], outcome.publishing)
             return
         with cond:
             self._to_ack.append(outcome)
@@ -267,22 +264,24 @@ class Settler:
         return True
 
     def _ack_when_accepted(self, outcomes: list[Outcome]) -> list[Outcome]:
-        """Have the outcomes whose follow-ups are being published acked as soon as the broker
-        accepted them, by whichever thread learns it (AMQP: the I/O thread reading the confirms),
-        so no settler wakes up for them; those not accepted come back to the settler thread, whose
-        ``wait`` publishes them again or gives them back. Returns the other outcomes."""
-        rest = [o for o in outcomes if o.publishing is None]
+        """``_ack_when_answered`` for the outcomes of one ``_publish_stored`` whose follow-ups are
+        being published (one publish for all of them); returns the other outcomes."""
         published = [o for o in outcomes if o.publishing is not None]
-        by_publish: dict[int, list[Outcome]] = {}
-        for o in published:
-            by_publish.setdefault(id(o.publishing), []).append(o)
-        for group in by_publish.values():
-            pending = group[0].publishing
-            assert pending is not None
-            with self._cond:
-                self._in_flight += len(group)
-            pending.when_settled(functools.partial(self._answered, group))
-        return rest
+        if not published:
+            return outcomes
+        pending = published[0].publishing
+        assert pending is not None and all(o.publishing is pending for o in published)
+        self._ack_when_answered(published, pending)
+        return [o for o in outcomes if o.publishing is None]
+
+    def _ack_when_answered(self, outcomes: list[Outcome], pending: PendingPublish) -> None:
+        """Have ``outcomes`` acked as soon as the broker accepted their follow-ups (``pending``),
+        by whichever thread learns it (AMQP: the I/O thread reading the confirms), so no settler
+        wakes up for them; if they are not accepted they come back to the settler thread, whose
+        ``wait`` publishes them again or gives them back."""
+        with self._cond:
+            self._in_flight += len(outcomes)
+        pending.when_settled(functools.partial(self._answered, outcomes))
 
     def _answered(self, outcomes: list[Outcome], accepted: bool) -> None:
         """(Any thread; must not block) The broker answered for the outcomes' follow-ups."""
