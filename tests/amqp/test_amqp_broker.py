@@ -381,7 +381,7 @@ def test_when_settled_answers_once_confirmed_and_an_ack_made_on_the_io_thread_re
     assert done.wait(5.0)
     assert answers in ([(True, "machinery-amqp-io")], [(True, threading.current_thread().name)])
     broker.connection.submit(lambda: broker.ack_many([delivery]))  # acked on the I/O thread: sent at once
-    eventually(lambda: broker.depth(queue).in_flight == 0)
+    assert eventually(lambda: broker.depth(queue).in_flight == 0)
     broker.close()
     fresh = new_broker(rabbitmq_url, token)
     try:
@@ -402,6 +402,6 @@ def test_when_settled_answers_false_for_an_unroutable_message_and_wait_says_why(
     answers: list[bool] = []
     pending = broker.publish_begin([OutgoingMessage(queue, b"nowhere")])
     pending.when_settled(answers.append)
-    eventually(lambda: answers == [False])
+    assert eventually(lambda: answers == [False])
     with pytest.raises(BrokerError, match="unroutable"):
         pending.wait()

@@ -35,7 +35,7 @@ def test_a_long_task_does_not_hold_back_others_while_a_thread_is_free(tmp_path: 
         with running(app, concurrency=2) as worker:
             assert worker._lazy_fetch  # pyright: ignore[reportPrivateUsage]
             held = app.send_task(Signature("slow", []))
-            eventually(lambda: started == ["slow"])
+            assert eventually(lambda: started == ["slow"])
             time.sleep(0.2)  # the other thread sits idle, no fetch waiting
             for n in range(5):  # one at a time: each arrives while nobody fetches
                 assert app.send_task(Signature("quick", [n])).get(timeout=5.0) == n  # slow holds on longer

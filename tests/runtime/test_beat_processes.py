@@ -43,11 +43,11 @@ def test_each_tick_is_sent_once_by_two_schedulers_when_one_is_killed(tmp_path: P
 
         first, second = _beat(config_file, env), _beat(config_file, env)
         try:
-            eventually(lambda: sent() >= 3, timeout=TIMEOUT)
+            assert eventually(lambda: sent() >= 3, timeout=TIMEOUT)
             first.send_signal(signal.SIGKILL)
             first.wait(TIMEOUT)
             killed_at = sent()
-            eventually(lambda: sent() >= killed_at + 4, timeout=TIMEOUT)
+            assert eventually(lambda: sent() >= killed_at + 4, timeout=TIMEOUT)
         finally:
             for process in (first, second):
                 if process.poll() is None:
@@ -88,7 +88,7 @@ def test_a_worker_with_beat_sends_and_runs_the_periodic_work(tmp_path: Path) -> 
             return len(rows)
 
         with worker_process(config, tmp_path / "worker.log", "--beat", MACHINERY_CONFIG=str(config_file)) as worker:
-            eventually(lambda: successes() >= 3, timeout=TIMEOUT)
+            assert eventually(lambda: successes() >= 3, timeout=TIMEOUT)
             assert worker.stop() == 0, worker.output()
         assert app.broker.depth(config.default_queue).ready == 0
 

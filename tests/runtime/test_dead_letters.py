@@ -34,7 +34,7 @@ def test_dead_letters_are_listed_requeued_and_run(broker_config: Config) -> None
         with running(app):
             result = app.send_task(Signature("late_add", [2, 3]))
             app.broker.publish(app.config.default_queue, b"{not json")
-            eventually(lambda: len(app.dead_letters()) == 2)
+            assert eventually(lambda: len(app.dead_letters()) == 2)
         letters = {letter.task: letter for letter in app.dead_letters()}
         late, garbage = letters["late_add"], letters[""]
         assert late.task_uuid == result.task_uuid
@@ -78,7 +78,7 @@ def test_the_dead_command_lists_shows_requeues_and_purges(make_config: object, t
     with _impatient(config) as app:
         with running(app):
             sent = {app.send_task(Signature("missing_task", [n])).task_uuid for n in (1, 2)}
-            eventually(lambda: len(app.dead_letters()) == 2)
+            assert eventually(lambda: len(app.dead_letters()) == 2)
         ids = [letter.id for letter in app.dead_letters()]
 
         listed = _machinery(config, "dead", "list")

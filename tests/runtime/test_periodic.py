@@ -114,7 +114,7 @@ def test_two_schedulers_send_each_due_run_once(tmp_path: Path) -> None:
         beats = [Beat(first, first.periodic_entries(), tick=0.05), Beat(second, second.periodic_entries(), tick=0.05)]
         running = [beat.start() for beat in beats]
         try:
-            eventually(lambda: sum(b.sent for b in beats) >= 8)
+            assert eventually(lambda: sum(b.sent for b in beats) >= 8)
         finally:
             for thread, stop in running:
                 stop.set()
@@ -139,7 +139,7 @@ def test_missed_runs_are_sent_once_not_as_a_burst(tmp_path: Path) -> None:
         app.periodic(0.5, Signature("tick", []), name="tick")
         beat = Beat(app, app.periodic_entries(), tick=0.05)
         thread, stop = beat.start()
-        eventually(lambda: beat.sent >= 1)
+        assert eventually(lambda: beat.sent >= 1)
         stop.set()
         thread.join(5)
         assert len(_due_times(app)) == beat.sent
@@ -147,7 +147,7 @@ def test_missed_runs_are_sent_once_not_as_a_burst(tmp_path: Path) -> None:
         restarted = time.time()
         again = Beat(app, app.periodic_entries(), tick=0.05)
         thread, stop = again.start()
-        eventually(lambda: again.sent >= 1)
+        assert eventually(lambda: again.sent >= 1)
         stop.set()
         thread.join(5)
         missed = [due for due in (_when(run) for run in _due_times(app)) if due <= restarted]

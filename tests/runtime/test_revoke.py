@@ -43,7 +43,7 @@ def test_a_revoked_delayed_task_is_not_run_nor_its_callbacks(app: App) -> None:
     app.revoke(result.task_uuid, reason="changed my mind")
     assert result.state is TaskState.REVOKED
     with running(app):
-        eventually(lambda: _drained(app), timeout=TIMEOUT)
+        assert eventually(lambda: _drained(app), timeout=TIMEOUT)
         control = app.send_task(Signature("add", [5, 5]))
         assert control.get(timeout=TIMEOUT) == 10
     with pytest.raises(TaskFailed, match="revoked: changed my mind"):
@@ -66,7 +66,7 @@ def test_a_revocation_reaches_workers_of_other_apps_started_later(broker_config:
         with App(broker_config) as second:
             _register(second, ran)
             with running(second):
-                eventually(lambda: _drained(second), timeout=TIMEOUT)
+                assert eventually(lambda: _drained(second), timeout=TIMEOUT)
                 assert second.send_task(Signature("add", [2, 2])).get(timeout=TIMEOUT) == 4
         assert ran == ["add(2, 2)"]
         assert producer.result(result.task_uuid).state is TaskState.REVOKED
@@ -84,7 +84,7 @@ def test_a_chord_with_a_revoked_member_fails_with_the_reason(app: App) -> None:
             result.get(timeout=TIMEOUT)
         with pytest.raises(TaskFailed, match=f"member add\\[{revoked.uuid}\\] was revoked \\(not needed\\)"):
             app.result(result.task_uuid).get(timeout=TIMEOUT)
-        eventually(lambda: _drained(app), timeout=TIMEOUT)
+        assert eventually(lambda: _drained(app), timeout=TIMEOUT)
     assert ran == ["add(1, 1)"]
 
 
@@ -115,7 +115,7 @@ def test_the_revoke_command_revokes_for_workers(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert f"revoked {result.task_uuid}" in done.stdout
         with running(app):
-            eventually(lambda: _drained(app), timeout=TIMEOUT)
+            assert eventually(lambda: _drained(app), timeout=TIMEOUT)
         with pytest.raises(TaskFailed, match="revoked: by hand"):
             result.get(timeout=1)
         assert ran == []

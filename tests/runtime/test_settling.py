@@ -316,7 +316,7 @@ def test_without_a_store_follow_ups_refused_give_the_delivery_back() -> None:
     settler.start()
     settler.add(outcome(broker, "t"), alone=True)
     broker.answerable[0].answer(False)
-    eventually(lambda: len(broker.nacked) == 1)
+    assert eventually(lambda: len(broker.nacked) == 1)
     settler.finish()
     assert [kind for kind, _ in events.log] == ["publish"]  # never acked
     assert broker.answerable[0].waited == 1  # the settler's wait learnt the refusal
