@@ -5,25 +5,23 @@ waiting fetches itself (one at a time; as many as there are free slots, plus a s
 leaves the rest for the others. What follows a run (result stored, follow-ups published, then the
 ack) is done in batches by the settler (``settling.py``), which also pauses the worker while the
 result store is unreachable; one thread renews the leases of everything held.
-``launch()`` blocks and stops cleanly on SIGINT/SIGTERM; ``start()``/``stop()`` embed it.
+``launch()`` blocks and stops cleanly on SIGINT/SIGTERM (``foreground.py``); ``start()``/``stop()`` embed it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from types import FrameType
 from typing import Protocol, cast
 
 from machinery.backends.base import ResultBackend
 from machinery.brokers.base import Broker, Delivery
 from machinery.config import Config
 from machinery.execution import Executor
+from machinery.foreground import run_in_foreground
 from machinery.heartbeat import Heartbeat
 from machinery.hooks import Hooks, WorkerInfo, worker_name
 from machinery.locations import describe_url
@@ -119,7 +117,6 @@ class Worker:
         self._stopped = threading.Event()
         self._started = threading.Event()
         self._runners_done = threading.Event()
-        self._signals = 0
         self._opened = threading.Event()
         """Set once the broker and result store are open: from then on, a stop runs the normal shutdown."""
         self._startup_error: BaseException | None = None
@@ -137,39 +134,22 @@ class Worker:
     # -- control ------------------------------------------------------------------------------
 
     def launch(self) -> None:
-        """Run until stopped. In the main thread, SIGINT and SIGTERM stop
-        it cleanly: no new messages, running tasks finish, fetched but unstarted messages go back;
-        a second signal exits the process at once (held messages return when their leases end).
-        A signal during start-up (while the broker is being opened) stops it before it consumes;
-        a broker or result backend that cannot be opened raises its error here."""
-        if threading.current_thread() is not threading.main_thread():
-            self.run()
-            return
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in previous:
-            signal.signal(sig, self._on_signal)
-        try:
-            if not self.start():
-                return
-            while not self._stopped.wait(1.0):
-                pass
-            if self._thread is not None:
-                self._thread.join()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        """Run until stopped; in the main thread, SIGINT and SIGTERM stop it cleanly and a second
+        signal exits at once (``foreground.run_in_foreground``). A broker or result backend that
+        cannot be opened raises its error here."""
+        run_in_foreground(self)
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._signals += 1
-        name = signal.Signals(signum).name
-        if self._signals > 1:
-            log.warning("second signal %s: exiting at once", name)
-            os._exit(128 + signum)
-        if self._started.is_set():
-            log.info("signal %s: finishing running tasks, then stopping", name)
-        else:
-            log.info("signal %s during start-up: stopping before consuming", name)
-        self.stop()
+    @property
+    def started(self) -> bool:
+        """Whether the worker is consuming (past start-up)."""
+        return self._started.is_set()
+
+    def join(self) -> None:
+        """Block until the worker has stopped (after ``start``)."""
+        while not self._stopped.wait(1.0):
+            pass
+        if self._thread is not None:
+            self._thread.join()
 
     def start(self) -> bool:
         """Run the worker in a background thread; returns True once it is consuming (or, stopped
