@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from machinery.brokers.amqp_connection import AMQPConnection
     from machinery.brokers.amqp_publish_frames import PublishFrames
 
-__all__ = ["AfterConfirm", "ConfirmedPublish", "Confirms", "Resolved", "Waiter"]
+__all__ = ["ConfirmedPublish", "Confirms", "Resolved", "Waiter", "after_confirm"]
 
 log = logging.getLogger("machinery.brokers.amqp")
 
@@ -116,18 +116,11 @@ class Waiter:
         return True
 
 
-class AfterConfirm(Waiter):
-    """A single internal publish whose outcome runs a callback on the I/O thread."""
-
-    __slots__ = ("then",)
-
-    def __init__(self, then: Callable[[bool], None]) -> None:
-        super().__init__(1)
-        self.then = then
-
-    def settle(self, index: int, error: str | None, lost: bool) -> None:
-        super().settle(index, error, lost)
-        self.then(error is None and not lost)
+def after_confirm(then: Callable[[bool], None]) -> Waiter:
+    """The waiter of a single internal publish whose outcome runs ``then(accepted)`` on the I/O thread."""
+    waiter = Waiter(1)
+    waiter.when_settled(then)
+    return waiter
 
 
 #: One publish waiting for its confirm: its waiter, its index among the waiter's publishes, the publish.

@@ -25,7 +25,7 @@ from pika.spec import Basic, BasicProperties
 from machinery._speedups import Delivered
 from machinery.brokers.amqp_acks import TAG_BITS, TAG_MASK, AckCoalescer
 from machinery.brokers.amqp_buffer import DeliveryBuffer
-from machinery.brokers.amqp_confirms import AfterConfirm
+from machinery.brokers.amqp_confirms import after_confirm
 from machinery.brokers.amqp_connection import AMQPConnection
 from machinery.brokers.amqp_topology import DELIVERIES_HEADER, DUE_HEADER, INTERNAL_HEADERS, Topology, delay_queue
 from machinery.brokers.base import Delivery
@@ -222,7 +222,7 @@ class Consumers:
         def declared(error: str | None) -> None:
             if error is None:
                 self._connection.publish_now(
-                    [out], AfterConfirm(lambda ok: acks.settle_copied(generation, tag, ok)))
+                    [out], after_confirm(lambda ok: acks.settle_copied(generation, tag, ok)))
             else:
                 log.error("cannot declare delay queue %s: %s", delay_queue(self._topology.exchange, bucket), error)
                 acks.settle_copied(generation, tag, False)
