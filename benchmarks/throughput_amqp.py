@@ -1,20 +1,25 @@
-"""Throughput and latency of machinery on RabbitMQ, with raw pika (the ceiling), Celery
-(``acks_late``) and Dramatiq as references, all in one run against the same RabbitMQ.
+"""Throughput and latency of machinery on RabbitMQ, with raw pika (the ceiling, ``amqp_raw``),
+Celery (``acks_late``) and Dramatiq (``amqp_peers``) as references, all in one run against the same
+RabbitMQ.
 
-No-op tasks, N of them (``--tasks``, default 20,000), one worker process. For each system:
-publish rate with publisher confirms (machinery: batched ``send_tasks``), then processing rate
-from a full queue, timed by a side channel rather than queue depth (a FIFO that the task process
-writes one byte to at its first and its N-th completion and at every one after those), p50/p99
-send-to-result latency and a 10-step chain's latency. machinery runs with results not stored, then
-stored in Redis; Celery and Dramatiq run without results, then with their Redis result stores
-(Celery's Redis result backend, Dramatiq's Results middleware). A "one follow-up per task" row
-(each task's ``on_success`` sends one more task; every task run counted) is measured for machinery
-and for raw pika, and the worker's resident memory after ``--memory-tasks`` tasks with results in
-Redis. Prints a table with ratios to raw pika, the issue's targets as same-run ratios, the machine
-and its load, and writes a PNG chart to ``benchmarks/results/``.
+No-op tasks, N of them (``--tasks``, default 20,000), one worker process. For each system: publish
+rate with publisher confirms (machinery: batched ``send_tasks``), then processing rate from a full
+queue, timed by a side channel rather than queue depth (``side_channel``), p50/p99 send-to-result
+latency and a 10-step chain's latency. machinery runs with results not stored, then stored in
+Redis, then with one follow-up per task (each task's ``on_success`` sends one more; every task run
+counted), as raw pika does too. Celery and Dramatiq run without results, then with their Redis
+result stores. Last, the worker's resident memory after ``--memory-tasks`` tasks with results in
+Redis.
 
-Run: ``.venv/bin/python -m benchmarks.throughput_amqp [--tasks N] [--quick] [--skip-peers] [--skip-stored]
-[--skip-follow-ups] [--memory-tasks N]``
+A machine shared with nothing else still drifts by a fifth from minute to minute, so machinery's
+and raw pika's rows are measured in ``--rounds`` rounds (default 3), one row after the other in
+each, and every figure is the median over the rounds; the chains of machinery and of raw pika are
+timed in alternating blocks while machinery's worker is up. Prints a table with ratios to raw
+pika, the issue's targets as same-run ratios, the machine and its load, and writes a PNG chart to
+``benchmarks/results/``.
+
+Run: ``.venv/bin/python -m benchmarks.throughput_amqp [--tasks N] [--rounds R] [--quick] [--skip-peers]
+[--skip-stored] [--skip-follow-ups] [--memory-tasks N]``
 (also ``benchmarks/throughput.py --broker amqp``). Celery, Dramatiq and matplotlib come from the
 ``bench`` extra; a missing one is skipped.
 """
@@ -23,96 +28,43 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import itertools
-import os
-import signal
-import statistics
+import math
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pika
-from pika.adapters.select_connection import SelectConnection
-from pika.channel import Channel
-from pika.spec import Basic, BasicProperties
 
-from benchmarks.machine import ROOT, child_env, describe, load, wait_until
+from benchmarks.amqp_common import (
+    AMQP_URL,
+    REDIS_URL,
+    Row,
+    delete_declared,
+    delete_results,
+    rabbitmq_version,
+    stop_process,
+)
+from benchmarks.amqp_peers import celery_row, dramatiq_row
+from benchmarks.amqp_raw import raw_chains, raw_follow_up_round, raw_round
+from benchmarks.machine import ROOT, child_env, describe, load
+from benchmarks.side_channel import EXPECT_ENV, FIFO_ENV, SideChannel, done
 
-AMQP_URL = os.environ.get("MACHINERY_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-REDIS_URL = os.environ.get("MACHINERY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
-FIFO_ENV = "BENCH_FIFO"
-#: 10-step chains timed per system (the median is reported).
+#: 10-step chains timed per system (the median is reported), spread over the rounds.
 CHAINS = 100
-EXPECT_ENV = "BENCH_EXPECT"
+#: Blocks of chains per round, alternating machinery's and raw pika's.
+CHAIN_BLOCKS = 2
 
 __all__ = ["main"]
 
 
-# -- the side channel ---------------------------------------------------------------------------
-
-_fifo: list[int] = []
-_expect: list[int] = []
-_completions = itertools.count(1)
-
-
-def done() -> None:
-    """Called by every benchmark task: one byte into the FIFO named by ``BENCH_FIFO`` at the first
-    completion, at the ``BENCH_EXPECT``-th and at each one after it (so a throughput run is timed
-    without a write per task, in every system alike; latency samples are timed one by one)."""
-    if not _fifo:
-        path = os.environ.get(FIFO_ENV)
-        if not path:
-            return
-        _expect.append(int(os.environ.get(EXPECT_ENV, "0")))
-        _fifo.append(os.open(path, os.O_WRONLY))
-    n = next(_completions)  # atomic under the GIL, whichever thread runs the task
-    if 1 < n < _expect[0]:
-        return
-    os.write(_fifo[0], b"x")
-
-
-class SideChannel:
-    """Counts completions written to a FIFO by any process, with the time of each."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / "done.fifo"
-        os.mkfifo(self.path)
-        self._fd = os.open(self.path, os.O_RDWR)  # never sees EOF while writers come and go
-        self.times: list[float] = []
-        self._cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self._fd, 65536)
-            except OSError:
-                return
-            now = time.perf_counter()
-            with self._cond:
-                self.times.extend([now] * len(chunk))
-                self._cond.notify_all()
-
-    def wait_for(self, n: int, timeout: float) -> bool:
-        return wait_until(self._cond, lambda: len(self.times) >= n, timeout)
-
-    def reset(self) -> None:
-        with self._cond:
-            self.times.clear()
-
-
-# -- apps the worker processes import (built on first access, from the environment) ------------
-
-
 def __getattr__(name: str) -> Any:
-    """``app`` (machinery), ``celery_app`` (Celery): made on first access inside worker processes."""
+    """``app``: the machinery app, made on first access inside worker processes."""
     if name == "app":
         from machinery import App, load_config
 
@@ -125,68 +77,7 @@ def __getattr__(name: str) -> Any:
 
         globals()["app"] = machinery_app
         return machinery_app
-    if name == "celery_app":
-        celery: Any = importlib.import_module("celery")
-        stored = bool(os.environ.get("BENCH_RESULTS"))
-        capp = celery.Celery("bench", broker=AMQP_URL.replace("amqp://", "pyamqp://"),
-                             backend=REDIS_URL if stored else None)
-        capp.conf.update(
-            task_acks_late=True,
-            worker_prefetch_multiplier=int(os.environ.get("BENCH_PREFETCH", "4")),
-            task_ignore_result=not stored,
-            broker_transport_options={"confirm_publish": True},
-            task_default_queue=os.environ.get("BENCH_QUEUE", "celery-bench"),
-            worker_hijack_root_logger=False,
-        )
-
-        @capp.task(name="noop")  # type: ignore[untyped-decorator]
-        def cnoop() -> int:
-            done()
-            return 1
-
-        globals()["celery_app"] = capp
-        return capp
     raise AttributeError(name)
-
-
-def _dramatiq_broker(url: str, *, results: bool, **options: Any) -> Any:
-    """A Dramatiq RabbitMQ broker, with the Results middleware on Redis when ``results``."""
-    broker = importlib.import_module("dramatiq.brokers.rabbitmq").RabbitmqBroker(url=url, **options)
-    if results:
-        middleware = importlib.import_module("dramatiq.results")
-        backends = importlib.import_module("dramatiq.results.backends")
-        broker.add_middleware(middleware.Results(backend=backends.RedisBackend(url=REDIS_URL)))
-    return broker
-
-
-if os.environ.get("BENCH_DRAMATIQ_QUEUE"):  # imported by the dramatiq command in its worker process
-    _dramatiq: Any = importlib.import_module("dramatiq")
-    _stored = bool(os.environ.get("BENCH_RESULTS"))
-    _dramatiq.set_broker(_dramatiq_broker(AMQP_URL, results=_stored))
-
-    @_dramatiq.actor(queue_name=os.environ["BENCH_DRAMATIQ_QUEUE"], max_retries=0,  # type: ignore[untyped-decorator]
-                     **({"store_results": True} if _stored else {}))
-    def dnoop() -> int:
-        done()
-        return 1
-
-
-# -- figures ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One system's figures; None where not measured."""
-
-    name: str
-    publish: float | None = None
-    process: float | None = None
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    chain_ms: float | None = None
-    chain_unconfirmed_ms: float | None = None
-    """raw pika only: its chain published without confirms (not at-least-once)."""
-    notes: list[str] = field(default_factory=list)
 
 
 def machine() -> str:
@@ -195,253 +86,12 @@ def machine() -> str:
     return describe(f"pika {pika.__version__}", f"codec {'compiled' if USING_EXTENSIONS else 'pure Python'}")
 
 
-def rabbitmq_version() -> str:
-    try:
-        out = subprocess.run(["rabbitmqctl", "version"], capture_output=True, text=True, timeout=20, check=True)
-        return out.stdout.strip() or "?"
-    except (OSError, subprocess.SubprocessError):
-        return "? (rabbitmqctl not available)"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _delete_queues(*names: str, exchanges: Sequence[str] = ()) -> None:
-    """Delete what a run declared on the shared RabbitMQ: its queues and exchanges."""
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    channel = connection.channel()
-    for name in names:
-        channel.queue_delete(name)
-    for name in exchanges:
-        channel.exchange_delete(name)
-    connection.close()
-
-
-# -- raw pika: the ceiling ------------------------------------------------------------------------
-
-
-class _RawPika:
-    """One SelectConnection driven to completion in this thread for one measurement."""
-
-    def __init__(self) -> None:
-        self.connection = SelectConnection(
-            pika.URLParameters(AMQP_URL),
-            on_open_callback=self._opened,
-            on_close_callback=lambda _c, _e: self.connection.ioloop.stop(),
-        )
-        self.channel: Channel | None = None
-        self.on_channel: Callable[[Channel], None] = lambda ch: None
-
-    def _opened(self, connection: pika.SelectConnection) -> None:
-        connection.channel(on_open_callback=self._channel_opened)
-
-    def _channel_opened(self, channel: Channel) -> None:
-        self.channel = channel
-        self.on_channel(channel)
-
-    def run(self, on_channel: Callable[[Channel], None]) -> None:
-        self.on_channel = on_channel
-        self.connection.ioloop.start()
-
-    def finish(self) -> None:
-        """Close cleanly (pending acks are flushed first); the loop stops once it is closed."""
-        self.connection.close()
-
-
-def raw_pika(n: int) -> Row:
-    """Publish n with pipelined confirms, consume them with manual acks (prefetch 100), and a
-    10-hop chain where each delivery publishes the next message."""
-    row = Row("raw pika")
-    queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
-    props = BasicProperties(delivery_mode=2)
-    from machinery import Signature, encode
-
-    body = encode(Signature("noop", [], immutable=True))  # the same bytes machinery sends
-    times: dict[str, float] = {}
-
-    def publish(ch: Channel) -> None:
-        acked = [0]
-
-        def on_confirm(frame: Any) -> None:
-            method = frame.method
-            acked[0] = method.delivery_tag if method.multiple else acked[0] + 1
-            if acked[0] >= n:
-                times["published"] = time.perf_counter()
-                client.finish()
-
-        def declared(_f: Any) -> None:
-            times["start"] = time.perf_counter()
-            for _ in range(n):
-                ch.basic_publish("", queue, body, props)
-
-        ch.confirm_delivery(on_confirm, callback=lambda _f: ch.queue_declare(queue, durable=True, callback=declared))
-
-    client = _RawPika()
-    client.run(publish)
-    row.publish = n / (times["published"] - times["start"])
-
-    row.process = _raw_consume(queue, n)
-
-    # The reference chain publishes each step in confirm mode, as any at-least-once chain must (a step
-    # published unconfirmed may be lost); persistent messages in confirm mode cost RabbitMQ itself time
-    # per hop. The unconfirmed chain is measured too, and printed beside it.
-    row.chain_ms = _raw_chain(queue, body, props, confirms=True)
-    row.chain_unconfirmed_ms = _raw_chain(queue, body, props, confirms=False)
-    row.notes.append(f"chain10 without publisher confirms: {row.chain_unconfirmed_ms:.1f} ms")
-    _delete_queues(queue)
-    return row
-
-
-def _raw_consume(queue: str, total: int, *, follow_up: tuple[bytes, bytes] | None = None) -> float:
-    """Consume ``total`` messages of ``queue`` (prefetch 100, manual acks, one SelectConnection in
-    this thread); messages/s from the first to the last. With ``follow_up`` = (body, follow), each
-    message whose body is ``body`` first publishes ``follow`` (on a channel in confirm mode; nobody
-    waits for the confirm)."""
-    times: dict[str, float] = {}
-    props = BasicProperties(delivery_mode=2)
-
-    def consume(ch: Channel) -> None:
-        got = [0]
-
-        def on_message(c: Channel, method: Basic.Deliver, _p: BasicProperties, message: bytes) -> None:
-            if got[0] == 0:
-                times["first"] = time.perf_counter()
-            got[0] += 1
-            if follow_up is not None and message == follow_up[0]:
-                c.basic_publish("", queue, follow_up[1], props)
-            c.basic_ack(method.delivery_tag or 0)
-            if got[0] >= total:
-                times["last"] = time.perf_counter()
-                client.finish()
-
-        def start(_f: object = None) -> None:
-            ch.basic_qos(prefetch_count=100, callback=lambda _g: ch.basic_consume(queue, on_message))
-
-        if follow_up is not None:
-            ch.confirm_delivery(lambda _f: None, callback=start)
-        else:
-            start()
-
-    client = _RawPika()
-    client.run(consume)
-    return (total - 1) / (times["last"] - times["first"])
-
-
-def raw_pika_follow_ups(n: int) -> Row:
-    """n messages consumed (prefetch 100, manual acks), each publishing one follow-up message on a
-    channel in confirm mode (as machinery's tasks do) and acked; the rate counts all 2n consumed."""
-    row = Row("raw pika, one follow-up per task")
-    queue = f"bench-raw-f-{uuid.uuid4().hex[:8]}"
-    props = BasicProperties(delivery_mode=2)
-    from machinery import Signature, encode
-
-    body = encode(Signature("noop", [], immutable=True))
-    follow = encode(Signature("noop", [], immutable=True, routing_key="f"))  # same size, told apart
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    channel = connection.channel()
-    channel.queue_declare(queue, durable=True)
-    channel.confirm_delivery()
-    for _ in range(n):
-        channel.basic_publish("", queue, body, props)
-    connection.close()
-    row.process = _raw_consume(queue, 2 * n, follow_up=(body, follow))
-    row.notes.append(f"{n:,} tasks + {n:,} follow-ups counted")
-    _delete_queues(queue)
-    return row
-
-
 def rss_mb(pid: int) -> float:
     """Resident memory of process ``pid`` in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def machinery_memory(n: int, channel: SideChannel, *, prefetch: int, batch: int) -> str:
-    """Worker resident memory after processing n tasks with results stored in Redis."""
-    from machinery import App, Signature
-
-    token, config, env = _machinery_setup(REDIS_URL, prefetch, channel, n + 1)
-    queue = config.default_queue
-    app = App(config)
-    noop = Signature("noop", [], immutable=True)
-    try:
-        app.broker.declare([queue])
-        channel.reset()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "machinery", "--log-level", "WARNING", "worker", "-A",
-             "benchmarks.throughput_amqp:app"], env=env, cwd=ROOT,
-        )
-        try:
-            app.send_task(noop.replace(uuid=f"warm-{token}")).get(timeout=60)
-            first = rss_mb(worker.pid)
-            for i in range(0, n, batch):
-                app.send_tasks([noop.replace(uuid=f"m{j}-{token}") for j in range(i, min(n, i + batch))])
-            if not channel.wait_for(2, 600):
-                return f"not all {n:,} done in 600 s"
-            app.result(f"m{n - 1}-{token}").get(timeout=60)
-            time.sleep(0.5)
-            after = rss_mb(worker.pid)
-        finally:
-            _stop(worker)
-    finally:
-        app.close()
-        _delete_queues(queue, f"{queue}.dead", exchanges=(config.exchange, f"{config.exchange}.delay"))
-    return f"worker RSS after {n:,} tasks with results in Redis: {after:.1f} MB ({first:.1f} MB after its first task)"
-
-
-def _raw_chain(queue: str, body: bytes, props: BasicProperties, *, confirms: bool) -> float:
-    """Median ms of CHAINS 10-hop chains where each delivery acks itself and publishes the next message
-    (with ``confirms``, on a channel in confirm mode, as machinery publishes; nobody waits for them)."""
-    chains: list[float] = []
-
-    def chain(ch: Channel) -> None:
-        hops = [0]
-        started = [0.0]
-
-        def start() -> None:
-            hops[0] = 0
-            started[0] = time.perf_counter()
-            ch.basic_publish("", queue, body, props)
-
-        def on_message(c: Channel, method: Basic.Deliver, _p: BasicProperties, _b: bytes) -> None:
-            c.basic_ack(method.delivery_tag or 0)
-            hops[0] += 1
-            if hops[0] < 10:
-                c.basic_publish("", queue, body, props)
-                return
-            chains.append(time.perf_counter() - started[0])
-            if len(chains) < CHAINS:
-                start()
-            else:
-                client.finish()
-
-        def consume(_f: Any = None) -> None:
-            ch.basic_qos(
-                prefetch_count=100, callback=lambda _f: ch.basic_consume(queue, on_message, callback=lambda _g: start())
-            )
-
-        if confirms:
-            ch.confirm_delivery(lambda _f: None, callback=consume)
-        else:
-            consume()
-
-    client = _RawPika()
-    client.run(chain)
-    return statistics.median(chains) * 1000
 
 
 # -- machinery ------------------------------------------------------------------------------------
@@ -457,20 +107,39 @@ def _machinery_setup(backend: str, prefetch: int, channel: SideChannel, expect: 
     config = Config(broker_url=AMQP_URL, result_backend=backend, exchange=exchange, default_queue=queue,
                     binding_key=queue, prefetch_count=prefetch)
     env = child_env(MACHINERY_BROKER_URL=AMQP_URL, MACHINERY_RESULT_BACKEND=backend, MACHINERY_EXCHANGE=exchange,
-               MACHINERY_DEFAULT_QUEUE=queue, MACHINERY_BINDING_KEY=queue, MACHINERY_PREFETCH_COUNT=str(prefetch),
-               **{FIFO_ENV: str(channel.path), EXPECT_ENV: str(expect)})
+                    MACHINERY_DEFAULT_QUEUE=queue, MACHINERY_BINDING_KEY=queue, MACHINERY_PREFETCH_COUNT=str(prefetch),
+                    **{FIFO_ENV: str(channel.path), EXPECT_ENV: str(expect)})
     return token, config, env
 
 
-def machinery_rows(n: int, samples: int, channel: SideChannel, *, stored: bool, prefetch: int, batch: int,
-                   follow_up: bool = False) -> Row:
-    """machinery with one worker process (default 4 threads), results off or stored in Redis. With
-    ``follow_up``, each of the n tasks sends one more (its ``on_success``), and the processing rate
-    counts all 2n tasks; latency and chains are not measured then."""
+def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "machinery", "--log-level", "WARNING", "worker", "-A", "benchmarks.throughput_amqp:app"],
+        env=env, cwd=ROOT,
+    )
+
+
+@dataclass
+class Round:
+    """What one round of a machinery row measures besides its rates."""
+
+    n: int
+    samples: int = 0
+    """Latency samples."""
+    chains: int = 0
+    """Chains per block (CHAIN_BLOCKS blocks)."""
+    reference: Row | None = None
+    """raw pika's row: its chains are timed in the blocks between machinery's."""
+
+
+def machinery_round(row: Row, channel: SideChannel, this: Round, *, stored: bool, prefetch: int, batch: int,
+                    follow_up: bool = False) -> None:
+    """One round of machinery with one worker process (default 4 threads), results off or stored in
+    Redis: publish and processing rates, then latency samples and chains. With ``follow_up``, each
+    of the n tasks sends one more (its ``on_success``), and the processing rate counts all 2n tasks."""
     from machinery import App, Signature, chain
 
-    row = Row(f"machinery, results {'stored (Redis)' if stored else 'not stored'}"
-              + (", one follow-up per task" if follow_up else ""))
+    n = this.n
     total = 2 * n if follow_up else n
     # Expect the tasks and the warm-up task.
     token, config, env = _machinery_setup(REDIS_URL if stored else "none", prefetch, channel, total + 1)
@@ -488,140 +157,77 @@ def machinery_rows(n: int, samples: int, channel: SideChannel, *, stored: bool, 
         started = time.perf_counter()
         for i in range(0, n, batch):
             app.send_tasks(signatures[i:i + batch])
-        row.publish = n / (time.perf_counter() - started)
-        queued = total + 1  # with the warm-up task
+        row.publishes.append(n / (time.perf_counter() - started))
         channel.reset()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "machinery", "--log-level", "WARNING", "worker",
-             "-A", "benchmarks.throughput_amqp:app"],
-            env=env, cwd=ROOT,
-        )
+        worker = _start_worker(env)
         try:
             if not channel.wait_for(2, 300):
-                row.notes.append(f"not all {queued} done in 300 s")
-                return row
+                row.notes.append(f"not all {total + 1} done in 300 s")
+                return
             times = channel.times
-            row.process = (queued - 1) / (times[1] - times[0])
-            if follow_up:
-                row.notes.append(f"{n:,} tasks + {n:,} follow-ups counted")
-                return row
-            latencies: list[float] = []
-            for _ in range(samples):
+            row.processes.append(total / (times[1] - times[0]))  # the first completion is the warm-up's
+            for i in range(this.samples):
                 channel.reset()
                 sent = time.perf_counter()
-                result = app.send_task(noop.replace(uuid=f"l{uuid.uuid4().hex}"))
+                result = app.send_task(noop.replace(uuid=f"l{i}-{token}"))
                 if stored:
                     result.get(timeout=30)
-                    latencies.append(time.perf_counter() - sent)
-                else:
-                    channel.wait_for(1, 30)
-                    latencies.append(channel.times[0] - sent)
-            row.p50_ms, row.p99_ms = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
-            chains: list[float] = []
-            for _ in range(CHAINS):
-                channel.reset()
-                # Built before the clock starts, as raw pika's body is.
-                work = chain(*[noop.replace(uuid=f"c{uuid.uuid4().hex}") for _ in range(10)])
-                sent = time.perf_counter()
-                handle = app.send_task(work)
-                if stored:
-                    handle.get(timeout=30)
-                    chains.append(time.perf_counter() - sent)
-                else:
-                    channel.wait_for(10, 30)
-                    chains.append(channel.times[9] - sent)
-            row.chain_ms = statistics.median(chains) * 1000
+                    row.latencies.append(time.perf_counter() - sent)
+                elif channel.wait_for(1, 30):
+                    row.latencies.append(channel.times[0] - sent)
+            for _ in range(CHAIN_BLOCKS if this.chains else 0):
+                for _ in range(this.chains):
+                    channel.reset()
+                    # Built before the clock starts, as raw pika's body is.
+                    work = chain(*[noop.replace(uuid=f"c{uuid.uuid4().hex[:12]}-{token}") for _ in range(10)])
+                    sent = time.perf_counter()
+                    handle = app.send_task(work)
+                    if stored:
+                        handle.get(timeout=30)
+                        row.chains.append(time.perf_counter() - sent)
+                    elif channel.wait_for(10, 30):
+                        row.chains.append(channel.times[9] - sent)
+                if this.reference is not None:
+                    this.reference.chains += raw_chains(this.chains, confirms=True)
+                    this.reference.chains_unconfirmed += raw_chains(this.chains, confirms=False)
         finally:
-            _stop(worker)
+            stop_process(worker)
     finally:
         app.close()
-        _delete_queues(queue, f"{queue}.dead", exchanges=(config.exchange, f"{config.exchange}.delay"))
-    return row
+        delete_declared(queue, f"{queue}.dead", exchanges=(config.exchange, f"{config.exchange}.delay"))
+        if stored:
+            delete_results(token)
 
 
-# -- Celery and Dramatiq ------------------------------------------------------------------------
+def machinery_memory(n: int, channel: SideChannel, *, prefetch: int, batch: int) -> str:
+    """Worker resident memory after processing n tasks with results stored in Redis."""
+    from machinery import App, Signature
 
-
-def _time_peer_worker(row: Row, command: list[str], env: dict[str, str], n: int, channel: SideChannel) -> None:
-    """Run a peer's worker process until the side channel reports its ``n``-th completion (or 600 s
-    passed), record its processing rate in ``row``, and stop it."""
-    env = {**env, EXPECT_ENV: str(n)}
-    worker = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    token, config, env = _machinery_setup(REDIS_URL, prefetch, channel, n + 1)
+    queue = config.default_queue
+    app = App(config)
+    noop = Signature("noop", [], immutable=True)
     try:
-        if channel.wait_for(2, 600):
-            row.process = (n - 1) / (channel.times[1] - channel.times[0])
-        else:
-            row.notes.append(f"not all {n} done in 600 s")
+        app.broker.declare([queue])
+        channel.reset()
+        worker = _start_worker(env)
+        try:
+            app.send_task(noop.replace(uuid=f"warm-{token}")).get(timeout=60)
+            first = rss_mb(worker.pid)
+            for i in range(0, n, batch):
+                app.send_tasks([noop.replace(uuid=f"m{j}-{token}") for j in range(i, min(n, i + batch))])
+            if not channel.wait_for(2, 600):
+                return f"not all {n:,} done in 600 s"
+            app.result(f"m{n - 1}-{token}").get(timeout=60)
+            time.sleep(0.5)
+            after = rss_mb(worker.pid)
+        finally:
+            stop_process(worker)
     finally:
-        _stop(worker)
-
-
-def celery_row(n: int, channel: SideChannel, *, stored: bool = False) -> Row | None:
-    """Celery with ``acks_late`` and 4 threads; with ``stored``, its worker keeps results in Redis
-    (the Redis result backend; tasks are sent by an app without one, as a producer that does not wait)."""
-    if importlib.util.find_spec("celery") is None:
-        return None
-    queue = f"celery-bench-{uuid.uuid4().hex[:8]}"
-    os.environ["BENCH_QUEUE"] = queue
-    row = Row(f"Celery (acks_late, threads x4){', results in Redis' if stored else ''}")
-    # One producer app for every Celery row (a second app registering "noop" again makes Celery warn).
-    capp: Any = globals().get("celery_app") or __getattr__("celery_app")
-    capp.conf.task_default_queue = queue
-    task = capp.tasks["noop"]
-    started = time.perf_counter()
-    with capp.producer_or_acquire() as producer:
-        for _ in range(n):
-            task.apply_async(producer=producer)
-    row.publish = n / (time.perf_counter() - started)
-    channel.reset()
-    try:
-        _time_peer_worker(
-            row,
-            [sys.executable, "-m", "celery", "-A", "benchmarks.throughput_amqp:celery_app", "worker", "-P",
-             "threads", "-c", "4", "-Q", queue, "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
-             "--without-heartbeat"],
-            child_env(BENCH_QUEUE=queue, **{FIFO_ENV: str(channel.path)},
-                      **({"BENCH_RESULTS": "1"} if stored else {})),
-            n, channel,
-        )
-    finally:
-        _delete_queues(queue)
-    return row
-
-
-def dramatiq_row(n: int, channel: SideChannel, *, stored: bool = False) -> Row | None:
-    """Dramatiq with 8 threads; with ``stored``, the Results middleware keeps results in Redis."""
-    if importlib.util.find_spec("dramatiq") is None:
-        return None
-    queue = f"dramatiq-bench-{uuid.uuid4().hex[:8]}"
-    row = Row(f"Dramatiq (threads x8){', Results in Redis' if stored else ''}")
-    dramatiq: Any = importlib.import_module("dramatiq")
-    broker = _dramatiq_broker(AMQP_URL, results=stored, confirm_delivery=True)
-    dramatiq.set_broker(broker)
-
-    @dramatiq.actor(queue_name=queue, max_retries=0,  # type: ignore[untyped-decorator]
-                    **({"store_results": True} if stored else {}))
-    def dnoop() -> int:
-        done()
-        return 1
-
-    started = time.perf_counter()
-    for _ in range(n):
-        dnoop.send()
-    row.publish = n / (time.perf_counter() - started)
-    broker.close()
-    channel.reset()
-    try:
-        _time_peer_worker(
-            row,
-            [sys.executable, "-m", "dramatiq", "benchmarks.throughput_amqp", "--processes", "1", "--threads", "8"],
-            child_env(BENCH_DRAMATIQ_QUEUE=queue, **{FIFO_ENV: str(channel.path)},
-                      **({"BENCH_RESULTS": "1"} if stored else {})),
-            n, channel,
-        )
-    finally:
-        _delete_queues(queue, f"{queue}.DQ", f"{queue}.XQ")
-    return row
+        app.close()
+        delete_declared(queue, f"{queue}.dead", exchanges=(config.exchange, f"{config.exchange}.delay"))
+        delete_results(token)
+    return f"worker RSS after {n:,} tasks with results in Redis: {after:.1f} MB ({first:.1f} MB after its first task)"
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -637,7 +243,15 @@ def _ratio(value: float | None, ref: float | None, *, lower_is_better: bool = Fa
     return f" ({value / ref:.2f}x)"
 
 
-def report(rows: list[Row], n: int) -> str:
+def _notes(row: Row) -> list[str]:
+    notes = list(row.notes)
+    if row.chain_unconfirmed_ms is not None:
+        notes.append(f"chain10 without publisher confirms: {row.chain_unconfirmed_ms:.1f} ms")
+    spread = row.spread()
+    return [*notes, spread] if spread else notes
+
+
+def report(rows: list[Row]) -> str:
     ref = rows[0]
     lines = [f"{'system':<56} {'publish/s':>18} {'process/s':>18} {'p50 ms':>8} {'p99 ms':>8} {'chain10 ms':>16}"
              f" {'÷ unconfirmed':>13}"]
@@ -647,7 +261,7 @@ def report(rows: list[Row], n: int) -> str:
             f"{row.name:<56} {_fmt(row.publish) + _ratio(row.publish, ref.publish):>18} "
             f"{_fmt(row.process) + _ratio(row.process, ref.process):>18} {_fmt(row.p50_ms):>8} {_fmt(row.p99_ms):>8} "
             f"{_fmt(row.chain_ms) + _ratio(row.chain_ms, ref.chain_ms):>16} {unconfirmed:>13}"
-            + (f"  [{'; '.join(row.notes)}]" if row.notes else "")
+            + (f"  [{'; '.join(notes)}]" if (notes := _notes(row)) else "")
         )
     return "\n".join(lines)
 
@@ -712,8 +326,10 @@ def chart(rows: list[Row], path: Path, title: str) -> Path | None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20_000, help="tasks per throughput run (default 20,000)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of machinery's and raw pika's rows, medians reported (default 3)")
     parser.add_argument("--latency-samples", type=int, default=300)
-    parser.add_argument("--quick", action="store_true", help="2,000 tasks and 50 latency samples")
+    parser.add_argument("--quick", action="store_true", help="2,000 tasks, 50 latency samples, one round")
     parser.add_argument("--prefetch", type=int, default=100,
                         help="machinery's prefetch_count, as raw pika's (default 100; config default is 32)")
     parser.add_argument("--batch", type=int, default=1000, help="tasks per send_tasks call (default 1,000)")
@@ -725,19 +341,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     n = 2000 if args.quick else args.tasks
     samples = 50 if args.quick else args.latency_samples
+    rounds = 1 if args.quick else max(1, args.rounds)
     print(f"machine: {machine()}; RabbitMQ {rabbitmq_version()}")
     print(f"load before: {load()}; N = {n:,} no-op tasks, one worker process (4 threads), prefetch "
-          f"{args.prefetch}, send_tasks batches of {args.batch:,}; latency: {samples} samples")
-    rows = [raw_pika(n)]
+          f"{args.prefetch}, send_tasks batches of {args.batch:,}; latency: {samples} samples; {rounds} rounds")
+    raw = Row("raw pika")
+    off = Row("machinery, results not stored")
+    on = Row("machinery, results stored (Redis)")
+    raw_follow = Row("raw pika, one follow-up per task", notes=[f"{n:,} tasks + {n:,} follow-ups counted"])
+    follow = Row("machinery, results not stored, one follow-up per task",
+                 notes=[f"{n:,} tasks + {n:,} follow-ups counted"])
+    per_round = Round(n, samples=math.ceil(samples / rounds), chains=math.ceil(CHAINS / (rounds * CHAIN_BLOCKS)))
+    settings = {"prefetch": args.prefetch, "batch": args.batch}
     memory = ""
+    peers: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         channel = SideChannel(Path(tmp))
-        for stored in (False,) if args.skip_stored else (False, True):
-            rows.append(machinery_rows(n, samples, channel, stored=stored, prefetch=args.prefetch, batch=args.batch))
-        if not args.skip_follow_ups:
-            rows.append(raw_pika_follow_ups(n))
-            rows.append(machinery_rows(n, samples, channel, stored=False, prefetch=args.prefetch, batch=args.batch,
-                                       follow_up=True))
+        for _ in range(rounds):
+            raw_round(raw, n)
+            machinery_round(off, channel, Round(n, per_round.samples, per_round.chains, reference=raw), stored=False,
+                            **settings)
+            if not args.skip_stored:
+                machinery_round(on, channel, per_round, stored=True, **settings)
+            if not args.skip_follow_ups:
+                raw_follow_up_round(raw_follow, n)
+                machinery_round(follow, channel, Round(n), stored=False, follow_up=True, **settings)
         if not args.skip_peers:
             for stored in (False,) if args.skip_stored else (False, True):
                 for make in (celery_row, dramatiq_row):
@@ -747,20 +375,26 @@ def main(argv: Sequence[str] | None = None) -> None:
                         print(f"{make.__name__}: {type(exc).__name__}: {exc}", file=sys.stderr)
                         continue
                     if row is not None:
-                        rows.append(row)
+                        peers.append(row)
         if args.memory_tasks:
-            memory = machinery_memory(args.memory_tasks, channel, prefetch=args.prefetch, batch=args.batch)
-    table = report(rows, n)
-    print(table)
+            memory = machinery_memory(args.memory_tasks, channel, **settings)
+    rows = [raw, off]
+    rows += [] if args.skip_stored else [on]
+    rows += [] if args.skip_follow_ups else [raw_follow, follow]
+    rows += peers
+    print(report(rows))
     print(ratios(rows))
     if memory:
         print(memory)
     print(f"load after: {load()}")
-    print(f"ratios are to raw pika in this run; chain10 = send to the 10th step's completion (median of {CHAINS}), "
-          "raw pika's publishing each step in confirm mode; '÷ unconfirmed' is to raw pika's chain without confirms")
+    print(f"ratios are to raw pika in this run; machinery's and raw pika's figures are medians of {rounds} "
+          f"rounds (their rates listed as 'rounds'); chain10 = send to the 10th step's completion (median of "
+          f"{CHAIN_BLOCKS * rounds * per_round.chains}, in blocks alternating with raw pika's), raw pika's "
+          "publishing each step in confirm mode; '÷ unconfirmed' is to raw pika's chain without confirms")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = chart(rows, ROOT / "benchmarks" / "results" / f"throughput_amqp-{stamp}.png",
-                 f"machinery on RabbitMQ vs raw pika, Celery, Dramatiq - N={n:,}, {machine()}, load {load()}")
+                 f"machinery on RabbitMQ vs raw pika, Celery, Dramatiq - N={n:,}, {rounds} rounds, {machine()}, "
+                 f"load {load()}")
     if path is not None:
         print(f"chart: {path}")
 

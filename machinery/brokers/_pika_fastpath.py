@@ -190,10 +190,11 @@ class FastPathConnection(pika.SelectConnection):
                 at += used
                 state.bytes_received += used
                 state.frames_received += frames
-                if confirms:
-                    scanned.on_confirms(confirms)
+                # Deliveries first: a task thread waiting for one wakes while confirms are read.
                 if deliveries:
                     scanned.on_deliveries(deliveries)
+                if confirms:
+                    scanned.on_confirms(confirms)
             elif end - at >= 7:
                 stop = at + 8 + int.from_bytes(data[at + 3:at + 7], "big")
                 if stop > end:
