@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pika
@@ -138,12 +138,15 @@ def raw_follow_up_round(row: Row, n: int) -> None:
         delete_declared(queue)
 
 
-def raw_chains(count: int, *, confirms: bool) -> list[float]:
+def raw_chains(count: int, *, confirms: bool, bodies: Sequence[bytes] = ()) -> list[float]:
     """``count`` 10-hop chains, one after another, where each delivery acks itself and publishes the
     next message (with ``confirms``: on a channel in confirm mode, as machinery publishes; nobody
-    waits for them); the seconds of each, from the first publish to the 10th delivery."""
+    waits for them); the seconds of each, from the first publish to the 10th delivery. ``bodies``:
+    the message of each hop (machinery's chain sends the steps still to run nested in each, so its
+    messages shrink hop by hop; RabbitMQ takes longer to move bigger ones); by default a no-op
+    task's message at every hop."""
     queue = f"bench-raw-c-{uuid.uuid4().hex[:8]}"
-    body = _body()
+    hop_bodies = list(bodies) or [_body()] * 10
     chains: list[float] = []
 
     def chain(ch: Channel) -> None:
@@ -153,13 +156,13 @@ def raw_chains(count: int, *, confirms: bool) -> list[float]:
         def start() -> None:
             hops[0] = 0
             started[0] = time.perf_counter()
-            ch.basic_publish("", queue, body, _PERSISTENT)
+            ch.basic_publish("", queue, hop_bodies[0], _PERSISTENT)
 
         def on_message(c: Channel, method: Basic.Deliver, _p: BasicProperties, _b: bytes) -> None:
             c.basic_ack(method.delivery_tag or 0)
             hops[0] += 1
-            if hops[0] < 10:
-                c.basic_publish("", queue, body, _PERSISTENT)
+            if hops[0] < len(hop_bodies):
+                c.basic_publish("", queue, hop_bodies[hops[0]], _PERSISTENT)
                 return
             chains.append(time.perf_counter() - started[0])
             if len(chains) < count:

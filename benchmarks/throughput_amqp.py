@@ -132,6 +132,19 @@ class Round:
     """raw pika's row: its chains are timed in the blocks between machinery's."""
 
 
+def _hop_bodies(head: Any) -> list[bytes]:
+    """The message machinery publishes at each hop of the chain whose first step is ``head``: the
+    step with the steps after it nested in its ``on_success`` (raw pika's chain sends the same bytes)."""
+    from machinery import encode
+
+    bodies: list[bytes] = []
+    step = head
+    while step is not None:
+        bodies.append(encode(step))
+        step = step.on_success[0] if step.on_success else None
+    return bodies
+
+
 def machinery_round(row: Row, channel: SideChannel, this: Round, *, stored: bool, prefetch: int, batch: int,
                     follow_up: bool = False) -> None:
     """One round of machinery with one worker process (default 4 threads), results off or stored in
@@ -188,8 +201,10 @@ def machinery_round(row: Row, channel: SideChannel, this: Round, *, stored: bool
                     elif channel.wait_for(10, 30):
                         row.chains.append(channel.times[9] - sent)
                 if this.reference is not None:
-                    this.reference.chains += raw_chains(this.chains, confirms=True)
-                    this.reference.chains_unconfirmed += raw_chains(this.chains, confirms=False)
+                    bodies = _hop_bodies(chain(*[noop.replace(uuid=f"c{uuid.uuid4().hex[:12]}-{token}")
+                                                 for _ in range(10)]).head)
+                    this.reference.chains += raw_chains(this.chains, confirms=True, bodies=bodies)
+                    this.reference.chains_unconfirmed += raw_chains(this.chains, confirms=False, bodies=bodies)
         finally:
             stop_process(worker)
     finally:
