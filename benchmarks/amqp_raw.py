@@ -1,7 +1,9 @@
-"""raw pika, the ceiling the RabbitMQ benchmark compares machinery with: the same bytes machinery
-sends, published with pipelined confirms and consumed with manual acks (prefetch 100) by one
-``SelectConnection`` driven in this thread; its "one follow-up per task" consumer and its 10-hop
-chain publish on a channel in confirm mode, as machinery does, without waiting for the confirms.
+"""raw pika, the ceiling the RabbitMQ benchmark compares machinery with: the frames machinery sends
+(its message bytes, through a direct exchange bound to the queue, persistent, ``content_type``
+application/json, ``mandatory``), published with pipelined confirms and consumed with manual acks
+(prefetch 100) by one ``SelectConnection`` driven in this thread; its "one follow-up per task"
+consumer and its 10-hop chain publish on a channel in confirm mode, as machinery does, without
+waiting for the confirms (they ack first: a crash between the ack and the publish loses the task).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from benchmarks.amqp_common import AMQP_URL, Row, delete_declared
 __all__ = ["raw_chains", "raw_follow_up_round", "raw_round"]
 
 PREFETCH = 100
-_PERSISTENT = BasicProperties(delivery_mode=2)
+#: The properties machinery publishes with.
+_PROPERTIES = BasicProperties(delivery_mode=2, content_type="application/json")
 
 
 def _body(routing_key: str = "") -> bytes:
@@ -29,6 +32,27 @@ def _body(routing_key: str = "") -> bytes:
     from machinery import Signature, encode
 
     return encode(Signature("noop", [], immutable=True, routing_key=routing_key))
+
+
+class _Route:
+    """A queue of this run with a direct exchange bound to it (as machinery declares its default
+    queue): declared on creation, deleted by ``delete``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.queue = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.exchange = f"{self.queue}-ex"
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        channel = connection.channel()
+        channel.exchange_declare(self.exchange, "direct", durable=True)
+        channel.queue_declare(self.queue, durable=True)
+        channel.queue_bind(self.queue, self.exchange, self.queue)
+        connection.close()
+
+    def publish(self, channel: Channel, body: bytes) -> None:
+        channel.basic_publish(self.exchange, self.queue, body, _PROPERTIES, mandatory=True)
+
+    def delete(self) -> None:
+        delete_declared(self.queue, exchanges=(self.exchange,))
 
 
 class _RawPika:
@@ -57,8 +81,8 @@ class _RawPika:
         self.connection.close()
 
 
-def _publish(queue: str, n: int, body: bytes) -> float:
-    """Declare ``queue`` and publish ``n`` messages with pipelined confirms; messages/s."""
+def _publish(route: _Route, n: int, body: bytes) -> float:
+    """Publish ``n`` messages with pipelined confirms; messages/s."""
     times: dict[str, float] = {}
 
     def publish(ch: Channel) -> None:
@@ -71,22 +95,22 @@ def _publish(queue: str, n: int, body: bytes) -> float:
                 times["published"] = time.perf_counter()
                 client.finish()
 
-        def declared(_f: Any) -> None:
+        def confirming(_f: Any) -> None:
             times["start"] = time.perf_counter()
             for _ in range(n):
-                ch.basic_publish("", queue, body, _PERSISTENT)
+                route.publish(ch, body)
 
-        ch.confirm_delivery(on_confirm, callback=lambda _f: ch.queue_declare(queue, durable=True, callback=declared))
+        ch.confirm_delivery(on_confirm, callback=confirming)
 
     client = _RawPika()
     client.run(publish)
     return n / (times["published"] - times["start"])
 
 
-def _consume(queue: str, total: int, *, follow_up: tuple[bytes, bytes] | None = None) -> float:
-    """Consume ``total`` messages of ``queue`` (prefetch 100, manual acks); messages/s from the
-    first to the last. With ``follow_up`` = (body, follow), each message whose body is ``body``
-    first publishes ``follow`` (on a channel in confirm mode; nobody waits for the confirm)."""
+def _consume(route: _Route, total: int, *, follow_up: tuple[bytes, bytes] | None = None) -> float:
+    """Consume ``total`` messages (prefetch 100, manual acks); messages/s from the first to the
+    last. With ``follow_up`` = (body, follow), each message whose body is ``body`` first publishes
+    ``follow`` (on a channel in confirm mode; nobody waits for the confirm)."""
     times: dict[str, float] = {}
 
     def consume(ch: Channel) -> None:
@@ -97,14 +121,14 @@ def _consume(queue: str, total: int, *, follow_up: tuple[bytes, bytes] | None = 
                 times["first"] = time.perf_counter()
             got[0] += 1
             if follow_up is not None and message == follow_up[0]:
-                c.basic_publish("", queue, follow_up[1], _PERSISTENT)
+                route.publish(c, follow_up[1])
             c.basic_ack(method.delivery_tag or 0)
             if got[0] >= total:
                 times["last"] = time.perf_counter()
                 client.finish()
 
         def start(_f: object = None) -> None:
-            ch.basic_qos(prefetch_count=PREFETCH, callback=lambda _g: ch.basic_consume(queue, on_message))
+            ch.basic_qos(prefetch_count=PREFETCH, callback=lambda _g: ch.basic_consume(route.queue, on_message))
 
         if follow_up is not None:
             ch.confirm_delivery(lambda _f: None, callback=start)
@@ -118,24 +142,24 @@ def _consume(queue: str, total: int, *, follow_up: tuple[bytes, bytes] | None = 
 
 def raw_round(row: Row, n: int) -> None:
     """One round: publish n messages with pipelined confirms, then consume them; both rates go to ``row``."""
-    queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    route = _Route("bench-raw")
     try:
-        row.publishes.append(_publish(queue, n, _body()))
-        row.processes.append(_consume(queue, n))
+        row.publishes.append(_publish(route, n, _body()))
+        row.processes.append(_consume(route, n))
     finally:
-        delete_declared(queue)
+        route.delete()
 
 
 def raw_follow_up_round(row: Row, n: int) -> None:
     """One round: n messages consumed, each publishing one follow-up message (confirm mode, as
     machinery's tasks do) before its ack; the rate counts all 2n consumed."""
-    queue = f"bench-raw-f-{uuid.uuid4().hex[:8]}"
+    route = _Route("bench-raw-f")
     body, follow = _body(), _body("f")
     try:
-        _publish(queue, n, body)
-        row.processes.append(_consume(queue, 2 * n, follow_up=(body, follow)))
+        _publish(route, n, body)
+        row.processes.append(_consume(route, 2 * n, follow_up=(body, follow)))
     finally:
-        delete_declared(queue)
+        route.delete()
 
 
 def raw_chains(count: int, *, confirms: bool, bodies: Sequence[bytes] = ()) -> list[float]:
@@ -145,7 +169,7 @@ def raw_chains(count: int, *, confirms: bool, bodies: Sequence[bytes] = ()) -> l
     the message of each hop (machinery's chain sends the steps still to run nested in each, so its
     messages shrink hop by hop; RabbitMQ takes longer to move bigger ones); by default a no-op
     task's message at every hop."""
-    queue = f"bench-raw-c-{uuid.uuid4().hex[:8]}"
+    route = _Route("bench-raw-c")
     hop_bodies = list(bodies) or [_body()] * 10
     chains: list[float] = []
 
@@ -156,13 +180,13 @@ def raw_chains(count: int, *, confirms: bool, bodies: Sequence[bytes] = ()) -> l
         def start() -> None:
             hops[0] = 0
             started[0] = time.perf_counter()
-            ch.basic_publish("", queue, hop_bodies[0], _PERSISTENT)
+            route.publish(ch, hop_bodies[0])
 
         def on_message(c: Channel, method: Basic.Deliver, _p: BasicProperties, _b: bytes) -> None:
             c.basic_ack(method.delivery_tag or 0)
             hops[0] += 1
             if hops[0] < len(hop_bodies):
-                c.basic_publish("", queue, hop_bodies[hops[0]], _PERSISTENT)
+                route.publish(c, hop_bodies[hops[0]])
                 return
             chains.append(time.perf_counter() - started[0])
             if len(chains) < count:
@@ -171,9 +195,8 @@ def raw_chains(count: int, *, confirms: bool, bodies: Sequence[bytes] = ()) -> l
                 client.finish()
 
         def consume(_f: Any = None) -> None:
-            ch.queue_declare(queue, durable=True, callback=lambda _d: ch.basic_qos(
-                prefetch_count=PREFETCH,
-                callback=lambda _q: ch.basic_consume(queue, on_message, callback=lambda _g: start())))
+            ch.basic_qos(prefetch_count=PREFETCH,
+                         callback=lambda _q: ch.basic_consume(route.queue, on_message, callback=lambda _g: start()))
 
         if confirms:
             ch.confirm_delivery(lambda _f: None, callback=consume)
@@ -184,5 +207,5 @@ def raw_chains(count: int, *, confirms: bool, bodies: Sequence[bytes] = ()) -> l
     try:
         client.run(chain)
     finally:
-        delete_declared(queue)
+        route.delete()
     return chains
