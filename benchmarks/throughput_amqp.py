@@ -359,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rounds = 1 if args.quick else max(1, args.rounds)
     print(f"machine: {machine()}; RabbitMQ {rabbitmq_version()}")
     print(f"load before: {load()}; N = {n:,} no-op tasks, one worker process (4 threads), prefetch "
-          f"{args.prefetch}, send_tasks batches of {args.batch:,}; latency: {samples} samples; {rounds} rounds")
+          f"{args.prefetch}, send_tasks batches of {args.batch:,}; latency: {samples} samples; {rounds} round{'s' if rounds != 1 else ''}")
     raw = Row("raw pika")
     off = Row("machinery, results not stored")
     on = Row("machinery, results stored (Redis)")

@@ -17,7 +17,7 @@ from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue, freeze, thaw
 from machinery.states import TaskResult, TaskState
 
-__all__ = ["decode_record", "decode_value", "encode_record", "encode_value", "stamped"]
+__all__ = ["decode_record", "decode_value", "encode_record", "encode_record_bytes", "encode_value", "stamped"]
 
 #: One encoder for every record (``json.dumps`` with options builds a new one per call).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -54,17 +54,42 @@ def stamped(result: TaskResult, now: float | None = None) -> TaskResult:
                       time.time() if now is None else now)
 
 
-def encode_record(result: TaskResult) -> str:
-    """A whole TaskResult as one JSON object (Redis stores it as one value)."""
+class _Record(msgspec.Struct):
+    """A record whose result is a plain scalar, as msgspec writes it (its fields in this order)."""
+
+    task_uuid: str
+    state: TaskState
+    name: str
+    result: object
+    error: str
+    updated_at: float
+
+
+def encode_record_bytes(result: TaskResult) -> bytes:
+    """:func:`encode_record` as UTF-8 bytes (what Redis is sent)."""
     value = result.result
     kind = type(value)
     if kind is int or kind is str or kind is bool or value is None or (kind is float and math.isfinite(value)):  # type: ignore[arg-type]
         # Nothing in it that JSON cannot carry: msgspec writes it several times faster than json.
         try:
-            return _fast_encode({"task_uuid": result.task_uuid, "state": result.state.value, "name": result.name,
-                                 "result": value, "error": result.error, "updated_at": result.updated_at}).decode()
+            return _fast_encode(_Record(result.task_uuid, result.state, result.name, value, result.error,
+                                        result.updated_at))
         except (TypeError, ValueError):
             pass  # e.g. a lone surrogate: the json module's error below
+    return _encode_slow(result).encode()
+
+
+def encode_record(result: TaskResult) -> str:
+    """A whole TaskResult as one JSON object (Redis stores it as one value)."""
+    value = result.result
+    kind = type(value)
+    if kind is int or kind is str or kind is bool or value is None or (kind is float and math.isfinite(value)):  # type: ignore[arg-type]
+        return encode_record_bytes(result).decode()
+    return _encode_slow(result)
+
+
+def _encode_slow(result: TaskResult) -> str:
+    """``encode_record`` through the json module: any result, and its error message for a bad one."""
     record = {
         "task_uuid": result.task_uuid,
         "state": str(result.state),

@@ -23,7 +23,7 @@ import redis.client
 from redis.commands.core import Script
 
 from machinery.backends.base import READ_CHUNK, wait_all_final, wait_until_final
-from machinery.backends.records import decode_record, decode_value, encode_record, encode_value, stamped
+from machinery.backends.records import decode_record, decode_value, encode_record_bytes, encode_value, stamped
 from machinery.backends.redis_control import RedisControl
 from machinery.config import Config
 from machinery.errors import ResultBackendError
@@ -55,15 +55,19 @@ return values
 """
 
 
-# KEYS: result keys. ARGV: expiry in ms, then one record per key, then one channel per key ("" for
-# a state that is not final). One command for a whole batch: Redis sets each key with its expiry and
-# publishes the final ones, and the client parses one reply instead of two per result.
+# KEYS: result keys (a prefix, then the task's UUID). ARGV: expiry in ms; the announcement channels'
+# prefix; the length in bytes of the keys' prefix; one character per key, "1" where its state is
+# final (announced on the channel prefix and the UUID); then one record per key. One command for a
+# whole batch: Redis sets each key with its expiry and announces the final ones, and the client
+# sends no channel names and parses one reply instead of two per result.
 _SET_MANY = """
 local n = #KEYS
+local expiry, channel, skip, finals = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 for i = 1, n do
-  redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
-  local channel = ARGV[n + i + 1]
-  if channel ~= '' then redis.call('PUBLISH', channel, '1') end
+  redis.call('SET', KEYS[i], ARGV[i + 4], 'PX', expiry)
+  if string.byte(finals, i) == 49 then
+    redis.call('PUBLISH', channel .. string.sub(KEYS[i], skip + 1), '1')
+  end
 end
 return n
 """
@@ -133,18 +137,34 @@ class RedisBatches:
     and announcements in one command, read with ``MGET`` ``READ_CHUNK`` at a time, awaited on one
     pub/sub connection, and the record of follow-ups sent."""
 
-    def __init__(self, client: redis.Redis, where: str, expire_ms: int, sent_prefix: str) -> None:
+    def __init__(self, client: redis.Redis, where: str, expire_ms: int, *, key_prefix: str, channel_prefix: str,
+                 sent_prefix: str) -> None:
         self._redis = client
         self._where = where
         self._expire_ms = expire_ms
+        self._key_prefix = key_prefix
+        self._key_prefix_bytes = len(key_prefix.encode())
+        self._channel_prefix = channel_prefix
         self._sent_prefix = sent_prefix
         self._set_many: Script = client.register_script(_SET_MANY)
 
-    def write(self, keys: Sequence[str], documents: Sequence[str | bytes], channels: Sequence[str]) -> None:
-        """Set each key to its document with the expiry, and publish on each non-empty channel."""
-        if keys:
-            args: list[str | bytes | int] = [self._expire_ms, *documents, *channels]
-            call_redis(self._where, lambda: self._set_many(keys=list(keys), args=args))
+    def key(self, task_uuid: str) -> str:
+        """Where the task's document is kept."""
+        return self._key_prefix + task_uuid
+
+    def channel(self, task_uuid: str) -> str:
+        """Where the task's final state is announced."""
+        return self._channel_prefix + task_uuid
+
+    def write(self, task_uuids: Sequence[str], documents: Sequence[str | bytes], finals: Sequence[bool]) -> None:
+        """Set each task's key to its document with the expiry, and announce each final one."""
+        if task_uuids:
+            prefix = self._key_prefix
+            keys = [prefix + uuid for uuid in task_uuids]
+            flags = "".join(["1" if final else "0" for final in finals])
+            args: list[str | bytes | int] = [self._expire_ms, self._channel_prefix, self._key_prefix_bytes, flags,
+                                             *documents]
+            call_redis(self._where, lambda: self._set_many(keys=keys, args=args))
 
     def read(self, keys: Sequence[str]) -> list[bytes | None]:
         """The value of each key (None where missing), in order."""
@@ -222,7 +242,8 @@ class RedisBackend:
         self.poll_interval = float(poll_interval)
         self._expire_ms = max(1, round(self.expires_in * 1000))
         self._add_result: Script = self._redis.register_script(_ADD_RESULT)
-        self._batches = RedisBatches(self._redis, self._where, self._expire_ms, f"{prefix}follow-ups-sent:")
+        self._batches = RedisBatches(self._redis, self._where, self._expire_ms, key_prefix=f"{prefix}result:",
+                                     channel_prefix=f"{prefix}done:", sent_prefix=f"{prefix}follow-ups-sent:")
         self.control = RedisControl(self._redis, prefix, self._call)
         """Revocations, rate-limit buckets and leases (``ControlStore``) under the same prefix."""
 
@@ -238,10 +259,10 @@ class RedisBackend:
         return call_redis(self._where, operation)
 
     def _result_key(self, task_uuid: str) -> str:
-        return f"{self.prefix}result:{task_uuid}"
+        return self._batches.key(task_uuid)
 
     def _done_channel(self, task_uuid: str) -> str:
-        return f"{self.prefix}done:{task_uuid}"
+        return self._batches.channel(task_uuid)
 
     def _group_keys(self, group_uuid: str) -> tuple[str, str]:
         return f"{self.prefix}group:{group_uuid}:members", f"{self.prefix}group:{group_uuid}:results"
@@ -256,9 +277,9 @@ class RedisBackend:
         if not results:
             return
         now = time.time()
-        self._batches.write([self._result_key(r.task_uuid) for r in results],
-                            [encode_record(r if r.updated_at else stamped(r, now)) for r in results],
-                            [self._done_channel(r.task_uuid) if r.state.is_final else "" for r in results])
+        self._batches.write([r.task_uuid for r in results],
+                            [encode_record_bytes(r if r.updated_at else stamped(r, now)) for r in results],
+                            [r.state.is_final for r in results])
 
     def get(self, task_uuid: str) -> TaskResult | None:
         """The latest stored state, or None."""

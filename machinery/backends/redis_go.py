@@ -45,6 +45,9 @@ from machinery.tls import TLSSettings
 
 __all__ = ["CHORD_LOCK", "GoRedisBackend"]
 
+#: Where a final state is announced (the task's UUID follows); Go Machinery does not listen.
+_DONE_CHANNEL = "machinery:done:"
+
 T = TypeVar("T")
 
 #: The redsync mutex Go Machinery v1's Redis backend takes around ``TriggerChord``.
@@ -166,8 +169,9 @@ class GoRedisBackend:
         self.key_prefix = key_prefix
         """Put before every task and group key: "" (Go's layout); tests sharing a Redis set one."""
         self._release = self._redis.register_script(_RELEASE)
-        self._batches = RedisBatches(self._redis, self._where, self._expire_ms,
-                                     f"{key_prefix}machinery:follow-ups-sent:")
+        self._batches = RedisBatches(self._redis, self._where, self._expire_ms, key_prefix=key_prefix,
+                                     channel_prefix=_DONE_CHANNEL,
+                                     sent_prefix=f"{key_prefix}machinery:follow-ups-sent:")
         self.control = RedisControl(self._redis, f"{key_prefix}machinery:", self._call)
         """Revocations, rate-limit buckets and leases (``ControlStore``), under ``machinery:`` (keys
         Go Machinery does not use)."""
@@ -185,7 +189,7 @@ class GoRedisBackend:
 
     @staticmethod
     def _done_channel(task_uuid: str) -> str:
-        return f"machinery:done:{task_uuid}"
+        return _DONE_CHANNEL + task_uuid
 
     def _key(self, uuid: str) -> str:
         return self.key_prefix + uuid
@@ -199,8 +203,8 @@ class GoRedisBackend:
     def set_many(self, results: Sequence[TaskResult]) -> None:
         """Store every one of ``results`` as Go's ``TaskState`` and announce the final ones, in one command."""
         if results:
-            self._batches.write([self._key(r.task_uuid) for r in results], [task_state_document(r) for r in results],
-                                [self._done_channel(r.task_uuid) if r.state.is_final else "" for r in results])
+            self._batches.write([r.task_uuid for r in results], [task_state_document(r) for r in results],
+                                [r.state.is_final for r in results])
 
     def get_many(self, task_uuids: Sequence[str]) -> list[TaskResult | None]:
         """The latest state of each task, in order (``MGET`` in batches)."""
@@ -277,8 +281,7 @@ class GoRedisBackend:
         """``group_add_result`` with the member's results as Go's list (stored as they are) and
         each member's list returned, in group order."""
         member = TaskResult(task_uuid, TaskState.SUCCESS, "", one_value(results), "", time.time())
-        self._batches.write([self._key(task_uuid)], [task_state_document(member, results)],
-                            [self._done_channel(task_uuid)])
+        self._batches.write([task_uuid], [task_state_document(member, results)], [True])
         meta = self._meta(group_uuid)
         if meta is None or meta.get("ChordTriggered"):
             return None
