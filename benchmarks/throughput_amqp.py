@@ -358,8 +358,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     samples = 50 if args.quick else args.latency_samples
     rounds = 1 if args.quick else max(1, args.rounds)
     print(f"machine: {machine()}; RabbitMQ {rabbitmq_version()}")
+    plural = "s" if rounds != 1 else ""
     print(f"load before: {load()}; N = {n:,} no-op tasks, one worker process (4 threads), prefetch "
-          f"{args.prefetch}, send_tasks batches of {args.batch:,}; latency: {samples} samples; {rounds} round{'s' if rounds != 1 else ''}")
+          f"{args.prefetch}, send_tasks batches of {args.batch:,}; latency: {samples} samples; {rounds} round{plural}")
     raw = Row("raw pika")
     off = Row("machinery, results not stored")
     on = Row("machinery, results stored (Redis)")
