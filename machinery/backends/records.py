@@ -17,7 +17,7 @@ from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue, freeze, thaw
 from machinery.states import TaskResult, TaskState
 
-__all__ = ["decode_record", "decode_value", "encode_record", "encode_record_bytes", "encode_value", "stamped"]
+__all__ = ["decode_record", "decode_value", "encode_record", "encode_value", "stamped"]
 
 #: One encoder for every record (``json.dumps`` with options builds a new one per call).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -65,8 +65,8 @@ class _Record(msgspec.Struct):
     updated_at: float
 
 
-def encode_record_bytes(result: TaskResult) -> bytes:
-    """:func:`encode_record` as UTF-8 bytes (what Redis is sent)."""
+def encode_record(result: TaskResult) -> bytes:
+    """A whole TaskResult as one JSON object, UTF-8 encoded (Redis stores it as one value)."""
     value = result.result
     kind = type(value)
     if kind is int or kind is str or kind is bool or value is None or (kind is float and math.isfinite(value)):  # type: ignore[arg-type]
@@ -76,20 +76,6 @@ def encode_record_bytes(result: TaskResult) -> bytes:
                                         result.updated_at))
         except (TypeError, ValueError):
             pass  # e.g. a lone surrogate: the json module's error below
-    return _encode_slow(result).encode()
-
-
-def encode_record(result: TaskResult) -> str:
-    """A whole TaskResult as one JSON object (Redis stores it as one value)."""
-    value = result.result
-    kind = type(value)
-    if kind is int or kind is str or kind is bool or value is None or (kind is float and math.isfinite(value)):  # type: ignore[arg-type]
-        return encode_record_bytes(result).decode()
-    return _encode_slow(result)
-
-
-def _encode_slow(result: TaskResult) -> str:
-    """``encode_record`` through the json module: any result, and its error message for a bad one."""
     record = {
         "task_uuid": result.task_uuid,
         "state": str(result.state),
@@ -99,9 +85,10 @@ def _encode_slow(result: TaskResult) -> str:
         "updated_at": result.updated_at,
     }
     try:
-        return _encode(record)
+        text = _encode(record)
     except (TypeError, ValueError) as exc:
         raise ResultBackendError(f"the result of task {result.task_uuid} cannot be stored as JSON: {exc}") from exc
+    return text.encode()
 
 
 def decode_record(text: str | bytes) -> TaskResult:

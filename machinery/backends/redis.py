@@ -23,7 +23,7 @@ import redis.client
 from redis.commands.core import Script
 
 from machinery.backends.base import READ_CHUNK, wait_all_final, wait_until_final
-from machinery.backends.records import decode_record, decode_value, encode_record_bytes, encode_value, stamped
+from machinery.backends.records import decode_record, decode_value, encode_record, encode_value, stamped
 from machinery.backends.redis_control import RedisControl
 from machinery.config import Config
 from machinery.errors import ResultBackendError
@@ -278,7 +278,7 @@ class RedisBackend:
             return
         now = time.time()
         self._batches.write([r.task_uuid for r in results],
-                            [encode_record_bytes(r if r.updated_at else stamped(r, now)) for r in results],
+                            [encode_record(r if r.updated_at else stamped(r, now)) for r in results],
                             [r.state.is_final for r in results])
 
     def get(self, task_uuid: str) -> TaskResult | None:
