@@ -35,7 +35,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -375,8 +375,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         channel = SideChannel(Path(tmp))
         for _ in range(rounds):
             raw_round(raw, n)
-            machinery_round(off, channel, Round(n, per_round.samples, per_round.chains, reference=raw), stored=False,
-                            **settings)
+            machinery_round(off, channel, replace(per_round, reference=raw), stored=False, **settings)
             if not args.skip_stored:
                 machinery_round(on, channel, per_round, stored=True, **settings)
             if not args.skip_follow_ups:
