@@ -232,6 +232,15 @@ class Executor:
         hooks = self.hooks
         call = TaskCall(sig, delivery.queue, delivery.delivery_count)
         started = time.perf_counter()
+        if not hooks.wants_outcome:  # nobody times the run or is told how it ended
+            try:
+                decision = hooks.before_run(call)
+                if decision is not None:
+                    return self._decided(delivery, sig, decision, started)[0]
+                return self._run(delivery, sig, run, call)
+            except Exception:
+                self._unsettled(delivery, sig)
+                return None
         decision = hooks.before_run(call)
         ran = False
         told: RunOutcome | None = None
@@ -245,8 +254,7 @@ class Executor:
             told = RunOutcome(outcome.state, time.perf_counter() - started, outcome.result, error=outcome.error)
             return outcome
         except Exception as exc:
-            log.exception("task %s[%s]: could not settle its outcome; it will run again", sig.name, sig.uuid)
-            self._give_back(delivery)
+            self._unsettled(delivery, sig)
             told = RunOutcome(TaskState.PENDING, time.perf_counter() - started, error=error_text(exc), ran=ran)
             return None
         finally:
@@ -270,6 +278,12 @@ class Executor:
             self.progress.finish(delivery)
         outcome = self.outcomes.skipped(delivery, sig, decision.state, decision.reason, started)
         return outcome, RunOutcome(decision.state, time.perf_counter() - started, error=decision.reason, ran=False)
+
+    def _unsettled(self, delivery: Delivery, sig: Signature) -> None:
+        """(In an ``except`` block) The outcome of ``delivery``'s run could not be handed over: it
+        goes back to its queue to run again."""
+        log.exception("task %s[%s]: could not settle its outcome; it will run again", sig.name, sig.uuid)
+        self._give_back(delivery)
 
     def _give_back(self, delivery: Delivery) -> None:
         try:

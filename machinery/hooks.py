@@ -7,7 +7,7 @@ instance on the App: ``app.hooks.add(MyHook())``. The points:
   a callback, a retry or a chord callback). Return a replacement signature with the same UUID
   (for example with a header added: ``signature.replace(headers=...)``) or None to keep it.
 - ``before_run(call)``: a worker is about to run a task. Return None to let it run, or a decision:
-  ``Skip(state, reason)`` records ``state`` (``REVOKED`` by default) without running it or its
+  ``Skip(reason, state)`` records ``state`` (``REVOKED`` by default) without running it or its
   callbacks, ``Delay(seconds)`` gives the message back to its queue to run later.
 - ``on_start(call)``: no ``before_run`` hook objected; the task starts running now.
 - ``after_run(call, outcome)``: called once for every run ``before_run`` announced, whatever
@@ -206,6 +206,9 @@ class Hooks:
         """True when a hook overrides ``before_publish``."""
         self.wants_run = False
         """True when a hook overrides one of the run points."""
+        self.wants_outcome = False
+        """True when a hook overrides ``on_start`` or ``after_run`` (a run must be timed and its
+        outcome told); with only ``before_run`` hooks (the ``Revoker``) it need not be."""
 
     def __repr__(self) -> str:
         return f"<Hooks {list(self._hooks)!r}>"
@@ -255,6 +258,7 @@ class Hooks:
         self._by_point = by_point
         self.wants_publish = bool(by_point["before_publish"])
         self.wants_run = any(by_point[p] for p in ("before_run", "on_start", "after_run", "on_failure", "on_retry"))
+        self.wants_outcome = bool(by_point["on_start"] or by_point["after_run"])
 
     # -- calling them -------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from machinery._speedups import decode
@@ -36,12 +37,20 @@ class _Entry:
 
 
 class ProgressTracker:
-    """Writes RECEIVED/STARTED for deliveries held longer than ``after`` seconds."""
+    """Writes RECEIVED/STARTED for deliveries held longer than ``after`` seconds.
+
+    The calls made for every delivery (``received``, ``started``, ``finish``) take no lock: each is
+    one dictionary operation, atomic in CPython. Only ``tick`` (the background thread) and
+    ``give_back`` take the lock. ``tick`` checks an entry is still there, under the lock, right
+    before writing its state, and raises ``_writing`` first; so a ``finish`` that removed its entry
+    and sees ``_writing`` raised waits for the lock, and no progress write lands after it."""
 
     def __init__(self, backend: ResultBackend, after: float) -> None:
         self.backend = backend
         self.after = after
         self._lock = threading.Lock()
+        self._writing = False
+        """True while ``tick`` may be writing (under ``_lock``)."""
         self._entries: dict[int, _Entry] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="machinery-progress", daemon=True)
@@ -53,26 +62,25 @@ class ProgressTracker:
         self._stop.set()
         self._thread.join()
 
-    def received(self, delivery: Delivery) -> None:
-        """``delivery`` was fetched and waits for a task thread."""
-        entry = _Entry(delivery, time.monotonic(), TaskState.RECEIVED)
-        with self._lock:
-            self._entries[delivery.tag] = entry
+    def received(self, deliveries: Iterable[Delivery]) -> None:
+        """``deliveries`` were fetched and wait for a task thread."""
+        now = time.monotonic()
+        self._entries.update([(d.tag, _Entry(d, now, TaskState.RECEIVED)) for d in deliveries])
 
     def started(self, delivery: Delivery, sig: Signature) -> None:
         """The task of ``delivery`` starts running now."""
         now = time.monotonic()
-        with self._lock:
-            entry = self._entries.get(delivery.tag)
-            if entry is None:
-                self._entries[delivery.tag] = _Entry(delivery, now, TaskState.STARTED, sig=sig)
-            else:
-                entry.since, entry.phase, entry.sig = now, TaskState.STARTED, sig
+        entry = self._entries.get(delivery.tag)
+        if entry is None:
+            self._entries[delivery.tag] = _Entry(delivery, now, TaskState.STARTED, sig=sig)
+        else:  # a RECEIVED being written meanwhile is followed by STARTED at a later tick
+            entry.sig, entry.phase, entry.since = sig, TaskState.STARTED, now
 
     def finish(self, delivery: Delivery) -> None:
         """Forget ``delivery``: its final state (or nothing) follows. Waits for a write in flight."""
-        with self._lock:
-            self._entries.pop(delivery.tag, None)
+        if self._entries.pop(delivery.tag, None) is not None and self._writing:
+            with self._lock:
+                pass
 
     def give_back(self, delivery: Delivery) -> None:
         """Forget ``delivery``, which goes back to its queue: a RECEIVED written for it is
@@ -94,18 +102,26 @@ class ProgressTracker:
         """Write the states now due; how many were written."""
         now = time.monotonic() if now is None else now
         written = 0
-        with self._lock:  # held while writing, so ``finish`` cannot slip a final state in between
-            for tag, entry in list(self._entries.items()):
-                if entry.written is entry.phase or now - entry.since < self.after:
-                    continue
-                sig = entry.sig
-                if sig is None:
-                    try:
-                        sig = entry.sig = decode(entry.delivery.body)
-                    except DecodeError:
-                        del self._entries[tag]
+        entries = self._entries
+        with self._lock:
+            self._writing = True
+            try:
+                for tag, entry in list(entries.items()):
+                    if entry.written is entry.phase or now - entry.since < self.after:
                         continue
-                self.backend.set(TaskResult(sig.uuid, entry.phase, sig.name, None, "", time.time()))
-                entry.written = entry.phase
-                written += 1
+                    sig = entry.sig
+                    if sig is None:
+                        try:
+                            sig = entry.sig = decode(entry.delivery.body)
+                        except DecodeError:
+                            entries.pop(tag, None)
+                            continue
+                    phase = entry.phase
+                    if entries.get(tag) is not entry:  # finished meanwhile: its final state follows
+                        continue
+                    self.backend.set(TaskResult(sig.uuid, phase, sig.name, None, "", time.time()))
+                    entry.written = phase
+                    written += 1
+            finally:
+                self._writing = False
         return written

@@ -474,9 +474,8 @@ class Worker:
             self._stopping.wait(1.0)
             return []
         progress = self._progress
-        if progress is not None:
-            for d in deliveries:
-                progress.received(d)
+        if progress is not None and deliveries:
+            progress.received(deliveries)
         return deliveries
 
     def _give_back_unstarted(self) -> None:

@@ -21,10 +21,12 @@ from typing import TypeVar, cast
 import redis
 import redis.client
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from machinery.backends.base import READ_CHUNK, wait_all_final, wait_until_final
 from machinery.backends.records import decode_record, decode_value, encode_record, encode_value, stamped
 from machinery.backends.redis_control import RedisControl
+from machinery.backends.redis_writer import HeldWriter, pack_command
 from machinery.config import Config
 from machinery.errors import ResultBackendError
 from machinery.jsonvalues import JSONValue
@@ -147,6 +149,7 @@ class RedisBatches:
         self._channel_prefix = channel_prefix
         self._sent_prefix = sent_prefix
         self._set_many: Script = client.register_script(_SET_MANY)
+        self._writer = HeldWriter(client)
 
     def key(self, task_uuid: str) -> str:
         """Where the task's document is kept."""
@@ -164,7 +167,22 @@ class RedisBatches:
             flags = "".join(["1" if final else "0" for final in finals])
             args: list[str | bytes | int] = [self._expire_ms, self._channel_prefix, self._key_prefix_bytes, flags,
                                              *documents]
-            call_redis(self._where, lambda: self._set_many(keys=keys, args=args))
+            call_redis(self._where, lambda: self._write(keys, args))
+
+    def _write(self, keys: list[str], args: list[str | bytes | int]) -> None:
+        """The batch script run on the held connection, else (busy, or the script not loaded yet:
+        Redis restarted or flushed its scripts) through the client, which loads it."""
+        script = self._set_many
+        try:
+            done, _ = self._writer.try_call(pack_command(["EVALSHA", script.sha, len(keys), *keys, *args]))
+        except NoScriptError:
+            done = False
+        if not done:
+            script(keys=keys, args=args)
+
+    def close(self) -> None:
+        """Give back the connection held for writes."""
+        self._writer.close()
 
     def read(self, keys: Sequence[str]) -> list[bytes | None]:
         """The value of each key (None where missing), in order."""
@@ -342,6 +360,7 @@ class RedisBackend:
 
     def close(self) -> None:
         """Close the connection pool."""
+        self._batches.close()
         try:
             self._redis.close()
         except redis.RedisError:

@@ -323,6 +323,7 @@ class GoRedisBackend:
 
     def close(self) -> None:
         """Close the connection pool."""
+        self._batches.close()
         try:
             self._redis.close()
         except redis.RedisError:

@@ -218,21 +218,21 @@ class _Plain(Hook):
 def test_registry_rules() -> None:
     hooks = Hooks()
 
-    def wants() -> tuple[bool, bool]:
-        return hooks.wants_run, hooks.wants_publish
+    def wants() -> tuple[bool, bool, bool]:
+        return hooks.wants_run, hooks.wants_publish, hooks.wants_outcome
 
-    assert wants() == (False, False)
+    assert wants() == (False, False, False)
     plain = hooks.add(_Plain())
-    assert wants() == (False, False)  # it overrides nothing
+    assert wants() == (False, False, False)  # it overrides nothing
     with pytest.raises(ValueError, match="registered already"):
         hooks.add(plain)
     with pytest.raises(TypeError, match=r"subclass machinery\.Hook"):
         hooks.add(object())  # type: ignore[type-var]
     recorder = hooks.add(Recorder("x"))
-    assert wants() == (True, True)
+    assert wants() == (True, True, True)
     assert list(hooks) == [plain, recorder]
     hooks.remove(recorder)
-    assert wants() == (False, False)
+    assert wants() == (False, False, False)
     with pytest.raises(ValueError, match="not registered"):
         hooks.remove(recorder)
 
@@ -252,3 +252,32 @@ def test_a_uuid_changing_or_wrongly_typed_return_is_ignored(caplog: pytest.LogCa
     assert hooks.before_run(TaskCall(sig, "q")) is None
     assert "changed the task's UUID" in caplog.text
     assert "not Skip or Delay" in caplog.text
+
+
+class _Gate(Hook):
+    """Only ``before_run``: skips tasks named ``boom``, fails for ``add`` with a first argument of
+    0, lets the rest run; so the worker takes the path that tells no outcome."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def before_run(self, call: TaskCall) -> RunDecision | None:
+        self.seen.append(call.signature.name)
+        if call.signature.name == "boom":
+            return Skip("gated")
+        if call.signature.args[:1] == (0,):
+            raise RuntimeError("gate broke")
+        return None
+
+
+def test_a_before_run_only_hook_decides_without_outcomes_told(app: App) -> None:
+    register_outcome_tasks(app)
+    gate = app.hooks.add(_Gate())
+    assert (app.hooks.wants_run, app.hooks.wants_outcome) == (True, False)
+    with running(app, concurrency=1):
+        assert app.send_task(chain(Signature("add", [1, 2]), Signature("add", [3]))).get(timeout=TIMEOUT) == 6
+        assert app.send_task(Signature("add", [0, 5])).get(timeout=TIMEOUT) == 5  # a failing hook: it runs
+        skipped = app.send_task(Signature("boom", []))
+        assert eventually(lambda: (r := app.backend.get(skipped.task_uuid)) is not None  # type: ignore[union-attr]
+                          and r.state is TaskState.REVOKED and r.error == "gated")
+    assert gate.seen == ["add", "add", "add", "boom"]
