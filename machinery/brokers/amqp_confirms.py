@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from machinery.brokers._pika_fastpath import FastPathConnection
     from machinery.brokers.amqp_connection import AMQPConnection
+    from machinery.brokers.amqp_delays import Step
     from machinery.brokers.amqp_publish_frames import PublishFrames
 
 __all__ = ["ConfirmedPublish", "Confirms", "Resolved", "Waiter", "after_confirm"]
@@ -39,13 +40,18 @@ log = logging.getLogger("machinery.brokers.amqp")
 class Resolved:
     """A message resolved to where it is published and with which properties."""
 
-    __slots__ = ("body", "exchange", "properties", "routing_key")
+    __slots__ = ("body", "exchange", "properties", "routing_key", "then")
 
-    def __init__(self, exchange: str, routing_key: str, body: bytes, properties: BasicProperties) -> None:
+    def __init__(self, exchange: str, routing_key: str, body: bytes, properties: BasicProperties,
+                 then: list[Step] | None = None) -> None:
         self.exchange = exchange
         self.routing_key = routing_key
         self.body = body
         self.properties = properties
+        self.then = then
+        """Declaring RPCs to run once RabbitMQ confirmed the publish (a Go delay queue declared
+        again, so that its expiry counts from after the message entered it); one list object is
+        run once per batch of confirms however many publishes share it."""
 
 
 class Waiter:
@@ -130,7 +136,9 @@ _Pending = tuple[Waiter, int, Resolved]
 class Confirms:
     """(I/O thread) The confirm channel's publishes that RabbitMQ has not confirmed yet."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_then: Callable[[list[Step]], None] | None = None) -> None:
+        self._run_then = run_then
+        """Runs a confirmed publish's ``then`` steps (on the declaring channel)."""
         self._pending: dict[int, _Pending] = {}
         self._returned: dict[int, str] = {}
         self._seq = 0
@@ -200,13 +208,19 @@ class Confirms:
                 tags.append(seq)
         else:
             tags = [tag] if tag in pending else []
+        then: dict[int, list[Step]] = {}
         for seq in tags:
             waiter, index, out = pending.pop(seq)
             returned = self._returned.pop(seq, None) if self._returned else None
             if nack:
                 waiter.settle(index, f"RabbitMQ refused a message for {out.routing_key!r} (nack)", False)
             else:
+                if out.then is not None and returned is None:
+                    then[id(out.then)] = out.then
                 waiter.settle(index, returned, False)
+        if then and self._run_then is not None:
+            for steps in then.values():
+                self._run_then(steps)
 
     def on_return(self, _ch: Channel, method: Basic.Return, _props: BasicProperties, body: bytes) -> None:
         """Mark an unroutable publish; its confirm follows and fails its waiter."""

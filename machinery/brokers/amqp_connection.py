@@ -28,6 +28,7 @@ from machinery._speedups import Delivered
 from machinery.brokers import _pika_fastpath as fastpath
 from machinery.brokers.amqp_confirms import ConfirmedPublish, Confirms, Resolved, Waiter
 from machinery.brokers.amqp_declaring import Declaring
+from machinery.brokers.amqp_delays import Step
 from machinery.brokers.amqp_errors import connect_failure
 from machinery.brokers.amqp_publish_frames import PublishFrames, ack_frame
 from machinery.brokers.amqp_servers import AMQPServers
@@ -120,7 +121,16 @@ class AMQPConnection:
         """The declaring channel: ``declaring.call(steps)`` runs declaring RPCs and waits for their replies."""
         self._publishing_ok = False
         self._consuming_ok = False
-        self._confirms = Confirms()
+        self._confirms = Confirms(run_then=self._run_after_confirm)
+
+    def _run_after_confirm(self, steps: list[Step]) -> None:
+        """(I/O thread) Run a confirmed publish's follow-on declaring steps, without waiting."""
+
+        def finish(error: str | None) -> None:
+            if error is not None:
+                log.warning("declaring again after a confirmed publish failed: %s", error)
+
+        self.declaring.run_steps(steps, finish, [])
 
     @property
     def direct_publishing(self) -> bool:

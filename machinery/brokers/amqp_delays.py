@@ -5,7 +5,10 @@ A message due in ``ms`` milliseconds is published through the task exchange to i
 ``x-message-ttl = ms`` (every message in it waits exactly that long), ``x-dead-letter-exchange`` =
 the exchange and ``x-dead-letter-routing-key`` = the routing key of its destination queue, and
 ``x-expires = 2 * ms``. It is declared again before every publish, which restarts its expiry timer,
-as Go's broker does; the arguments equal Go's, so either language may declare it first.
+as Go's broker does; the arguments equal Go's, so either language may declare it first. Unlike
+Go's broker, this one declares it once more after RabbitMQ confirmed the message: a queue expires
+``2 * ms`` after its last declare even with a message inside, so a publish that reached the queue
+more than ``ms`` after the declare (a loaded machine) would otherwise vanish with it.
 
 With one TTL per queue a message can never leave before its time, so no consumer of either
 language (Go's worker does not look at ``ETA``) ever receives a task early. A delay too short for

@@ -224,6 +224,41 @@ def test_a_delayed_task_sent_here_in_go_mode_reaches_no_consumer_before_its_eta(
     assert early == {}
 
 
+def test_a_delayed_message_that_reaches_its_delay_queue_late_is_not_lost_with_it(
+    app: App, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delay queue expires ``2 * ms`` after its last declare even with a message inside. Here the
+    publish reaches the 200 ms queue 300 ms after its declare (as on a loaded machine): the message
+    would be due after the queue expired, and vanish with it, were the queue not declared again
+    once RabbitMQ confirmed the message."""
+    broker: Any = app.broker
+    declaring = broker.connection.declaring
+    declare = declaring.call
+
+    def slow_after_delay_queue(steps: Any) -> Any:
+        replies = declare(steps)
+        if any(steps is kept for kept in broker.topology._go_steps.values()):
+            time.sleep(0.3)
+        return replies
+
+    monkeypatch.setattr(declaring, "call", slow_after_delay_queue)
+    sig = Signature("anything", [1]).countdown(0.2)
+    app.send_task(sig)
+    connection = pika.BlockingConnection(pika.URLParameters(config.broker_url))
+    try:
+        channel = connection.channel()
+        deadline = time.monotonic() + 5
+        body = None
+        while body is None and time.monotonic() < deadline:
+            _method, _props, body = channel.basic_get(config.default_queue, auto_ack=True)
+            if body is None:
+                time.sleep(0.05)
+    finally:
+        connection.close()
+    assert body is not None, "the delayed message was lost with its delay queue"
+    assert decode(body).uuid == sig.uuid
+
+
 def test_go_and_python_declare_the_same_delay_queue_alike(app: App, producer: GoProducer, config: Config) -> None:
     """Go declared ``delay.800.<exchange>.<key>`` first; Python's publish with the same delay uses
     the same queue with equal arguments (else RabbitMQ would refuse the declare), and both arrive."""
