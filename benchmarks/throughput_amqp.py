@@ -318,17 +318,18 @@ def chart(rows: list[Row], path: Path, title: str) -> Path | None:
     matplotlib.use("Agg")
     plt: Any = importlib.import_module("matplotlib.pyplot")
     names = [r.name.replace(", ", "\n").replace(" (", "\n(") for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 1.5 + 0.62 * len(rows)))
     for ax, attr, label in ((axes[0], "publish", "publish with confirms (msg/s)"),
                             (axes[1], "process", "processing (tasks/s)")):
-        values = [getattr(r, attr) or 0 for r in rows]
+        measured: list[float | None] = [getattr(r, attr) for r in rows]
         colors = ["#888888" if r.name.startswith("raw pika") else "#1f77b4" if r.name.startswith("machinery")
                   else "#ff7f0e" for r in rows]
-        bars = ax.barh(names, values, color=colors)
+        bars = ax.barh(names, [v or 0 for v in measured], color=colors)
         ax.set_title(label)
         ax.invert_yaxis()
-        for bar, v in zip(bars, values, strict=True):
-            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:,.0f}", va="center", fontsize=8)
+        for bar, v in zip(bars, measured, strict=True):
+            text = " not measured" if v is None else f" {v:,.0f}"
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
