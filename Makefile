@@ -49,7 +49,7 @@ bench:
 	$(BIN)/pip install -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.codec
 	$(BIN)/python -m benchmarks.transport_sqlite
-	$(BIN)/python -m benchmarks.throughput --broker sqlite
+	$(BIN)/python -m benchmarks.throughput --broker sqlite --repeat 5
 	$(BIN)/python -m benchmarks.throughput --broker amqp
 
 demo:
