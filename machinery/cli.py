@@ -30,7 +30,7 @@ from machinery.heartbeat import HEARTBEAT_ID, silence_hint
 from machinery.jsonvalues import JSONInput, thaw
 from machinery.locations import describe_url
 from machinery.signature import Signature
-from machinery.supervisor import SUPERVISED_ENV
+from machinery.supervisor import SUPERVISED_ENV, watch_supervisor
 
 if TYPE_CHECKING:
     from machinery.beat import Beat
@@ -180,8 +180,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
         server = enable_metrics(app, args.metrics_port, args.metrics_host, args.queues)
     worker = app.worker(concurrency=args.concurrency, queues=args.queues or None)
-    # Under a supervisor, a task thread given up at its hard time limit goes with its process.
+    # Under a supervisor, a task thread given up at its hard time limit goes with its process, and
+    # the process stops when the supervisor is killed without telling it.
     worker.exit_on_time_limit = os.environ.get(SUPERVISED_ENV) == "1"
+    if worker.exit_on_time_limit:
+        watch_supervisor()
     beat = _beat(app, args.lease).start() if args.beat else None
     try:
         worker.launch()

@@ -9,6 +9,11 @@ so a Ctrl-C at a terminal reaches it once, through the supervisor.
 A worker process whose task ran past its hard time limit records the failure, lets its other
 tasks finish and exits with ``EXIT_REPLACE_ME`` (the stuck thread goes with it); the supervisor
 starts a fresh one at once.
+
+A supervisor killed outright (SIGKILL, the OOM killer) cannot forward anything, and its workers, in
+process groups of their own, would run on as orphans. Each worker process watches for that
+(``watch_supervisor``): once its parent is no longer the supervisor that started it, it stops
+itself as SIGTERM would, finishing its running tasks.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 
-__all__ = ["EXIT_REPLACE_ME", "SUPERVISED_ENV", "Supervisor"]
+__all__ = ["EXIT_REPLACE_ME", "SUPERVISED_ENV", "SUPERVISOR_PID_ENV", "Supervisor", "watch_supervisor"]
 
 log = logging.getLogger("machinery.supervisor")
 
@@ -32,6 +38,10 @@ _MAX_BACKOFF = 30.0
 
 #: Set to "1" in the environment of each worker process the supervisor starts.
 SUPERVISED_ENV = "MACHINERY_SUPERVISED"
+#: The supervisor's process ID, in the environment of each worker process it starts.
+SUPERVISOR_PID_ENV = "MACHINERY_SUPERVISOR_PID"
+#: Seconds between a worker process's checks that its supervisor is still its parent.
+_PARENT_CHECK = 0.5
 #: Exit status of a worker process that stopped to be replaced (a task thread was given up at its
 #: hard time limit; only a new process gets rid of it).
 EXIT_REPLACE_ME = 75
@@ -63,7 +73,7 @@ class Supervisor:
         self._on_exit = on_exit
 
     def _start(self, slot: int) -> None:
-        env = {**(self._env or os.environ), SUPERVISED_ENV: "1"}
+        env = {**(self._env or os.environ), SUPERVISED_ENV: "1", SUPERVISOR_PID_ENV: str(os.getpid())}
         if sys.version_info >= (3, 11):
             child = subprocess.Popen(self.command, process_group=0, env=env)
         else:  # 3.10 has no process_group: the same own group (setpgid(0, 0)) in the child before exec
@@ -144,3 +154,23 @@ class Supervisor:
                 self._on_exit(pid)
             except Exception:
                 log.exception("cleaning up after worker process %d failed", pid)
+
+
+def watch_supervisor(interval: float = _PARENT_CHECK) -> threading.Thread | None:
+    """In a worker process a supervisor started: a daemon thread that sends this process SIGTERM
+    (a clean stop) once its parent is no longer that supervisor, which was killed without
+    forwarding a signal. None outside a supervised process."""
+    try:
+        supervisor = int(os.environ.get(SUPERVISOR_PID_ENV, ""))
+    except ValueError:
+        return None
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(interval)
+        log.warning("the supervisor (pid %d) is gone: stopping this worker process", supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="machinery-supervisor-watch", daemon=True)
+    thread.start()
+    return thread
