@@ -160,8 +160,8 @@ def watch_supervisor(interval: float = _PARENT_CHECK) -> threading.Thread | None
     """In a worker process a supervisor started: a daemon thread that sends this process SIGTERM
     (a clean stop) once its parent is no longer that supervisor, which was killed without
     forwarding a signal. None outside a supervised process."""
-    try:
-        supervisor = int(os.environ.get(SUPERVISOR_PID_ENV, ""))
+    try:  # taken out of the environment: a process this one starts has another parent
+        supervisor = int(os.environ.pop(SUPERVISOR_PID_ENV, ""))
     except ValueError:
         return None
 
