@@ -50,8 +50,8 @@ class Resolved:
         self.properties = properties
         self.then = then
         """Declaring RPCs to run once RabbitMQ confirmed the publish (a Go delay queue declared
-        again, so that its expiry counts from after the message entered it); one list object is
-        run once per batch of confirms however many publishes share it."""
+        again, so that its expiry counts from after the message entered it); run once per batch of
+        confirms for each routing key, however many publishes to it the batch confirms."""
 
 
 class Waiter:
@@ -208,7 +208,7 @@ class Confirms:
                 tags.append(seq)
         else:
             tags = [tag] if tag in pending else []
-        then: dict[int, list[Step]] = {}
+        then: dict[str, list[Step]] = {}
         for seq in tags:
             waiter, index, out = pending.pop(seq)
             returned = self._returned.pop(seq, None) if self._returned else None
@@ -216,7 +216,7 @@ class Confirms:
                 waiter.settle(index, f"RabbitMQ refused a message for {out.routing_key!r} (nack)", False)
             else:
                 if out.then is not None and returned is None:
-                    then[id(out.then)] = out.then
+                    then.setdefault(out.routing_key, out.then)
                 waiter.settle(index, returned, False)
         if then and self._run_then is not None:
             for steps in then.values():

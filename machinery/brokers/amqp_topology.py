@@ -60,8 +60,6 @@ __all__ = [
 #: One RPC on the declaring channel: called with the channel and the callback for its reply.
 Step = Callable[[Channel, Callable[["Method[Any]"], None]], None]
 
-#: Go delay queues whose declaring steps are kept for reuse (forgotten all at once past this).
-_GO_STEPS_KEPT = 1024
 #: Number of delay queues at most: bucket ``k`` holds messages for ``2**k`` ms (up to ~24.9 days).
 DELAY_BUCKETS = 32
 #: Header with the due time of a delayed message, milliseconds since the Unix epoch.
@@ -130,8 +128,6 @@ class Topology:
         self._dead_args: dict[str, object] = {"x-queue-type": dead_type} if dead_type is not None else {}
         self._declared: set[str] = set()
         self._buckets: set[int] = set()
-        self._go_steps: dict[str, list[Step]] = {}
-        """Declaring steps of each Go delay queue (one list per queue, shared by its publishes)."""
         self.go_delays = go_delays and exchange_type != "fanout"
 
     def routing_key(self, queue: str) -> str:
@@ -247,16 +243,11 @@ class Topology:
         if ms < MIN_QUEUE_MS:
             time.sleep(ms / 1000.0)
             return Resolved(self.exchange, key, body, props)
-        name = go_delay_queue(self.exchange, key, ms)
-        steps = self._go_steps.get(name)
-        if steps is None:
-            if len(self._go_steps) >= _GO_STEPS_KEPT:
-                self._go_steps.clear()
-            steps = self._go_steps[name] = go_delay_steps(self.exchange, key, ms)
+        steps = go_delay_steps(self.exchange, key, ms)
         self._connection.declaring.call(steps)
         # Declared again once RabbitMQ confirmed the message: however long the publish took after
         # this declare, the queue then outlives the message's time-to-live.
-        return Resolved(self.exchange, name, body, props, then=steps)
+        return Resolved(self.exchange, go_delay_queue(self.exchange, key, ms), body, props, then=steps)
 
     def delayed_again(
         self, queue: str, body: bytes, *, priority: int, raw: Mapping[Any, object], due: int

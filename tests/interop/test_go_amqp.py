@@ -18,7 +18,8 @@ import pytest
 
 from machinery import App, Config, Signature, TaskFailed
 from machinery._speedups import decode
-from machinery.brokers.amqp_delays import go_delay_queue
+from machinery.brokers import amqp_topology
+from machinery.brokers.amqp_delays import go_delay_queue, go_delay_steps
 from machinery.routing import Router
 from tests.support.amqp import amqp_config
 from tests.support.gointerop import GoProgram
@@ -234,13 +235,19 @@ def test_a_delayed_message_that_reaches_its_delay_queue_late_is_not_lost_with_it
     broker: Any = app.broker
     declaring = broker.connection.declaring
     declare = declaring.call
+    delay_queue_steps: list[Any] = []
+
+    def steps_kept(exchange: str, routing_key: str, ms: int) -> Any:
+        delay_queue_steps.append(go_delay_steps(exchange, routing_key, ms))
+        return delay_queue_steps[-1]
 
     def slow_after_delay_queue(steps: Any) -> Any:
         replies = declare(steps)
-        if any(steps is kept for kept in broker.topology._go_steps.values()):
+        if any(steps is kept for kept in delay_queue_steps):
             time.sleep(0.3)
         return replies
 
+    monkeypatch.setattr(amqp_topology, "go_delay_steps", steps_kept)
     monkeypatch.setattr(declaring, "call", slow_after_delay_queue)
     sig = Signature("anything", [1]).countdown(0.2)
     app.send_task(sig)
