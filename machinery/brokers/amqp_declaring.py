@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pika.channel import Channel
 
-from machinery.brokers.amqp_topology import Step
+from machinery.brokers.amqp_delays import Step
 from machinery.errors import BrokerError
 
 if TYPE_CHECKING:

@@ -33,6 +33,7 @@ __all__ = ["MIN_QUEUE_MS", "delay_ms", "go_delay_queue", "go_delay_steps"]
 #: declared, so a declare-then-publish must fit in ``ms`` with room to spare.
 MIN_QUEUE_MS = 50
 
+#: One RPC on the declaring channel: called with the channel and the callback for its reply.
 Step = Callable[[Channel, Callable[["Method[Any]"], None]], None]
 
 

@@ -28,19 +28,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pika.channel import Channel
 from pika.spec import BasicProperties
 
 from machinery.brokers.amqp_confirms import Resolved
-from machinery.brokers.amqp_delays import MIN_QUEUE_MS, delay_ms, go_delay_queue, go_delay_steps
+from machinery.brokers.amqp_delays import MIN_QUEUE_MS, Step, delay_ms, go_delay_queue, go_delay_steps
 from machinery.brokers.amqp_publish_frames import CONTENT_TYPE, PERSISTENT
 from machinery.brokers.base import dead_letter_queue
 from machinery.config import EXCHANGE_TYPES
 from machinery.errors import BrokerError
 
 if TYPE_CHECKING:
-    from pika.frame import Method
-
     from machinery.brokers.amqp_connection import AMQPConnection
 
 __all__ = [
@@ -56,9 +53,6 @@ __all__ = [
     "delay_exchange",
     "delay_queue",
 ]
-
-#: One RPC on the declaring channel: called with the channel and the callback for its reply.
-Step = Callable[[Channel, Callable[["Method[Any]"], None]], None]
 
 #: Number of delay queues at most: bucket ``k`` holds messages for ``2**k`` ms (up to ~24.9 days).
 DELAY_BUCKETS = 32
