@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid as _uuid
+import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -13,15 +14,35 @@ from typing_extensions import Unpack
 from machinery.jsonvalues import EMPTY_DICT, FrozenDict, JSONInput, JSONValue, freeze, freeze_mapping
 from machinery.timelimits import limit_headers
 
-__all__ = ["MAX_PRIORITY", "Signature", "SignatureChanges", "SignatureOptions", "new_task_id"]
+__all__ = ["MAX_PRIORITY", "Signature", "SignatureChanges", "SignatureOptions", "new_task_id", "time_ordered_uuid"]
 
 #: Priorities run from 0 (the default, lowest) to this, as in AMQP's ``x-max-priority``.
 MAX_PRIORITY = 255
 
 
+#: The variant bits (``10``) and the 62 random bits of a version 7 UUID's last 64 bits.
+_VARIANT = 0x8000_0000_0000_0000
+_RAND_B = 0x3FFF_FFFF_FFFF_FFFF
+
+
+def time_ordered_uuid() -> str:
+    """A fresh version 7 UUID (RFC 9562) in its usual text form.
+
+    The first 48 bits are the Unix time in milliseconds and the next 12 the fraction of that
+    millisecond, so ids made later sort later; the last 62 bits are random. A store keyed by these
+    ids (SQLite's results table, say) adds each row at the end of its index instead of at a random
+    page, which makes a batch of results several times cheaper to commit than with random UUIDs.
+    """
+    ms, sub_ms = divmod(time.time_ns(), 1_000_000)
+    tail = int.from_bytes(os.urandom(8), "big") & _RAND_B | _VARIANT
+    h = f"{ms:012x}7{sub_ms * 4096 // 1_000_000:03x}{tail:016x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def new_task_id() -> str:
-    """A fresh task UUID in Go Machinery's form, ``task_<uuid4>``."""
-    return f"task_{_uuid.uuid4()}"
+    """A fresh task UUID in Go Machinery's form, ``task_<uuid>``; the UUID is a time-ordered
+    version 7 (:func:`time_ordered_uuid`), which any reader of a UUID accepts."""
+    return f"task_{time_ordered_uuid()}"
 
 
 def _check_str(value: object, where: str) -> str:

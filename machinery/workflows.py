@@ -13,7 +13,6 @@ Signatures built by name (``Signature("add", [1, 1])``) stay untyped: their chai
 
 from __future__ import annotations
 
-import uuid as _uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, cast, overload
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, cast, overload
 from typing_extensions import TypeVar, Unpack
 
 from machinery.jsonvalues import JSON
-from machinery.signature import Signature, SignatureOptions
+from machinery.signature import Signature, SignatureOptions, time_ordered_uuid
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -257,7 +256,7 @@ def group(*signatures: Signature | TypedSignature[Any, Any, Any], group_uuid: st
             types.append(None)
         else:
             raise TypeError(f"group() takes Signatures, got {type(item).__name__}")
-    gid = group_uuid or f"group_{_uuid.uuid4()}"
+    gid = group_uuid or f"group_{time_ordered_uuid()}"
     count = len(sigs)
     result_types = tuple(types) if any(t is not None for t in types) else ()
     return Group(gid, tuple(replace(s, group_uuid=gid, group_task_count=count) for s in sigs), result_types)

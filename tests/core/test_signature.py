@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from machinery import FrozenDict, Signature
-from machinery.signature import MAX_PRIORITY
+from machinery.signature import MAX_PRIORITY, new_task_id, time_ordered_uuid
 
 
 def test_args_are_frozen_into_tuples_and_frozen_dicts() -> None:
@@ -53,6 +55,32 @@ def test_each_signature_gets_a_task_uuid() -> None:
     a, b = Signature("add"), Signature("add")
     assert a.uuid.startswith("task_")
     assert a.uuid != b.uuid
+
+
+def test_task_ids_are_version_7_uuids_whose_prefix_is_the_time_in_milliseconds() -> None:
+    before = time.time_ns() // 1_000_000
+    text = new_task_id()
+    after = time.time_ns() // 1_000_000
+    assert text.startswith("task_")
+    parsed = uuid.UUID(text.removeprefix("task_"))
+    assert str(parsed) == text.removeprefix("task_")
+    assert parsed.version == 7
+    assert parsed.variant == uuid.RFC_4122
+    assert before <= parsed.int >> 80 <= after
+
+
+def test_ids_made_later_sort_later_and_never_repeat() -> None:
+    ids = [time_ordered_uuid() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    # Within one clock tick ids may come in any order; across ticks (1/4096 ms) they sort.
+    early, late = ids[:100], ids[-100:]
+    time.sleep(0.002)
+    assert max(early) < min(late) < time_ordered_uuid()
+
+
+def test_the_random_part_varies_within_one_millisecond() -> None:
+    tails = {time_ordered_uuid()[-12:] for _ in range(1000)}
+    assert len(tails) == 1000
 
 
 @pytest.mark.parametrize("name", ["", None, 3])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from machinery import Signature, chain, chord, group
@@ -53,6 +55,8 @@ def test_group_stamps_uuid_and_count_on_every_member() -> None:
     g = group(Signature("a"), Signature("b"), Signature("c"))
     assert {s.group_uuid for s in g} == {g.group_uuid}
     assert {s.group_task_count for s in g} == {3}
+    assert g.group_uuid.startswith("group_")
+    assert uuid.UUID(g.group_uuid.removeprefix("group_")).version == 7
 
 
 def test_chord_sets_the_callback_on_every_member() -> None:
