@@ -3,8 +3,9 @@ at the same durability and with a bare WAL claim-and-delete loop, all in one run
 
 No-op tasks, one worker process (default settings: 4 threads, prefetch 32), results off and on. Prints tasks/s
 for sending and for processing, p50/p99 latency from send to result, the CPU an idle worker uses,
-the SQLite ``synchronous`` level, the machine and its load. Completions are counted by a side
-channel (each task writes one byte to a pipe), not by queue depth.
+the SQLite ``synchronous`` level, the machine and its load. Completions are timed by a side
+channel (``side_channel``: a task writes the time of its completion to a FIFO at the first
+completion and at the N-th, so no run pays a write per task), not by queue depth.
 
 Run: ``.venv/bin/python -m benchmarks.throughput [--tasks N] [--quick] [--repeat R] [--broker sqlite|amqp]``
 (Huey is in the ``bench`` extra; without it, its rows are skipped).
@@ -23,13 +24,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import ROOT, child_env, describe, load, wait_until
+from benchmarks.machine import ROOT, child_env, describe, load
+from benchmarks.side_channel import EXPECT_ENV, FIFO_ENV, SideChannel
 from machinery import App, Config, Signature
 
 SYNCHRONOUS = "NORMAL"
@@ -47,47 +48,23 @@ def _using_extensions() -> bool:
     return USING_EXTENSIONS
 
 
-class SideChannel:
-    """A pipe the worker's tasks write one byte to per completion; counts them with timestamps."""
-
-    def __init__(self) -> None:
-        self.read_fd, self.write_fd = os.pipe()
-        self.count = 0
-        self.first = 0.0
-        self.last = 0.0
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.read_fd, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            now = time.perf_counter()
-            with self._cond:
-                if self.count == 0:
-                    self.first = now
-                self.count += len(chunk)
-                self.last = now
-                self._cond.notify_all()
-
-    def wait_for(self, n: int, timeout: float) -> bool:
-        return wait_until(self._cond, lambda: self.count >= n, timeout)
-
-    def close(self) -> None:
-        os.close(self.write_fd)
-        self._thread.join(timeout=5)
-        os.close(self.read_fd)
+def start_process(argv: list[str], extra_env: dict[str, str], channel: SideChannel | None = None,
+                  expect: int = 0) -> subprocess.Popen[bytes]:
+    """Start a worker process; with ``channel``, its tasks report their first and ``expect``-th completion."""
+    report = {FIFO_ENV: str(channel.path), EXPECT_ENV: str(expect)} if channel is not None else {}
+    return subprocess.Popen(argv, cwd=ROOT, env=child_env(**extra_env, **report))
 
 
-def start_process(argv: list[str], extra_env: dict[str, str], channel: SideChannel) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        argv, cwd=ROOT, env=child_env(**extra_env, BENCH_FD=str(channel.write_fd)), pass_fds=(channel.write_fd,)
-    )
+def new_channel(tmp: Path) -> SideChannel:
+    return SideChannel(Path(tempfile.mkdtemp(dir=tmp)))
+
+
+def rate(channel: SideChannel, n: int, what: str) -> float:
+    """Completions per second from the first to the ``n``-th, once the worker reported both."""
+    if not channel.wait_for(2, timeout=300):
+        raise RuntimeError(f"{what} did not process all {n} tasks in 300 s")
+    first, last = channel.times[:2]
+    return (n - 1) / (last - first)
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -118,10 +95,11 @@ def machinery_env(url: str, results: bool) -> dict[str, str]:
     return {"MACHINERY_BROKER_URL": url, "MACHINERY_RESULT_BACKEND": url if results else "none"}
 
 
-def machinery_worker(url: str, results: bool, channel: SideChannel) -> subprocess.Popen[bytes]:
+def machinery_worker(url: str, results: bool, channel: SideChannel | None = None,
+                     expect: int = 0) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "machinery", "--log-level", "WARNING", "worker", "-A",
             "benchmarks.throughput_apps:app"]
-    return start_process(argv, machinery_env(url, results), channel)
+    return start_process(argv, machinery_env(url, results), channel, expect)
 
 
 def bench_machinery(tmp: Path, n: int, *, results: bool) -> tuple[float, float, float]:
@@ -139,22 +117,18 @@ def bench_machinery(tmp: Path, n: int, *, results: bool) -> tuple[float, float, 
             app.send_tasks([sig.replace(uuid=None) for _ in range(min(100, n - i))])
         batch_rate = n / (time.perf_counter() - started)
         total = 2 * n
-        channel = SideChannel()
-        proc = machinery_worker(url, results, channel)
+        proc = machinery_worker(url, results, channel := new_channel(tmp), total)
         try:
-            if not channel.wait_for(total, timeout=300):
-                raise RuntimeError(f"machinery processed only {channel.count} of {total}")
+            processing = rate(channel, total, "machinery")
         finally:
             stop_process(proc)
-            channel.close()
-        return send_rate, batch_rate, (total - 1) / (channel.last - channel.first)
+        return send_rate, batch_rate, processing
 
 
 def machinery_latency(tmp: Path, samples: int) -> tuple[float, float]:
     """p50, p99 seconds from send to result, default settings (results in SQLite)."""
     url = f"sqlite:///{tmp / 'machinery-latency.sqlite3'}"
-    channel = SideChannel()
-    proc = machinery_worker(url, True, channel)
+    proc = machinery_worker(url, True)
     try:
         with App(Config(broker_url=url, result_backend=url)) as app:
             app.send_task(Signature("noop", [])).get(timeout=30)  # warm up
@@ -165,15 +139,13 @@ def machinery_latency(tmp: Path, samples: int) -> tuple[float, float]:
                 times.append(time.perf_counter() - started)
     finally:
         stop_process(proc)
-        channel.close()
     return percentiles(times)
 
 
 def machinery_idle_cpu(tmp: Path, seconds: float) -> float:
     """Percent of one core a worker uses while its queue stays empty."""
     url = f"sqlite:///{tmp / 'machinery-idle.sqlite3'}"
-    channel = SideChannel()
-    proc = machinery_worker(url, True, channel)
+    proc = machinery_worker(url, True)
     try:
         time.sleep(1.5)
         before = cpu_seconds(proc.pid)
@@ -181,7 +153,6 @@ def machinery_idle_cpu(tmp: Path, seconds: float) -> float:
         used = cpu_seconds(proc.pid) - before
     finally:
         stop_process(proc)
-        channel.close()
     return 100.0 * used / seconds
 
 
@@ -192,10 +163,11 @@ def huey_available() -> bool:
     return importlib.util.find_spec("huey") is not None
 
 
-def huey_consumer(db: str, results: bool, channel: SideChannel) -> subprocess.Popen[bytes]:
+def huey_consumer(db: str, results: bool, channel: SideChannel | None = None,
+                  expect: int = 0) -> subprocess.Popen[bytes]:
     env = {"BENCH_HUEY_DB": db, "BENCH_HUEY_RESULTS": "1" if results else "0", "BENCH_SYNC": SYNCHRONOUS}
     code = "from benchmarks.throughput_apps import run_huey_consumer; run_huey_consumer()"
-    return start_process([sys.executable, "-c", code], env, channel)
+    return start_process([sys.executable, "-c", code], env, channel, expect)
 
 
 def bench_huey(tmp: Path, n: int, *, results: bool) -> tuple[float, float]:
@@ -208,15 +180,12 @@ def bench_huey(tmp: Path, n: int, *, results: bool) -> tuple[float, float]:
     for _ in range(n):
         huey.noop()
     send_rate = n / (time.perf_counter() - started)
-    channel = SideChannel()
-    proc = huey_consumer(db, results, channel)
+    proc = huey_consumer(db, results, channel := new_channel(tmp), n)
     try:
-        if not channel.wait_for(n, timeout=300):
-            raise RuntimeError(f"Huey processed only {channel.count} of {n}")
+        processing = rate(channel, n, "Huey")
     finally:
         stop_process(proc)
-        channel.close()
-    return send_rate, (n - 1) / (channel.last - channel.first)
+    return send_rate, processing
 
 
 def huey_latency(tmp: Path, samples: int) -> tuple[float, float]:
@@ -224,8 +193,7 @@ def huey_latency(tmp: Path, samples: int) -> tuple[float, float]:
 
     db = str(tmp / "huey-latency.db")
     huey = huey_instance(db, results=True, synchronous=SYNCHRONOUS)
-    channel = SideChannel()
-    proc = huey_consumer(db, True, channel)
+    proc = huey_consumer(db, True)
     try:
         huey.noop().get(blocking=True, timeout=30)
         times = []
@@ -235,7 +203,6 @@ def huey_latency(tmp: Path, samples: int) -> tuple[float, float]:
             times.append(time.perf_counter() - started)
     finally:
         stop_process(proc)
-        channel.close()
     return percentiles(times)
 
 

@@ -1,5 +1,5 @@
 """The no-op tasks ``throughput.py`` runs in worker processes: machinery's and Huey's. Each run
-writes one byte to the pipe named by ``BENCH_FD`` (the side channel that counts completions)."""
+calls ``side_channel.done`` (the side channel that times the first and the N-th completion)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ import os
 import sqlite3
 from typing import Any
 
+from benchmarks.side_channel import done
 from machinery import App, load_config
-
-_FD = int(os.environ.get("BENCH_FD", "-1"))
-
-
-def _done() -> None:
-    if _FD >= 0:
-        os.write(_FD, b"x")
-
 
 app = App(load_config())
 
@@ -25,7 +18,7 @@ app = App(load_config())
 @app.task(name="noop")
 def noop() -> int:
     """Does nothing but report that it ran."""
-    _done()
+    done()
     return 1
 
 
@@ -46,7 +39,7 @@ def huey_instance(path: str, *, results: bool, synchronous: str = "NORMAL") -> A
 
     @huey.task(name="noop")  # type: ignore[untyped-decorator]
     def huey_noop() -> int:
-        _done()
+        done()
         return 1
 
     huey.noop = huey_noop
