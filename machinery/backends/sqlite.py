@@ -187,7 +187,7 @@ class SQLiteBackend:
     def get(self, task_uuid: str) -> TaskResult | None:
         """The latest unexpired state, or None."""
         params = (task_uuid, time.time())
-        row = self._pool.run(lambda conn: conn.execute(_SELECT, params).fetchone())
+        row = self._pool.run(lambda conn: conn.execute(_SELECT, params).fetchone(), read_only=True)
         if row is None:
             return None
         return _record(task_uuid, row)
@@ -201,7 +201,7 @@ class SQLiteBackend:
             query = f"{_SELECT_MANY} IN ({','.join('?' * len(chunk))})"
             params = (now, *chunk)
             rows: list[tuple[Any, ...]] = self._pool.run(
-                functools.partial(_fetch_all, query, params))
+                functools.partial(_fetch_all, query, params), read_only=True)
             for uuid, *fields in rows:
                 found[uuid] = _record(uuid, tuple(fields))
         return [found.get(uuid) for uuid in task_uuids]
@@ -262,7 +262,7 @@ class SQLiteBackend:
         """Whether the task's follow-ups were recorded as published (and not expired)."""
         params = (task_uuid, time.time())
         query = f"SELECT 1 FROM {FOLLOW_UPS} WHERE task_uuid = ? AND expires_at > ?"
-        return self._pool.run(lambda conn: conn.execute(query, params).fetchone()) is not None
+        return self._pool.run(lambda conn: conn.execute(query, params).fetchone(), read_only=True) is not None
 
     def group_start(self, group_uuid: str, task_uuids: Sequence[str]) -> None:
         """Record the group's members in order (replacing any earlier record of the group)."""

@@ -198,13 +198,14 @@ class SQLiteBroker(Broker):
         sql = (f"SELECT body FROM {TABLE} WHERE queue = ? AND held = 0 AND visible_at <= ? "
                "ORDER BY priority DESC, id LIMIT ?")
         now = time.time()
-        return [bytes(r[0]) for r in self._pool.run(lambda conn: conn.execute(sql, (queue, now, limit)).fetchall())]
+        rows = self._pool.run(lambda conn: conn.execute(sql, (queue, now, limit)).fetchall(), read_only=True)
+        return [bytes(r[0]) for r in rows]
 
     def delayed(self, limit: int) -> list[tuple[str, float, bytes]]:
         """Up to ``limit`` delayed messages of every queue, soonest first (nothing is claimed)."""
         self._check_open()
         sql = f"SELECT queue, visible_at, body FROM {TABLE} WHERE held = 1 ORDER BY visible_at LIMIT ?"
-        rows = self._pool.run(lambda conn: conn.execute(sql, (limit,)).fetchall())
+        rows = self._pool.run(lambda conn: conn.execute(sql, (limit,)).fetchall(), read_only=True)
         return [(str(q), float(due), bytes(body)) for q, due, body in rows]
 
     def claim_only(self, task_names: Iterable[str], *, unclaimed_after: float) -> None:
@@ -280,7 +281,7 @@ class SQLiteBroker(Broker):
             f"SELECT MIN(v) FROM (SELECT MIN(visible_at) AS v FROM {TABLE} WHERE held = 1 UNION ALL "
             f"SELECT MIN(visible_at) FROM {TABLE} WHERE queue IN ({marks}) AND held = 0)"
         )
-        row = self._pool.run(lambda conn: conn.execute(sql, queues).fetchone())
+        row = self._pool.run(lambda conn: conn.execute(sql, queues).fetchone(), read_only=True)
         return None if row is None or row[0] is None else float(row[0])
 
     def _get_listener(self) -> Listener:
@@ -444,7 +445,7 @@ class SQLiteBroker(Broker):
             f"FROM {TABLE} WHERE queue IN (?1, ?2)"
         )
         params = (queue, dead_letter_queue(queue), time.time())
-        row = self._pool.run(lambda conn: conn.execute(sql, params).fetchone())
+        row = self._pool.run(lambda conn: conn.execute(sql, params).fetchone(), read_only=True)
         ready, delayed, in_flight, dead = (int(x) for x in row)
         return QueueDepth(queue=queue, ready=ready, delayed=delayed, in_flight=in_flight, dead=dead)
 

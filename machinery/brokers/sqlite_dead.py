@@ -32,7 +32,7 @@ def list_dead(pool: ConnectionPool, table: str, queue: str, limit: int | None) -
     sql = (f"SELECT id, body, headers, priority, delivery_count FROM {table} WHERE queue = ? AND {_LIVE} "
            "ORDER BY id LIMIT ?")
     params = (dead_letter_queue(queue), -1 if limit is None else limit)
-    rows = pool.run(lambda conn: conn.execute(sql, params).fetchall())
+    rows = pool.run(lambda conn: conn.execute(sql, params).fetchall(), read_only=True)
     out = []
     for row_id, body, headers, priority, count in rows:
         h = _headers(headers)

@@ -50,7 +50,7 @@ class _Subscription:
             return [(int(row[0]), bytes(row[1])) for row in rows]
 
         while True:
-            rows = self._pool.run(newer)
+            rows = self._pool.run(newer, read_only=True)
             if rows:
                 self._after = rows[-1][0]
                 return [body for _, body in rows]
@@ -103,7 +103,7 @@ class SQLiteEvents:
             row = conn.execute("SELECT max(id) FROM machinery_events").fetchone()
             return int(row[0]) if row is not None and row[0] is not None else 0
 
-        return _Subscription(self._pool, self._pool.run(start))
+        return _Subscription(self._pool, self._pool.run(start, read_only=True))
 
     def close(self) -> None:
         self._pool.close()
