@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from machinery.errors import BrokerError
-from machinery.sqlite import pool as pool_module
 from machinery.sqlite.pool import ConnectionPool, SQLiteOptions, writers_lock
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, value INTEGER NOT NULL UNIQUE)",)
@@ -72,7 +72,7 @@ def test_a_writer_waits_its_turn_instead_of_meeting_sqlites_busy_handler(
     second = ConnectionPool(SQLiteOptions(str(tmp_path / "sub" / ".." / "t.sqlite3"), busy_timeout=0),
                             schema=SCHEMA, error=BrokerError, what="test")
     retries: list[float] = []
-    monkeypatch.setattr(pool_module.time, "sleep", retries.append)
+    monkeypatch.setattr(time, "sleep", retries.append)  # the pool's back-off between locked tries
     holder, _, release = _holding_a_write(first)
     tries: list[int] = []
 
