@@ -88,7 +88,8 @@ class SQLiteOptions:
     """SQLite's ``PRAGMA synchronous`` in WAL mode. NORMAL: a commit survives a crash of the
     process, the last commits may be lost on power failure or OS crash; FULL: survives those too."""
     busy_timeout: float = 5.0
-    """Seconds a statement waits for another connection's write lock before it is retried."""
+    """Seconds a write waits for another writer (in this process: on the writers' lock; in another:
+    in SQLite's busy handler) before it is retried."""
 
 
 def file_options(path: str | SQLiteOptions, what: str, error: type[MachineryError]) -> SQLiteOptions:
@@ -167,7 +168,10 @@ class ConnectionPool:
         what: str,
     ) -> None:
         self.options = options
-        self._file = os.path.realpath(options.path)
+        self._path = os.path.abspath(options.path)
+        """The file, fixed when the pool is made (a relative path does not follow a later chdir)."""
+        self._file = os.path.realpath(self._path)
+        """Its real path: the key of its writers' lock."""
         self._schema = tuple(schema)
         self._error = error
         self._what = what
@@ -183,7 +187,7 @@ class ConnectionPool:
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.options.path,
+            self._path,
             timeout=self.options.busy_timeout,
             isolation_level=None,
             check_same_thread=False,
@@ -195,11 +199,7 @@ class ConnectionPool:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
                 if mode is None or str(mode[0]).lower() != "wal":
                     raise self._error(f"{self._what}: {self.options.path} cannot use WAL mode (got {mode!r})")
-                with writers_lock(self._file):
-                    conn.execute("BEGIN IMMEDIATE")
-                    for statement in self._schema:
-                        conn.execute(statement)
-                    conn.execute("COMMIT")
+                self._write(self._create_schema, conn)
                 self._ready = True
             conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")
         except BaseException:
@@ -208,6 +208,12 @@ class ConnectionPool:
             conn.close()
             raise
         return conn
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in self._schema:
+            conn.execute(statement)
+        conn.execute("COMMIT")
 
     def _acquire(self) -> sqlite3.Connection:
         if self._pid != os.getpid():
@@ -268,11 +274,7 @@ class ConnectionPool:
                     continue
                 raise self._error(f"{self._what}: cannot open {_why_unopenable(self.options.path, exc)}") from exc
             try:
-                if read_only:
-                    result = operation(conn)
-                else:
-                    with writers_lock(self._file):
-                        result = operation(conn)
+                result = operation(conn) if read_only else self._write(operation, conn)
             except sqlite3.Error as exc:
                 self._after_error(conn, exc)
                 if _is_locked(exc) and attempt < _LOCKED_RETRIES:
@@ -294,6 +296,17 @@ class ConnectionPool:
                 raise
             self._release(conn)
             return result
+
+    def _write(self, operation: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+        """``operation`` on ``conn`` holding the writers' lock, waited for up to ``busy_timeout``
+        seconds (then refused as locked, as SQLite refuses a write it waited for that long)."""
+        lock = writers_lock(self._file)
+        if not lock.acquire(timeout=self.options.busy_timeout):
+            raise sqlite3.OperationalError("database is locked (by another writer in this process)")
+        try:
+            return operation(conn)
+        finally:
+            lock.release()
 
     def transaction(self, parts: Sequence[TransactionPart]) -> None:
         """Run every part's ``work`` in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` (all or nothing),

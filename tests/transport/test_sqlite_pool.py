@@ -60,19 +60,15 @@ def _holding_a_write(pool: ConnectionPool) -> tuple[threading.Thread, threading.
     return thread, holding, release
 
 
-def test_a_writer_waits_its_turn_instead_of_meeting_sqlites_busy_handler(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With busy_timeout=0 SQLite refuses a second writer at once, and the pool would sleep and
-    retry: a second pool on the same file (named another way) waits on the process's writers' lock
-    instead, and writes on its first try once the first writer committed."""
-    path = tmp_path / "t.sqlite3"
-    first = ConnectionPool(SQLiteOptions(str(path), busy_timeout=0), schema=SCHEMA, error=BrokerError, what="test")
+def test_a_writer_waits_its_turn_instead_of_meeting_sqlites_busy_handler(tmp_path: Path) -> None:
+    """A second pool on the same file (named another way) does not start its write while the first
+    pool's writer holds the file (where it would wait in SQLite's busy handler, which sleeps): it
+    waits on the process's writers' lock and writes once the first writer committed."""
+    first = ConnectionPool(SQLiteOptions(str(tmp_path / "t.sqlite3")), schema=SCHEMA, error=BrokerError, what="test")
     (tmp_path / "sub").mkdir()
-    second = ConnectionPool(SQLiteOptions(str(tmp_path / "sub" / ".." / "t.sqlite3"), busy_timeout=0),
+    second = ConnectionPool(SQLiteOptions(str(tmp_path / "sub" / ".." / "t.sqlite3")),
                             schema=SCHEMA, error=BrokerError, what="test")
-    retries: list[float] = []
-    monkeypatch.setattr(time, "sleep", retries.append)  # the pool's back-off between locked tries
+    second.run(lambda conn: None, read_only=True)
     holder, _, release = _holding_a_write(first)
     tries: list[int] = []
 
@@ -83,15 +79,49 @@ def test_a_writer_waits_its_turn_instead_of_meeting_sqlites_busy_handler(
     writer = threading.Thread(target=second.run, args=(insert,))
     writer.start()
     writer.join(0.2)
-    assert writer.is_alive() and not tries, "the second writer did not wait for the first"
+    assert writer.is_alive() and not tries, "the second writer started while the first held the file"
     release.set()
     holder.join(10)
     writer.join(10)
     assert not writer.is_alive()
-    assert tries == [1] and retries == []
+    assert tries == [1]
     assert second.run(lambda conn: conn.execute("SELECT COUNT(*) FROM t").fetchone()[0], read_only=True) == 2
     first.close()
     second.close()
+
+
+def test_a_writer_kept_waiting_past_busy_timeout_is_refused_as_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "t.sqlite3")
+    first = ConnectionPool(SQLiteOptions(path), schema=SCHEMA, error=BrokerError, what="test")
+    second = ConnectionPool(SQLiteOptions(path, busy_timeout=0.05), schema=SCHEMA, error=BrokerError, what="test")
+    second.run(lambda conn: None, read_only=True)
+    holder, _, release = _holding_a_write(first)
+    monkeypatch.setattr(time, "sleep", lambda _s: None)  # the pool's back-off between locked tries
+    try:
+        with pytest.raises(BrokerError, match="stayed locked"):
+            second.run(lambda conn: conn.execute("INSERT INTO t (value) VALUES (2)"))
+    finally:
+        release.set()
+        holder.join(10)
+    second.run(lambda conn: conn.execute("INSERT INTO t (value) VALUES (2)"))
+    first.close()
+    second.close()
+
+
+def test_a_relative_path_names_the_file_of_the_directory_the_pool_was_made_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    pool = ConnectionPool(SQLiteOptions("t.sqlite3"), schema=SCHEMA, error=BrokerError, what="test")
+    monkeypatch.chdir(tmp_path / "b")
+    pool.run(lambda conn: conn.execute("INSERT INTO t (value) VALUES (1)"))
+    assert (tmp_path / "a" / "t.sqlite3").exists()
+    assert not (tmp_path / "b" / "t.sqlite3").exists()
+    pool.close()
 
 
 def test_a_read_does_not_wait_for_a_writer(pool: ConnectionPool) -> None:
