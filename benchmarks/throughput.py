@@ -303,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _amqp([a for a in args_list if not a.startswith("--broker") and a != "amqp"])
     if rest:
         parser.error(f"unknown arguments: {' '.join(rest)}")
+    if args.tasks < 2 or args.latency_samples < 1:
+        parser.error("--tasks must be at least 2 (a rate runs from the first completion to the last) "
+                     "and --latency-samples at least 1")
     n = 1000 if args.quick else args.tasks
     samples = 100 if args.quick else args.latency_samples
 

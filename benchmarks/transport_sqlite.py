@@ -3,7 +3,9 @@
 Measures, in one run so they compare as ratios: a bare WAL claim-and-delete loop (the issue's
 baseline) and the broker's fetch+ack loop, both while another process inserts; publish rate;
 publish -> fetch and set -> wait wake-up latency across processes; CPU of a consumer idle in
-``fetch`` for 10 s. Run: ``.venv/bin/python -m benchmarks.transport_sqlite [--quick]``.
+``fetch`` for 10 s; the result store's batched writes (``set_many`` of 32) keyed by random UUIDs
+and by machinery's time-ordered task ids, in alternating rounds.
+Run: ``.venv/bin/python -m benchmarks.transport_sqlite [--quick]``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -24,6 +28,7 @@ from benchmarks.machine import describe, load
 from machinery.backends.sqlite import SQLiteBackend
 from machinery.brokers.base import OutgoingMessage
 from machinery.brokers.sqlite import SQLiteBroker
+from machinery.signature import new_task_id
 from machinery.states import TaskResult, TaskState
 
 ctx = multiprocessing.get_context("spawn")
@@ -192,6 +197,25 @@ def result_latency(tmp: Path, count: int) -> list[float]:
     return samples
 
 
+def _random_task_id() -> str:
+    return f"task_{uuid.uuid4()}"
+
+
+def result_batches(tmp: Path, n: int, new_id: Callable[[], str], name: str) -> tuple[float, float]:
+    """(CPU µs, wall µs) per result of ``n`` results written with ``set_many`` in batches of 32
+    (as a worker's settler writes them) into a fresh result store, ids made by ``new_id``."""
+    backend = SQLiteBackend(str(tmp / f"ids-{name}.sqlite3"))
+    batches = [[TaskResult(new_id(), TaskState.SUCCESS, "noop", result=1) for _ in range(32)]
+               for _ in range(n // 32)]
+    cpu, wall = time.process_time(), time.perf_counter()
+    for batch in batches:
+        backend.set_many(batch)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    backend.close()
+    count = 32 * len(batches)
+    return cpu / count * 1e6, wall / count * 1e6
+
+
 def idle_cpu(tmp: Path, seconds: float) -> tuple[float, float]:
     out: Queue[list[float]] = ctx.Queue()
     process = ctx.Process(target=idle_consumer, args=(str(tmp / "idle.sqlite3"), seconds, out))
@@ -228,6 +252,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"publish one per call ({synchronous}): {publish_rate(tmp, n, synchronous):,.0f} msgs/s")
         print(f"publish -> blocked fetch in another process: {percentiles(wake_latency(tmp, 300))}")
         print(f"set(final) -> blocked wait in another process: {percentiles(result_latency(tmp, 300))}")
+        ids: dict[str, list[tuple[float, float]]] = {"random UUIDs": [], "machinery's task ids": []}
+        for _ in range(3):  # alternating rounds
+            ids["random UUIDs"].append(result_batches(tmp, 2 * n, _random_task_id, f"random-{_}"))
+            ids["machinery's task ids"].append(result_batches(tmp, 2 * n, new_task_id, f"ordered-{_}"))
+        for kind, runs in ids.items():
+            cpu_us = statistics.median(c for c, _ in runs)
+            wall_us = statistics.median(w for _, w in runs)
+            print(f"result store, set_many of 32 x {2 * n // 32:,} keyed by {kind}: "
+                  f"{cpu_us:.1f} µs CPU, {wall_us:.1f} µs per result (median of 3)")
+        by_random = statistics.median(w for _, w in ids["random UUIDs"])
+        by_ordered = statistics.median(w for _, w in ids["machinery's task ids"])
+        print(f"  time per result, random / time-ordered ids: {by_random / by_ordered:.2f}")
         seconds = 2.0 if args.quick else 10.0
         cpu, elapsed = idle_cpu(tmp, seconds)
         share = 100 * cpu / elapsed
