@@ -75,6 +75,18 @@ def check_task_id(text: str) -> str:
     return text
 
 
+def id_spellings(text: str) -> list[str]:
+    """``text``, then the forms of a well-formed task id that a pasted copy may have lost: the
+    ``task_`` prefix, lower case (a UUID's text form)."""
+    forms = [text]
+    if _TASK_ID.fullmatch(text):
+        uuid = text[len("task_"):] if text[:5].lower() == "task_" else text
+        for form in (f"task_{uuid.lower()}", uuid.lower()):
+            if form not in forms:
+                forms.append(form)
+    return forms
+
+
 def show_value(value: object) -> str:
     """``value`` as JSON for printing."""
     return json.dumps(thaw(value), ensure_ascii=False)
@@ -280,8 +292,13 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_result(args: argparse.Namespace) -> int:
     with App(_config(args)) as app:
         handle = app.result(args.uuid)
-        if not _TASK_ID.fullmatch(args.uuid) and handle.info().state.value == "PENDING":
-            check_task_id(args.uuid)  # nothing stored under a malformed id: most likely a typo
+        if handle.info().state.value == "PENDING":  # nothing stored under it
+            check_task_id(args.uuid)  # a malformed id: most likely a typo
+            for form in id_spellings(args.uuid)[1:]:
+                other = app.result(form)
+                if other.info().state.value != "PENDING":
+                    handle = other
+                    break
         if args.wait:
             try:
                 handle.get(timeout=args.timeout)

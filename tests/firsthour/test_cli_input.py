@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import machinery
+from machinery import App, TaskResult, TaskState, new_task_id
 from tests.firsthour.support import run_machinery, sqlite_config
 
 
@@ -53,6 +56,19 @@ def test_result_of_a_malformed_task_id_is_an_error(tmp_path: Path) -> None:
 def test_result_of_a_well_formed_unknown_id_is_pending(tmp_path: Path) -> None:
     done = run_machinery(sqlite_config(tmp_path), "result", "task_0b6a8f3e-5a43-4e43-9d8c-2b1f1c6f9d10")
     assert (done.returncode, done.stdout.strip()) == (0, "PENDING")
+
+
+@pytest.mark.parametrize("spelling", ["bare", "upper case", "bare and upper case"])
+def test_result_finds_a_task_id_pasted_without_its_prefix_or_in_upper_case(tmp_path: Path, spelling: str) -> None:
+    config = sqlite_config(tmp_path)
+    task_id = new_task_id()
+    with App(config) as app:
+        assert app.backend is not None
+        app.backend.set(TaskResult(task_id, TaskState.SUCCESS, "add", result=3))
+    pasted = {"bare": task_id.removeprefix("task_"), "upper case": "task_" + task_id[5:].upper(),
+              "bare and upper case": task_id[5:].upper()}[spelling]
+    done = run_machinery(config, "result", pasted)
+    assert (done.returncode, done.stdout.strip()) == (0, "SUCCESS 3"), done.stderr
 
 
 def test_an_app_attribute_that_does_not_exist_says_so(tmp_path: Path) -> None:
