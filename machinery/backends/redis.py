@@ -174,7 +174,7 @@ class RedisBatches:
         Redis restarted or flushed its scripts) through the client, which loads it."""
         script = self._set_many
         try:
-            done, _ = self._writer.try_call(pack_command(["EVALSHA", script.sha, len(keys), *keys, *args]))
+            done = self._writer.try_call(pack_command(["EVALSHA", script.sha, len(keys), *keys, *args]))
         except NoScriptError:
             done = False
         if not done:

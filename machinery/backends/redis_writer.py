@@ -43,13 +43,13 @@ class HeldWriter:
         self._connection: Connection | None = None
         self._pid = os.getpid()
 
-    def try_call(self, packed: bytes) -> tuple[bool, object]:
-        """``(True, reply)`` for the command ``packed`` sent on the held connection; ``(False,
-        None)`` when another thread is using it (the caller sends the command another way). A Redis
+    def try_call(self, packed: bytes) -> bool:
+        """Send the command ``packed`` on the held connection and read its reply: True once done;
+        False when another thread is using it (the caller sends the command another way). A Redis
         error reply is raised as redis-py raises it; a connection lost before the reply is tried
         once more on a new connection (the batch writes are idempotent)."""
         if not self._lock.acquire(blocking=False):
-            return False, None
+            return False
         try:
             if self._pid != os.getpid():  # a forked child: the socket is the parent's, left alone
                 self._connection, self._pid = None, os.getpid()
@@ -58,11 +58,12 @@ class HeldWriter:
                 connection = self._connection = self._pool.get_connection()
             try:
                 connection.send_packed_command([packed])  # type: ignore[no-untyped-call]
-                return True, connection.read_response()
+                connection.read_response()
             except (redis.ConnectionError, redis.TimeoutError):
                 connection.disconnect()  # type: ignore[no-untyped-call]
                 connection.send_packed_command([packed])  # type: ignore[no-untyped-call]  # connects again
-                return True, connection.read_response()
+                connection.read_response()
+            return True
         finally:
             self._lock.release()
 
