@@ -17,7 +17,7 @@ from typing import Any
 
 from benchmarks.amqp_common import AMQP_URL, REDIS_URL, Row, delete_declared, stop_process
 from benchmarks.machine import ROOT, child_env
-from benchmarks.side_channel import EXPECT_ENV, FIFO_ENV, SideChannel, done
+from benchmarks.side_channel import SideChannel, done
 
 __all__ = ["celery_row", "dramatiq_row"]
 
@@ -73,7 +73,7 @@ if os.environ.get("BENCH_DRAMATIQ_QUEUE"):  # imported by the dramatiq command i
 def _time_peer_worker(row: Row, command: list[str], env: dict[str, str], n: int, channel: SideChannel) -> None:
     """Run a peer's worker process until the side channel reports its ``n``-th completion (or 600 s
     passed), record its processing rate in ``row``, and stop it."""
-    env = {**env, EXPECT_ENV: str(n)}
+    env = {**env, **channel.env(n)}
     worker = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         if channel.wait_for(2, 600):
@@ -108,7 +108,7 @@ def celery_row(n: int, channel: SideChannel, *, stored: bool = False) -> Row | N
             [sys.executable, "-m", "celery", "-A", "benchmarks.amqp_peers:celery_app", "worker", "-P",
              "threads", "-c", "4", "-Q", queue, "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
              "--without-heartbeat"],
-            child_env(BENCH_QUEUE=queue, **{FIFO_ENV: str(channel.path)},
+            child_env(BENCH_QUEUE=queue,
                       **({"BENCH_RESULTS": "1"} if stored else {})),
             n, channel,
         )
@@ -143,7 +143,7 @@ def dramatiq_row(n: int, channel: SideChannel, *, stored: bool = False) -> Row |
         _time_peer_worker(
             row,
             [sys.executable, "-m", "dramatiq", "benchmarks.amqp_peers", "--processes", "1", "--threads", "8"],
-            child_env(BENCH_DRAMATIQ_QUEUE=queue, **{FIFO_ENV: str(channel.path)},
+            child_env(BENCH_DRAMATIQ_QUEUE=queue,
                       **({"BENCH_RESULTS": "1"} if stored else {})),
             n, channel,
         )

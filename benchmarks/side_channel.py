@@ -80,6 +80,11 @@ class SideChannel:
                 self.times.extend(stamps)
                 self._cond.notify_all()
 
+    def env(self, expect: int) -> dict[str, str]:
+        """The environment that makes a worker process's tasks report here: their first completion
+        and their ``expect``-th and later ones (see ``done``)."""
+        return {FIFO_ENV: str(self.path), EXPECT_ENV: str(expect)}
+
     def wait_for(self, n: int, timeout: float) -> bool:
         return wait_until(self._cond, lambda: len(self.times) >= n, timeout)
 

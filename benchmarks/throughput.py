@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.machine import ROOT, child_env, describe, load
-from benchmarks.side_channel import EXPECT_ENV, FIFO_ENV, SideChannel
+from benchmarks.side_channel import SideChannel
 from machinery import App, Config, Signature
 
 SYNCHRONOUS = "NORMAL"
@@ -51,7 +51,7 @@ def _using_extensions() -> bool:
 def start_process(argv: list[str], extra_env: dict[str, str], channel: SideChannel | None = None,
                   expect: int = 0) -> subprocess.Popen[bytes]:
     """Start a worker process; with ``channel``, its tasks report their first and ``expect``-th completion."""
-    report = {FIFO_ENV: str(channel.path), EXPECT_ENV: str(expect)} if channel is not None else {}
+    report = channel.env(expect) if channel is not None else {}
     return subprocess.Popen(argv, cwd=ROOT, env=child_env(**extra_env, **report))
 
 

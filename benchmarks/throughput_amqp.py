@@ -54,7 +54,7 @@ from benchmarks.amqp_common import (
 from benchmarks.amqp_peers import celery_row, dramatiq_row
 from benchmarks.amqp_raw import raw_chains, raw_follow_up_round, raw_round
 from benchmarks.machine import ROOT, child_env, describe, load
-from benchmarks.side_channel import EXPECT_ENV, FIFO_ENV, SideChannel, done
+from benchmarks.side_channel import SideChannel, done
 
 #: 10-step chains timed per system (the median is reported), spread over the rounds.
 CHAINS = 100
@@ -114,7 +114,7 @@ def _machinery_setup(backend: str, prefetch: int, channel: SideChannel, expect: 
                     binding_key=queue, prefetch_count=prefetch)
     env = child_env(MACHINERY_BROKER_URL=AMQP_URL, MACHINERY_RESULT_BACKEND=backend, MACHINERY_EXCHANGE=exchange,
                     MACHINERY_DEFAULT_QUEUE=queue, MACHINERY_BINDING_KEY=queue, MACHINERY_PREFETCH_COUNT=str(prefetch),
-                    **{FIFO_ENV: str(channel.path), EXPECT_ENV: str(expect)})
+                    **channel.env(expect))
     return token, config, env
 
 
