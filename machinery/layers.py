@@ -20,8 +20,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "hot path": ("_speedups/", "gowire"),
     "transport": ("schemes", "sqlite/", "tls", "brokers/", "backends/"),
     "runtime": ("hooks", "app", "task_function", "routing", "unregistered", "worker", "foreground", "execution",
-                "outcomes", "settling", "watchdog", "progress", "result", "cli", "supervisor", "demo", "demo_tasks",
-                "demo_run", "__main__", "heartbeat", "locations", "version", "metrics", "events/", "dashboard/",
-                "cli_args", "cli_observe", "tracing", "dead_letters", "cli_dead", "revoke", "cli_control",
+                "outcomes", "settling", "watchdog", "progress", "leases", "result", "cli", "supervisor", "demo",
+                "demo_tasks", "demo_run", "__main__", "heartbeat", "locations", "version", "metrics", "events/",
+                "dashboard/", "cli_args", "cli_observe", "tracing", "dead_letters", "cli_dead", "revoke", "cli_control",
                 "rate_limits", "periodic", "beat"),
 }

@@ -4,7 +4,7 @@ There is no fetching thread to hand messages over: a task thread that finds no f
 waiting fetches itself (one at a time; as many as there are free slots, plus a small prefetch) and
 leaves the rest for the others. What follows a run (result stored, follow-ups published, then the
 ack) is done in batches by the settler (``settling.py``), which also pauses the worker while the
-result store is unreachable; one thread renews the leases of everything held.
+result store is unreachable; one thread renews the leases of everything held (``leases.py``).
 ``launch()`` blocks and stops cleanly on SIGINT/SIGTERM (``foreground.py``); ``start()``/``stop()`` embed it.
 """
 
@@ -24,6 +24,7 @@ from machinery.execution import Executor
 from machinery.foreground import run_in_foreground
 from machinery.heartbeat import Heartbeat
 from machinery.hooks import Hooks, WorkerInfo, worker_name
+from machinery.leases import LeaseRenewer
 from machinery.locations import describe_url
 from machinery.progress import ProgressTracker
 from machinery.registry import Registry
@@ -116,7 +117,6 @@ class Worker:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._started = threading.Event()
-        self._runners_done = threading.Event()
         self._opened = threading.Event()
         """Set once the broker and result store are open: from then on, a stop runs the normal shutdown."""
         self._startup_error: BaseException | None = None
@@ -243,7 +243,7 @@ class Worker:
             return
         info = WorkerInfo(worker_name(), tuple(self.queues), self.concurrency, broker, backend)
         settler.start()
-        leases = threading.Thread(target=self._renew_leases, name="machinery-leases", daemon=True)
+        leases = LeaseRenewer(broker, config.visibility_timeout, self._held_now)
         leases.start()
         log.info(
             "worker consuming %s with %d threads (broker %s, results %s); tasks: %s",
@@ -264,8 +264,7 @@ class Worker:
             watchdog.stop()
             settler.finish()
             self._give_back_unstarted()
-            self._runners_done.set()
-            leases.join()
+            leases.stop()
             if progress is not None:
                 progress.stop()
             if heartbeat is not None:
@@ -494,14 +493,7 @@ class Worker:
             with self._work:
                 self._held.pop(d.tag, None)
 
-    def _renew_leases(self) -> None:
-        broker = self.app.broker
-        interval = max(self.app.config.visibility_timeout / 3.0, 0.05)
-        while not self._runners_done.wait(interval):
-            with self._work:
-                held = list(self._held.values())
-            if held:
-                try:
-                    broker.extend(held)
-                except Exception:
-                    log.exception("renewing %d leases failed", len(held))
+    def _held_now(self) -> list[Delivery]:
+        """(Lease thread) Every delivery held now."""
+        with self._work:
+            return list(self._held.values())
